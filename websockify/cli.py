@@ -1,0 +1,100 @@
+"""The command line: click parses, config validates, app runs. Nothing else here.
+
+Compatible with upstream websockify:
+
+    websockify [options] [source_addr:]source_port target_addr:target_port
+    websockify [options] --unix-target=FILE [source_addr:]source_port
+    websockify [options] --token-plugin=CLASS [source_addr:]source_port
+    websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE
+
+Options may follow the positional arguments, as upstream's optparse allows.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+import click
+
+from . import __version__
+from .config import DEFAULT_MAX_MESSAGE_BYTES, WRAP_MODES, build_config
+from .errors import ConfigError
+
+USAGE_EPILOG = """\b
+Examples:
+  websockify 6080 localhost:5900
+  websockify --web /usr/share/novnc [::]:6080 vnchost:5901
+  websockify --unix-target /run/app.sock 6080
+  websockify 5901 -- vncserver :1
+"""
+
+
+class _Command(click.Command):
+    """Splits off `-- COMMAND ARGS...` before click sees it: the command's own
+    options must not be parsed as ours."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            split = args.index("--")
+            ctx.meta["wrap_command"] = tuple(args[split + 1:])
+            if not ctx.meta["wrap_command"]:
+                raise click.UsageError("'--' must be followed by the command to wrap")
+            args = args[:split]
+        return super().parse_args(ctx, args)
+
+
+@click.command(
+    cls=_Command,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=USAGE_EPILOG,
+)
+@click.argument("arguments", nargs=-1, metavar="[SOURCE_ADDR:]SOURCE_PORT [TARGET_ADDR:TARGET_PORT]")
+@click.option("-v", "--verbose", is_flag=True, help="Log every connection step (DEBUG).")
+@click.option("-6", "--prefer-ipv6", is_flag=True,
+              help="Listen on IPv6 ([::], which also takes IPv4) when no source address is given.")
+@click.option("--unix-target", metavar="FILE", help="Connect to the Unix socket FILE instead of TCP.")
+@click.option("--web", metavar="DIR",
+              type=click.Path(exists=True, file_okay=False, readable=True, resolve_path=True),
+              help="Serve the static files in DIR over plain HTTP on the same port.")
+@click.option("--wrap-mode", type=click.Choice(WRAP_MODES), default="exit", show_default=True,
+              help="What to do when the wrapped command exits.")
+@click.option("--token-plugin", metavar="CLASS", help="Choose the target per client by token.")
+@click.option("--token-source", metavar="ARG", help="Argument passed to the token plugin.")
+@click.option("--max-message-size", "max_message_bytes", type=click.IntRange(min=125),
+              default=DEFAULT_MAX_MESSAGE_BYTES, show_default=True, metavar="BYTES",
+              help="Largest WebSocket message accepted from a client (larger: close 1009).")
+@click.version_option(__version__, "--version")
+@click.pass_context
+def command(ctx: click.Context, arguments: tuple[str, ...], web: Optional[str], **options: object) -> int:
+    """Bridge WebSocket clients to a TCP or Unix-socket service, or wrap a program
+    so that its listening port is served through the bridge."""
+    from .app import run  # imported late: --help must not pay for asyncio
+
+    wrap_command = ctx.meta.get("wrap_command", ())
+    listen = arguments[0] if arguments else None
+    target = None
+    extra = arguments[1:]
+    if not wrap_command and extra and options.get("unix_target") is None \
+            and options.get("token_plugin") is None:
+        target, extra = extra[0], extra[1:]
+    config = build_config(listen=listen, target=target, extra_args=tuple(extra),
+                          wrap_command=wrap_command, web_dir=web, **options)  # type: ignore[arg-type]
+    return run(config)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Console entry point: one line on bad usage, exit code 2, never a traceback."""
+    try:
+        code = command.main(args=list(argv) if argv is not None else None,
+                            prog_name="websockify", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        print(f"websockify: error: {exc.format_message()}", file=sys.stderr)
+        code = 2
+    except ConfigError as exc:
+        print(f"websockify: error: {exc}", file=sys.stderr)
+        code = 2
+    except click.exceptions.Abort:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

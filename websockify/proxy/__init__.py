@@ -1,0 +1,1 @@
+"""Target side: connecting to targets and relaying bytes to and from them."""

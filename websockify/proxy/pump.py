@@ -1,0 +1,270 @@
+"""The relay between one WebSocket client and one target, with flow control on both legs.
+
+Flow control: each leg's transport has a write-buffer high-water mark
+(`write_buffer_bytes`). When the client's write buffer is above it, reading from
+the target pauses; when the target's write buffer is above it, reading from the
+client pauses. Reading resumes below the low-water mark (a quarter of it).
+
+Memory bound per connection, whatever the peers do: each write buffer holds at
+most the high-water mark plus one read from the other leg (asyncio reads at
+most 256 KiB at a time, 4/3 of that after base64), and the WebSocket parser
+holds at most one partial message (`max_message_bytes`). With the defaults
+(256 KiB, 1 MiB) that is under 2.5 MiB; an idle connection holds a few KiB.
+
+Closing: the target's EOF closes the WebSocket with 1000 after everything it
+sent has been queued to the client; the client's close frame (or its vanishing)
+half-closes the target after every byte the client sent was written to it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Optional
+
+from ..protocol.websocket import WebSocketSession
+from .target import Connector, TargetUnavailable
+
+log = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class TargetProtocol(asyncio.Protocol):
+    """Forwards the target's transport events to its relay."""
+
+    def __init__(self, relay: "Relay"):
+        self._relay = relay
+
+    def data_received(self, data: bytes) -> None:
+        self._relay.target_data(data)
+
+    def eof_received(self) -> bool:
+        return self._relay.target_eof()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._relay.target_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._relay.block_client_reads("target-full")
+
+    def resume_writing(self) -> None:
+        self._relay.unblock_client_reads("target-full")
+
+
+class Relay:
+    def __init__(
+        self,
+        client: asyncio.Transport,
+        session: WebSocketSession,
+        connector: Connector,
+        *,
+        peer: str,
+        write_buffer_bytes: int,
+        close_timeout_s: float,
+    ):
+        self._loop = asyncio.get_running_loop()
+        self._client = client
+        self._session = session
+        self._connector = connector
+        self._peer = peer
+        self._write_buffer_bytes = write_buffer_bytes
+        self._close_timeout_s = close_timeout_s
+        self._target: Optional[asyncio.Transport] = None
+        self._connect_task: Optional[asyncio.Task[None]] = None
+        self._pending: list[bytes] = []  # client payloads that came before the target was up
+        self._client_read_blockers: set[str] = set()
+        self._target_read_blockers: set[str] = set()
+        self._client_gone = False
+        self._target_gone = False
+        self._target_eof_sent = False
+        self._client_linger: Optional[asyncio.TimerHandle] = None
+        self._target_linger: Optional[asyncio.TimerHandle] = None
+        self._failure: Optional[str] = None
+        self._done = False
+        self._started = time.monotonic()
+        self.bytes_up = 0
+        self.bytes_down = 0
+        client.set_write_buffer_limits(high=write_buffer_bytes)
+
+    def start(self, leftover: bytes = b"") -> None:
+        self.block_client_reads("connecting")
+        if leftover:
+            self.client_data(leftover)
+        self._connect_task = self._loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            transport = await self._connector.connect(lambda: TargetProtocol(self))
+        except TargetUnavailable as exc:
+            self._failure = str(exc)
+            log.warning("%s: target unreachable: %s", self._peer, exc)
+            self._target_gone = True
+            self._session.close(CLOSE_INTERNAL_ERROR, "Failed to connect to downstream server")
+            self._flush_client()
+            self._maybe_done()
+            return
+        if self._client_gone or self._target_gone:
+            transport.abort()
+            return
+        self._target = transport
+        transport.set_write_buffer_limits(high=self._write_buffer_bytes)
+        if self._pending:
+            transport.writelines(self._pending)
+            self._pending.clear()
+        if self._target_read_blockers:
+            transport.pause_reading()
+        if self._session.client_done:
+            self._end_target_writes()
+        self.unblock_client_reads("connecting")
+
+    # -- client events ---------------------------------------------------
+
+    def client_data(self, data: bytes) -> None:
+        payloads = self._session.receive_data(data)
+        if payloads:
+            self._deliver(payloads)
+        self._flush_client()
+        if self._session.client_done:
+            self._end_target_writes()
+
+    def client_eof(self) -> None:
+        payloads = self._session.receive_eof()
+        if payloads:
+            self._deliver(payloads)
+        self._flush_client()
+        self._end_target_writes()
+
+    def client_lost(self) -> None:
+        if not self._session.client_done:
+            self.client_eof()
+        self._client_gone = True
+        self._cancel(self._client_linger)
+        self._end_target_writes()
+        self._maybe_done()
+
+    def _deliver(self, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            self.bytes_up += len(payload)
+        if self._target is not None and not self._target_eof_sent:
+            self._target.writelines(payloads)
+        elif self._target is None and not self._target_gone:
+            self._pending.extend(payloads)
+
+    def _flush_client(self) -> None:
+        if self._client_gone:
+            return
+        for chunk in self._session.data_to_send():
+            if chunk:
+                self._client.write(chunk)
+                continue
+            # The closing handshake is done (or failed): end our side of the
+            # TCP stream and give the client a bounded time to end its own.
+            if self._client.can_write_eof():
+                self._client.write_eof()
+                self._client_linger = self._loop.call_later(self._close_timeout_s, self._client.abort)
+            else:
+                self._client.close()
+
+    # -- target events ---------------------------------------------------
+
+    def target_data(self, data: bytes) -> None:
+        if not self._session.is_open:
+            return  # the client is closing; nothing more can reach it
+        self.bytes_down += len(data)
+        self._session.send_payload(data)
+        self._flush_client()
+
+    def target_eof(self) -> bool:
+        self._session.close(CLOSE_NORMAL, "Target closed")
+        self._flush_client()
+        # Keep the transport open: the target may still read what the client sends.
+        return not self._session.client_done
+
+    def target_lost(self, exc: Optional[Exception]) -> None:
+        self._target_gone = True
+        self._cancel(self._target_linger)
+        if exc is not None and self._session.is_open:
+            self._failure = f"target connection lost: {exc}"
+            self._session.close(CLOSE_INTERNAL_ERROR, "Target connection lost")
+        else:
+            self._session.close(CLOSE_NORMAL, "Target closed")
+        self._flush_client()
+        self._maybe_done()
+
+    def _end_target_writes(self) -> None:
+        """The client sends nothing more: let the target see EOF after the last byte."""
+        if self._target is None:
+            if self._client_gone and self._connect_task is not None:
+                self._connect_task.cancel()
+                self._target_gone = True
+                self._maybe_done()
+            return
+        if self._target_eof_sent or self._target_gone:
+            return
+        self._target_eof_sent = True
+        if self._target.can_write_eof():
+            self._target.write_eof()
+        # Drain what the target still sends until it closes, within a bound:
+        # closing with unread data would reset the connection and could
+        # destroy bytes the target has not read yet.
+        self._target_read_blockers.clear()
+        self._target.resume_reading()
+        self._target_linger = self._loop.call_later(self._close_timeout_s, self._target.abort)
+
+    # -- flow control ----------------------------------------------------
+
+    def block_client_reads(self, reason: str) -> None:
+        if not self._client_read_blockers:
+            self._client.pause_reading()
+        self._client_read_blockers.add(reason)
+
+    def unblock_client_reads(self, reason: str) -> None:
+        self._client_read_blockers.discard(reason)
+        if not self._client_read_blockers and not self._client_gone:
+            self._client.resume_reading()
+
+    def client_write_paused(self) -> None:
+        if self._target_eof_sent:
+            return
+        if not self._target_read_blockers and self._target is not None:
+            self._target.pause_reading()
+        self._target_read_blockers.add("client-full")
+
+    def client_write_resumed(self) -> None:
+        self._target_read_blockers.discard("client-full")
+        if not self._target_read_blockers and self._target is not None and not self._target_gone:
+            self._target.resume_reading()
+
+    # -- shutdown --------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Server stop: tell the client we are going away and drop the target."""
+        self._session.close(CLOSE_GOING_AWAY, "Server shutting down")
+        self._flush_client()
+        if self._target is not None and not self._target_gone:
+            self._target.close()
+        elif self._connect_task is not None:
+            self._connect_task.cancel()
+
+    def _maybe_done(self) -> None:
+        if self._done or not (self._client_gone and self._target_gone):
+            return
+        self._done = True
+        self._cancel(self._client_linger)
+        self._cancel(self._target_linger)
+        code = self._session.close_code
+        reason = self._session.close_reason
+        log.info(
+            "%s target=%s up=%d down=%d duration=%.3fs close=%s%s%s",
+            self._peer, self._connector.description, self.bytes_up, self.bytes_down,
+            time.monotonic() - self._started, code if code is not None else "-",
+            f" ({reason})" if reason else "", f" error={self._failure}" if self._failure else "",
+        )
+
+    @staticmethod
+    def _cancel(handle: Optional[asyncio.TimerHandle]) -> None:
+        if handle is not None:
+            handle.cancel()

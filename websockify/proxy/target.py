@@ -1,0 +1,48 @@
+"""Connecting to the target: TCP (any address the name resolves to) or a Unix socket."""
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Protocol
+
+from ..config import TcpAddress, Target, UnixAddress
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class TargetUnavailable(Exception):
+    """The target could not be reached; the message is short enough for a close reason."""
+
+
+class Connector(Protocol):
+    """Something that opens a transport to the target for one client."""
+
+    description: str
+
+    async def connect(self, factory: ProtocolFactory) -> asyncio.Transport: ...
+
+
+class AddressConnector:
+    """Connects to a fixed TCP or Unix address."""
+
+    def __init__(self, address: Target, timeout_s: float):
+        self.address = address
+        self.description = str(address)
+        self._timeout_s = timeout_s
+
+    async def connect(self, factory: ProtocolFactory) -> asyncio.Transport:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                if isinstance(self.address, UnixAddress):
+                    transport, _ = await loop.create_unix_connection(factory, self.address.path)
+                else:
+                    assert isinstance(self.address, TcpAddress)
+                    # create_connection tries every resolved address in turn and
+                    # sets TCP_NODELAY on the socket.
+                    transport, _ = await loop.create_connection(
+                        factory, self.address.host, self.address.port)
+        except TimeoutError:
+            raise TargetUnavailable(f"timed out connecting to {self.description}") from None
+        except OSError as exc:
+            raise TargetUnavailable(f"{self.description}: {exc.strerror or exc}") from None
+        return transport  # type: ignore[return-value]

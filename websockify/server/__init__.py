@@ -1,0 +1,1 @@
+"""Client side: listeners, accept, sniffing, HTTP routing, static files."""

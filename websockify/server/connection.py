@@ -1,0 +1,185 @@
+"""One accepted client: sniff its first bytes, read its request, then hand it on.
+
+A WebSocket upgrade becomes a Relay (proxy/pump.py); a plain GET/HEAD goes to
+the static file server; a Flash policy request gets the policy; anything else
+gets an HTTP error or is dropped. Every phase before the relay is bounded by
+the handshake timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Optional
+
+from ..errors import HttpError
+from ..protocol import sniff as sniffing
+from ..protocol.handshake import perform_handshake
+from ..protocol.http import RequestHead, RequestReader, error_response
+from ..protocol.websocket import WebSocketSession
+from ..proxy.pump import Relay
+from . import web
+
+if TYPE_CHECKING:
+    from .server import ProxyServer
+
+log = logging.getLogger(__name__)
+
+
+def format_peer(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(address or "unix-client")
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, server: "ProxyServer"):
+        self._server = server
+        self._config = server.config
+        self._transport: Optional[asyncio.Transport] = None
+        self._peer = "?"
+        self._buffer = b""
+        self._sniffed = False
+        self._reader = RequestReader()
+        self._relay: Optional[Relay] = None
+        self._task: Optional[asyncio.Task[None]] = None
+        self._deadline: Optional[asyncio.TimerHandle] = None
+        self._finished = False
+
+    # -- asyncio.Protocol ------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._peer = format_peer(transport.get_extra_info("peername"))
+        self._server.connections.add(self)
+        self._deadline = asyncio.get_running_loop().call_later(
+            self._config.handshake_timeout_s, self._handshake_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if self._relay is not None:
+            self._relay.client_data(data)
+        elif not self._finished:
+            try:
+                self._before_relay(data)
+            except HttpError as exc:
+                self._reply_error(exc, head=None)
+
+    def eof_received(self) -> bool:
+        if self._relay is not None:
+            self._relay.client_eof()
+        return False
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._server.connections.discard(self)
+        self._cancel_deadline()
+        if self._relay is not None:
+            self._relay.client_lost()
+        if self._task is not None:
+            self._task.cancel()
+
+    def pause_writing(self) -> None:
+        if self._relay is not None:
+            self._relay.client_write_paused()
+
+    def resume_writing(self) -> None:
+        if self._relay is not None:
+            self._relay.client_write_resumed()
+
+    # -- before the relay ------------------------------------------------
+
+    def _before_relay(self, data: bytes) -> None:
+        if not self._sniffed:
+            self._buffer += data
+            kind = sniffing.sniff(self._buffer)
+            if kind is sniffing.Kind.NEED_MORE:
+                return
+            self._sniffed = True
+            data, self._buffer = self._buffer, b""
+            if kind is sniffing.Kind.FLASH_POLICY:
+                log.info("%s: Flash policy request", self._peer)
+                self._finish(sniffing.flash_policy_response(self._server.port))
+                return
+            if kind is not sniffing.Kind.HTTP:
+                # TLS lands here only when no certificate is configured.
+                log.info("%s: dropped: not HTTP (%s)", self._peer, kind.value)
+                self._finish(b"")
+                return
+        head = self._reader.feed(data)
+        if head is not None:
+            self._cancel_deadline()
+            try:
+                self._route(head)
+            except HttpError as exc:
+                self._reply_error(exc, head)
+
+    def _route(self, head: RequestHead) -> None:
+        if head.wants_websocket and head.method == "GET":
+            self._start_websocket(head)
+        elif head.method not in ("GET", "HEAD"):
+            raise HttpError(405, f"method {head.method} not allowed", (("Allow", "GET, HEAD"),))
+        elif self._config.web_dir is not None:
+            assert self._transport is not None
+            self._finished = True
+            self._task = asyncio.get_running_loop().create_task(
+                web.serve(self._transport, head, self._config.web_dir, self._peer))
+        else:
+            raise HttpError(426, "this port speaks WebSocket; no --web directory is served",
+                            (("Upgrade", "websocket"),))
+
+    def _start_websocket(self, head: RequestHead) -> None:
+        assert self._transport is not None
+        result = perform_handshake(head.raw, self._config.max_message_bytes)
+        for chunk in result.to_send:
+            if chunk:
+                self._transport.write(chunk)
+        if not result.accepted:
+            log.info("%s: WebSocket handshake refused: %s", self._peer, result.error)
+            self._finish(b"")
+            return
+        session = WebSocketSession(result.protocol, result.subprotocol)
+        path = result.request.path if result.request else "/"
+        log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, path, result.subprotocol)
+        self._relay = Relay(
+            self._transport, session, self._server.connector,
+            peer=self._peer,
+            write_buffer_bytes=self._config.write_buffer_bytes,
+            close_timeout_s=self._config.close_timeout_s,
+        )
+        self._relay.start(self._reader.leftover)
+
+    def _reply_error(self, exc: HttpError, head: Optional[RequestHead]) -> None:
+        log.info("%s: HTTP %d: %s", self._peer, exc.status, exc)
+        self._finish(error_response(exc.status, str(exc), exc.headers,
+                                    include_body=head is None or head.method != "HEAD"))
+
+    def _finish(self, last: bytes) -> None:
+        """Send a last reply and close; the connection takes no more input."""
+        self._finished = True
+        self._cancel_deadline()
+        assert self._transport is not None
+        if last:
+            self._transport.write(last)
+        self._transport.close()
+
+    def _handshake_timed_out(self) -> None:
+        self._deadline = None
+        if self._relay is None and not self._finished:
+            log.info("%s: dropped: no complete request within %.0fs",
+                     self._peer, self._config.handshake_timeout_s)
+            self._finished = True
+            if self._transport is not None:
+                self._transport.abort()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    # -- server stop -----------------------------------------------------
+
+    def shutdown(self) -> None:
+        if self._relay is not None:
+            self._relay.shutdown()
+        elif self._transport is not None and self._task is None:
+            self._transport.close()
