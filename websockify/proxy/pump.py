@@ -104,6 +104,7 @@ class Relay:
             self._target_gone = True
             self._session.close(CLOSE_INTERNAL_ERROR, "Failed to connect to downstream server")
             self._flush_client()
+            self._read_client_freely()
             self._maybe_done()
             return
         if self._client_gone or self._target_gone:
@@ -192,6 +193,7 @@ class Relay:
         else:
             self._session.close(CLOSE_NORMAL, "Target closed")
         self._flush_client()
+        self._read_client_freely()
         self._maybe_done()
 
     def _end_target_writes(self) -> None:
@@ -224,6 +226,12 @@ class Relay:
     def unblock_client_reads(self, reason: str) -> None:
         self._client_read_blockers.discard(reason)
         if not self._client_read_blockers and not self._client_gone:
+            self._client.resume_reading()
+
+    def _read_client_freely(self) -> None:
+        """No target to protect any more: read the client until its close reply or EOF."""
+        self._client_read_blockers.clear()
+        if not self._client_gone:
             self._client.resume_reading()
 
     def client_write_paused(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Callable, Protocol
 
 from ..config import TcpAddress, Target, UnixAddress
@@ -44,5 +45,7 @@ class AddressConnector:
         except TimeoutError:
             raise TargetUnavailable(f"timed out connecting to {self.description}") from None
         except OSError as exc:
-            raise TargetUnavailable(f"{self.description}: {exc.strerror or exc}") from None
+            # asyncio's message repeats the address; the errno text says what happened.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise TargetUnavailable(f"{self.description}: {reason}") from None
         return transport  # type: ignore[return-value]

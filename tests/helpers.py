@@ -1,0 +1,204 @@
+"""Real peers for the tests: the proxy as a child process, TCP servers in threads,
+and WebSocket clients from the websockets library. Every wait is bounded."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional
+
+import websockets
+from websockets.asyncio.client import connect as ws_connect_raw
+
+TIMEOUT_SCALE = float(os.environ.get("WEBSOCKIFY_TEST_TIMEOUT_SCALE", "1"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def timeout(seconds: float) -> float:
+    """A test timeout, scaled for slow machines by WEBSOCKIFY_TEST_TIMEOUT_SCALE."""
+    return seconds * TIMEOUT_SCALE
+
+
+def ws_connect(uri: str, **kwargs):
+    kwargs.setdefault("proxy", None)
+    kwargs.setdefault("compression", None)
+    kwargs.setdefault("open_timeout", timeout(10))
+    kwargs.setdefault("ping_interval", None)
+    return ws_connect_raw(uri, **kwargs)
+
+
+def wait_for(predicate: Callable[[], object], seconds: float, what: str) -> object:
+    deadline = time.monotonic() + timeout(seconds)
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        time.sleep(0.02)
+
+
+# -- the proxy as a real process -------------------------------------------------
+
+@dataclass
+class Proxy:
+    proc: subprocess.Popen
+    lines: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}/"
+
+    @property
+    def http_url(self) -> str:
+        return self.url.replace("ws://", "http://")
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_log(self, pattern: str, seconds: float = 10) -> re.Match:
+        return wait_for(lambda: re.search(pattern, self.log), seconds, f"log line {pattern!r}")  # type: ignore
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout(15))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout(5))
+            raise AssertionError("websockify did not stop within 15s of SIGTERM")
+
+
+def start_proxy(*args: str, env: Optional[dict] = None, wait_listening: bool = True,
+                cwd: Optional[str] = None) -> Proxy:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "websockify", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})}, cwd=cwd,
+    )
+    proxy = Proxy(proc)
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            proxy.lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    if wait_listening:
+        try:
+            match = wait_for(
+                lambda: re.search(r"listening on (\[?[^\s\]]+\]?):(\d+)", proxy.log) or proc.poll() is not None,
+                20, "websockify to listen")
+        except AssertionError:
+            proxy.stop()
+            raise
+        if not isinstance(match, re.Match):
+            raise AssertionError(f"websockify exited with {proc.returncode}:\n{proxy.log}")
+        proxy.host = match.group(1).strip("[]")
+        if proxy.host in ("0.0.0.0", "::"):
+            proxy.host = "127.0.0.1"
+        proxy.port = int(match.group(2))
+    return proxy
+
+
+@contextlib.contextmanager
+def running_proxy(*args: str, **kwargs) -> Iterator[Proxy]:
+    proxy = start_proxy(*args, **kwargs)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+# -- TCP servers in threads ----------------------------------------------------------
+
+class TcpServer:
+    """A threaded TCP server on loopback; `handler(conn)` runs per connection."""
+
+    def __init__(self, handler: Callable[[socket.socket], None], host: str = "127.0.0.1",
+                 family: int = socket.AF_INET):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        self.address = f"{host}:{self.port}" if family == socket.AF_INET else f"[{host}]:{self.port}"
+        self._handler = handler
+        self._stopped = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self._handler(conn)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stopped = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join(timeout(5))
+
+
+def echo_handler(conn: socket.socket) -> None:
+    while True:
+        data = conn.recv(262144)
+        if not data:
+            return
+        conn.sendall(data)
+
+
+class SinkRecorder:
+    """A handler that reads until EOF and reports (length, sha256) of what it got."""
+
+    def __init__(self) -> None:
+        self.results: "queue.Queue[tuple[int, str]]" = queue.Queue()
+
+    def __call__(self, conn: socket.socket) -> None:
+        digest, total = hashlib.sha256(), 0
+        while True:
+            data = conn.recv(262144)
+            if not data:
+                break
+            digest.update(data)
+            total += len(data)
+        self.results.put((total, digest.hexdigest()))
+
+    def get(self, seconds: float = 10) -> tuple[int, str]:
+        return self.results.get(timeout=timeout(seconds))
+
+
+def pattern_bytes(offset: int, length: int) -> bytes:
+    """A deterministic stream: byte i is (i * 7 + i // 251) mod 256, so shifts show."""
+    return bytes(((i * 7 + i // 251) & 0xFF) for i in range(offset, offset + length))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
