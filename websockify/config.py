@@ -91,6 +91,12 @@ def parse_host(text: str, what: str) -> str:
         return inner
     if ":" in text:
         raise ConfigError(f"{what}: IPv6 address {text!r} must be written in brackets, e.g. [{text}]")
+    if re.fullmatch(r"[0-9.]+", text):
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            raise ConfigError(f"{what}: {text!r} is not a valid IPv4 address") from None
+        return text
     if _HOSTNAME.match(text):
         return text
     raise ConfigError(f"{what}: {text!r} is not a valid host name or address")

@@ -1,0 +1,45 @@
+import pytest
+
+from websockify.config import TcpAddress, UnixAddress, build_config, parse_listen, parse_target
+from websockify.errors import ConfigError
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("6080", TcpAddress("", 6080)),
+    ("0.0.0.0:6080", TcpAddress("0.0.0.0", 6080)),
+    ("[::1]:6080", TcpAddress("::1", 6080)),
+    ("[::]:6080", TcpAddress("::", 6080)),
+    ("localhost:0", TcpAddress("localhost", 0)),
+])
+def test_listen_forms(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("localhost:5900", TcpAddress("localhost", 5900)),
+    ("[fe80::1]:5901", TcpAddress("fe80::1", 5901)),
+    ("10.0.0.1:1", TcpAddress("10.0.0.1", 1)),
+])
+def test_target_forms(text, expected):
+    assert parse_target(text) == expected
+    assert str(expected) in (text, text.replace("[", "").replace("]", "")) or "[" in str(expected)
+
+
+@pytest.mark.parametrize("text", ["5900", "host:", "host:65536", ":1", "[::1]5900", "::1:5900", "a b:1"])
+def test_bad_targets(text):
+    with pytest.raises(ConfigError):
+        parse_target(text)
+
+
+def test_routes_are_exclusive_and_required():
+    assert build_config(listen="1", target=None, unix_target="/s").target == UnixAddress("/s")
+    with pytest.raises(ConfigError, match="missing target"):
+        build_config(listen="1", target=None)
+    with pytest.raises(ConfigError, match="conflicting"):
+        build_config(listen="1", target="a:1", wrap_command=("x",))
+
+
+def test_config_is_frozen():
+    config = build_config(listen="1", target="a:1")
+    with pytest.raises(Exception):
+        config.listen = None  # type: ignore[misc]

@@ -1,0 +1,64 @@
+import pytest
+
+from websockify.errors import HttpError
+from websockify.protocol.http import RequestReader, content_type, error_response, static_path
+
+
+def test_head_in_pieces_and_leftover():
+    reader = RequestReader()
+    assert reader.feed(b"GET /x?a=1 HTTP/1.1\r\nHo") is None
+    head = reader.feed(b"st: h\r\nUpgrade: WebSocket\r\n\r\nFRAME")
+    assert head is not None
+    assert (head.method, head.target, head.version) == ("GET", "/x?a=1", "HTTP/1.1")
+    assert head.headers["Host"] == "h" and head.wants_websocket
+    assert head.raw.endswith(b"\r\n\r\n") and reader.leftover == b"FRAME"
+
+
+@pytest.mark.parametrize("data,status", [
+    (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
+    (b"get / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+])
+def test_bad_heads(data, status):
+    with pytest.raises(HttpError) as info:
+        RequestReader().feed(data)
+    assert info.value.status == status
+
+
+@pytest.mark.parametrize("target,segments,directory", [
+    ("/", (), True),
+    ("/a/b.html", ("a", "b.html"), False),
+    ("/a//./b/", ("a", "b"), True),
+    ("/a%20b?q=/../", ("a b",), False),
+])
+def test_static_path(target, segments, directory):
+    path = static_path(target)
+    assert path.segments == segments and path.directory_form == directory
+
+
+@pytest.mark.parametrize("target", ["/..", "/a/../b", "/%2e%2e/x", "/a%2fb", "/a%5cb", "/a%00", "/.git/config"])
+def test_static_path_refuses_escapes(target):
+    with pytest.raises(HttpError) as info:
+        static_path(target)
+    assert info.value.status == 404
+
+
+@pytest.mark.parametrize("target", ["http://h/x", "*", "x", "/%ff"])
+def test_static_path_refuses_non_paths(target):
+    with pytest.raises(HttpError) as info:
+        static_path(target)
+    assert info.value.status == 400
+
+
+def test_content_types():
+    assert content_type("a.wasm") == "application/wasm"
+    assert content_type("a.PNG") == "image/png"
+    assert content_type("noext") == "application/octet-stream"
+
+
+def test_error_response_head_only():
+    with_body = error_response(404, "nope")
+    head_only = error_response(404, "nope", include_body=False)
+    assert with_body.startswith(head_only) and with_body.endswith(b"nope\n") and head_only.endswith(b"\r\n\r\n")

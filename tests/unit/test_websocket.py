@@ -1,0 +1,111 @@
+"""The handshake and the open session, driven with bytes only."""
+import base64
+
+from websockets.frames import Close, Frame, Opcode
+
+from websockify.protocol.handshake import perform_handshake
+from websockify.protocol.websocket import WebSocketSession
+
+KEY_HEAD = (b"GET /websockify HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+
+
+def handshake(protocols: str = "", max_bytes: int = 1000):
+    extra = f"Sec-WebSocket-Protocol: {protocols}\r\n".encode() if protocols else b""
+    return perform_handshake(KEY_HEAD + extra + b"\r\n", max_bytes)
+
+
+def session(protocols: str = "", max_bytes: int = 1000) -> WebSocketSession:
+    result = handshake(protocols, max_bytes)
+    assert result.accepted
+    return WebSocketSession(result.protocol, result.subprotocol)
+
+
+def client_frame(opcode, data, fin=True) -> bytes:
+    return Frame(opcode, data, fin).serialize(mask=True)
+
+
+def sent_close(s: WebSocketSession) -> int:
+    out = b"".join(s.data_to_send())
+    assert out[0] == 0x88
+    return int.from_bytes(out[2:4], "big")
+
+
+def test_accepts_and_picks_the_clients_first_known_subprotocol():
+    result = handshake("chat, base64, binary")
+    assert result.accepted and result.subprotocol == "base64"
+    assert b"Sec-WebSocket-Protocol: base64" in result.to_send[0]
+    assert handshake("").subprotocol is None
+
+
+def test_unknown_subprotocols_only_are_refused_with_400():
+    result = handshake("chat")
+    assert not result.accepted and result.to_send[0].startswith(b"HTTP/1.1 400")
+
+
+def test_missing_key_is_refused():
+    result = perform_handshake(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 100)
+    assert not result.accepted and result.to_send[0].startswith(b"HTTP/1.1 400")
+
+
+def test_binary_messages_and_fragments_reach_the_target():
+    s = session("binary")
+    data = client_frame(Opcode.BINARY, b"ab", fin=False) + client_frame(Opcode.CONT, b"cd")
+    assert s.receive_data(data) == [b"ab", b"cd"]
+    s.send_payload(b"\x01\x02")
+    assert b"".join(s.data_to_send()) == b"\x82\x02\x01\x02"
+
+
+def test_base64_both_ways():
+    s = session("base64")
+    assert s.receive_data(client_frame(Opcode.TEXT, base64.b64encode(b"hey"))) == [b"hey"]
+    s.send_payload(b"hey")
+    assert b"".join(s.data_to_send()) == b"\x81\x04" + base64.b64encode(b"hey")
+
+
+def test_ping_is_answered_with_pong():
+    s = session()
+    assert s.receive_data(client_frame(Opcode.PING, b"p")) == []
+    assert b"".join(s.data_to_send()) == b"\x8a\x01p"
+
+
+def test_too_big_is_1009_bad_utf8_is_1007_unmasked_is_1002():
+    s = session(max_bytes=10)
+    s.receive_data(client_frame(Opcode.BINARY, b"x" * 11))
+    assert sent_close(s) == 1009 and s.client_done
+    s = session()
+    s.receive_data(client_frame(Opcode.TEXT, b"\xff"))
+    assert sent_close(s) == 1007
+    s = session()
+    s.receive_data(Frame(Opcode.BINARY, b"x").serialize(mask=False))
+    assert sent_close(s) == 1002
+
+
+def test_data_before_a_bad_frame_is_still_delivered():
+    s = session("base64")
+    data = client_frame(Opcode.TEXT, base64.b64encode(b"good")) + client_frame(Opcode.TEXT, b"!!!!")
+    assert s.receive_data(data) == [b"good"]
+    assert sent_close(s) == 1007
+
+
+def test_close_handshake_and_eof():
+    s = session()
+    assert s.receive_data(client_frame(Opcode.BINARY, b"x") + client_frame(Opcode.CLOSE, Close(1000, "").serialize())) == [b"x"]
+    assert s.client_done and s.close_code == 1000
+    assert s.data_to_send()[-1] == b""  # the server ends the TCP stream
+
+
+def test_target_close_then_client_data_still_flows_until_its_close():
+    s = session()
+    s.close(1000, "Target closed")
+    s.data_to_send()
+    assert not s.is_open
+    assert s.receive_data(client_frame(Opcode.BINARY, b"late")) == [b"late"]
+    s.send_payload(b"dropped")
+    assert s.data_to_send() == []
+
+
+def test_vanished_client_is_1006():
+    s = session()
+    s.receive_eof()
+    assert s.client_done and s.close_code == 1006
