@@ -8,7 +8,13 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["websockify", "websockify.*"]),
-    install_requires=["websockets>=13", "click>=8.1", "psutil>=5.9"],
+    install_requires=[
+        "websockets>=13",
+        "click>=8.1",
+        "psutil>=5.9",
+        # A faster event loop; optional at run time (the stdlib loop is the fallback).
+        "uvloop>=0.19; sys_platform != 'win32' and platform_python_implementation == 'CPython'",
+    ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout"],
         "redis": ["redis"],

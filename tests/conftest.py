@@ -15,7 +15,9 @@ def echo_server():
     server.close()
 
 
-@pytest.fixture
-def echo_proxy(echo_server):
-    with running_proxy("127.0.0.1:0", echo_server.address) as proxy:
+@pytest.fixture(params=["auto", "asyncio"])
+def echo_proxy(request, echo_server):
+    """The proxy in front of an echo server, on uvloop (when installed) and on the stdlib loop."""
+    with running_proxy("127.0.0.1:0", echo_server.address,
+                       env={"WEBSOCKIFY_EVENT_LOOP": request.param}) as proxy:
         yield proxy

@@ -146,3 +146,11 @@ def test_not_modified(web_proxy):
 def test_without_web_plain_http_is_told_to_upgrade(echo_proxy):
     status, headers, _ = get(echo_proxy.port, "/")
     assert status == 426 and headers["upgrade"] == "websocket"
+
+
+def test_large_file_is_streamed_whole(web_proxy, site):
+    blob = os.urandom(5 * 1024 * 1024 + 3)
+    (site / "big.bin").write_bytes(blob)
+    status, headers, body = get(web_proxy.port, "/big.bin")
+    assert status == 200 and headers["content-type"] == "application/octet-stream"
+    assert body == blob

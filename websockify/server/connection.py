@@ -45,12 +45,13 @@ class ClientConnection(asyncio.Protocol):
         self._task: Optional[asyncio.Task[None]] = None
         self._deadline: Optional[asyncio.TimerHandle] = None
         self._finished = False
+        self._writable = asyncio.Event()
+        self._writable.set()
 
     # -- asyncio.Protocol ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = transport  # type: ignore[assignment]
         self._peer = format_peer(transport.get_extra_info("peername"))
         self._server.connections.add(self)
         self._deadline = asyncio.get_running_loop().call_later(
@@ -72,6 +73,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._server.connections.discard(self)
+        self._writable.set()  # a file sender waiting for room must see the close
         self._cancel_deadline()
         if self._relay is not None:
             self._relay.client_lost()
@@ -79,10 +81,12 @@ class ClientConnection(asyncio.Protocol):
             self._task.cancel()
 
     def pause_writing(self) -> None:
+        self._writable.clear()
         if self._relay is not None:
             self._relay.client_write_paused()
 
     def resume_writing(self) -> None:
+        self._writable.set()
         if self._relay is not None:
             self._relay.client_write_resumed()
 
@@ -122,7 +126,7 @@ class ClientConnection(asyncio.Protocol):
             assert self._transport is not None
             self._finished = True
             self._task = asyncio.get_running_loop().create_task(
-                web.serve(self._transport, head, self._config.web_dir, self._peer))
+                web.serve(self._transport, head, self._config.web_dir, self._peer, self._writable))
         else:
             raise HttpError(426, "this port speaks WebSocket; no --web directory is served",
                             (("Upgrade", "websocket"),))

@@ -48,7 +48,12 @@ def _etag(st: os.stat_result) -> str:
     return f'"{digest.hexdigest()}"'
 
 
-async def serve(transport: asyncio.Transport, head: RequestHead, web_root: str, peer: str) -> None:
+_CHUNK_BYTES = 64 * 1024
+
+
+async def serve(transport: asyncio.Transport, head: RequestHead, web_root: str, peer: str,
+                writable: asyncio.Event) -> None:
+    """Answer one GET/HEAD. `writable` is cleared while the client's buffer is full."""
     include_body = head.method != "HEAD"
     status = 200
     try:
@@ -79,11 +84,14 @@ async def serve(transport: asyncio.Transport, head: RequestHead, web_root: str, 
         if not not_modified:
             headers.insert(1, ("Content-Length", str(st.st_size)))
         transport.write(response_head(status, headers))
-        if include_body and not not_modified and stat.S_ISREG(st.st_mode) and st.st_size:
-            try:
-                await asyncio.get_running_loop().sendfile(transport, file)
-            except (ConnectionError, RuntimeError) as exc:
-                log.debug("%s: sending %s failed: %s", peer, path, exc)
+        if include_body and not not_modified and stat.S_ISREG(st.st_mode):
+            # Chunks with flow control, so a large file costs one chunk of memory
+            # (loop.sendfile is not available on every event loop).
+            while chunk := file.read(_CHUNK_BYTES):
+                await writable.wait()
+                if transport.is_closing():
+                    break
+                transport.write(chunk)
     transport.close()
     log.info("%s: %s %s -> %d", peer, head.method, head.target, status)
 
