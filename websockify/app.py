@@ -6,7 +6,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional
 
 from .config import Config
 from .errors import StartupError, WebsockifyError
@@ -16,6 +17,7 @@ from .server.server import ProxyServer
 log = logging.getLogger("websockify")
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -45,36 +47,80 @@ def run(config: Config) -> int:
     """Run until stopped; return the process exit code."""
     setup_logging(config.verbose)
     try:
+        library = _prepare_wrapping(config) if config.wrap_command else None
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve(config))
+            return runner.run(_serve(config, library))
     except WebsockifyError as exc:
         print(f"websockify: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
 
 
-async def _serve(config: Config) -> int:
+def _prepare_wrapping(config: Config) -> Path:
+    """Everything that can refuse a wrapped command, before anything starts."""
+    from .wrap.preload_check import check_preloadable
+    from .wrap.rebind import find_rebind
+
+    check_preloadable(config.wrap_command[0])
+    return find_rebind()
+
+
+class _Signals:
+    """Signal handlers only record; the main coroutine acts."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.stop = asyncio.Event()
+        self.force = asyncio.Event()  # a second stop signal
+
+    def on_stop(self, signum: int) -> None:
+        if self.received:
+            self.force.set()
+        self.received.append(signum)
+        self.stop.set()
+
+
+async def _serve(config: Config, library: Optional[Path]) -> int:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int) -> None:
-        # Only record; the loop below acts. A second Ctrl-C forces the exit.
-        if received and signum == signal.SIGINT:
-            raise SystemExit(128 + signum)
-        received.append(signum)
-        stop.set()
-
+    signals = _Signals()
     for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, on_signal, signum)
+        loop.add_signal_handler(signum, signals.on_stop, signum)
 
     if config.token_plugin is not None:
         raise StartupError("token plugins are not available in this version yet")
-    if config.wrap_command:
-        raise StartupError("program wrapping is not available in this version yet")
+    if library is not None:
+        return await _serve_wrapped(config, library, signals)
     assert config.target is not None
     server = ProxyServer(config, AddressConnector(config.target, config.connect_timeout_s))
     server.start()
-    await stop.wait()
-    log.info("received %s: shutting down", signal.Signals(received[0]).name)
+    await signals.stop.wait()
+    log.info("received %s: shutting down", signal.Signals(signals.received[0]).name)
     await server.shutdown(config.close_timeout_s)
     return 0
+
+
+async def _serve_wrapped(config: Config, library: Path, signals: _Signals) -> int:
+    from .wrap.service import WrappedService
+
+    loop = asyncio.get_running_loop()
+    service = WrappedService(config, library)
+    server = ProxyServer(config, service)
+    server.start()  # the public port is ours before the program can try to take it
+    try:
+        service.start()
+        for signum in _FORWARDED_SIGNALS:
+            loop.add_signal_handler(signum, service.forward, signum)
+        stop_wait = loop.create_task(signals.stop.wait())
+        await asyncio.wait([stop_wait, service.exited], return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if service.exited.done():
+            code = service.exited.result()
+            await server.shutdown(config.close_timeout_s)
+            return code
+        signum = signals.received[0]
+        log.info("received %s: stopping the wrapped service", signal.Signals(signum).name)
+        server.stop_accepting()
+        code = await service.stop(signum, signals.force)
+        await server.shutdown(config.close_timeout_s)
+        return code
+    finally:
+        service.close()

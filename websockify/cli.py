@@ -58,6 +58,9 @@ class _Command(click.Command):
               help="Serve the static files in DIR over plain HTTP on the same port.")
 @click.option("--wrap-mode", type=click.Choice(WRAP_MODES), default="exit", show_default=True,
               help="What to do when the wrapped command exits.")
+@click.option("--grace-period", "grace_period_s", type=float, default=10.0, show_default=True,
+              metavar="SECONDS",
+              help="On SIGTERM/SIGINT, how long the wrapped program may take to exit before SIGKILL.")
 @click.option("--token-plugin", metavar="CLASS", help="Choose the target per client by token.")
 @click.option("--token-source", metavar="ARG", help="Argument passed to the token plugin.")
 @click.option("--max-message-size", "max_message_bytes", type=click.IntRange(min=125),

@@ -57,6 +57,7 @@ class Config:
     close_timeout_s: float = 5.0
     connect_timeout_s: float = 10.0
     listen_backlog: int = 1024
+    grace_period_s: float = 10.0
 
 
 def format_host_port(host: str, port: int) -> str:
@@ -171,6 +172,10 @@ def build_config(
     wrap_mode = options.pop("wrap_mode", "exit")
     if wrap_mode not in WRAP_MODES:
         raise ConfigError(f"--wrap-mode: {wrap_mode!r} is not one of {', '.join(WRAP_MODES)}")
+
+    grace_period_s = options.get("grace_period_s", 10.0)
+    if grace_period_s < 0:
+        raise ConfigError("--grace-period: must not be negative")
 
     max_message_bytes = options.pop("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
     if max_message_bytes < 125:

@@ -102,7 +102,7 @@ class Relay:
             self._failure = str(exc)
             log.warning("%s: target unreachable: %s", self._peer, exc)
             self._target_gone = True
-            self._session.close(CLOSE_INTERNAL_ERROR, "Failed to connect to downstream server")
+            self._session.close(CLOSE_INTERNAL_ERROR, exc.close_reason)
             self._flush_client()
             self._read_client_freely()
             self._maybe_done()

@@ -11,7 +11,12 @@ ProtocolFactory = Callable[[], asyncio.Protocol]
 
 
 class TargetUnavailable(Exception):
-    """The target could not be reached; the message is short enough for a close reason."""
+    """The target could not be reached. The message goes to the log; `close_reason`
+    (at most 123 bytes, RFC 6455 §5.5) goes to the client."""
+
+    def __init__(self, message: str, close_reason: str = "Failed to connect to downstream server"):
+        super().__init__(message)
+        self.close_reason = close_reason
 
 
 class Connector(Protocol):

@@ -1,0 +1,1 @@
+"""Program wrapping: rebind.so, the supervisor and process control."""

@@ -1,0 +1,109 @@
+"""Finding rebind.so, or building it on first use, and the wrapped program's environment.
+
+Lookup order: $WEBSOCKIFY_REBIND_SO; the copy installed inside the package
+(setup.py and make build it); a per-user cache entry keyed by the source's hash
+and the machine; else compile the source with the system C compiler into that
+cache, atomically, so launchers starting together are safe.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from ..errors import ConfigError
+
+_HERE = Path(__file__).resolve().parent
+_SOURCES = (_HERE / "rebind.c", _HERE.parents[1] / "rebind" / "rebind.c")
+_PACKAGED = _HERE / "rebind.so"
+CFLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
+
+
+class RebindUnavailable(ConfigError):
+    """No usable rebind.so and no way to build one."""
+
+
+def source_path() -> Optional[Path]:
+    return next((p for p in _SOURCES if p.is_file()), None)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "websockify"
+
+
+def _loads(library: Path) -> bool:
+    """Whether the dynamic loader accepts it here (a wheel may carry another machine's)."""
+    true = shutil.which("true") or "/bin/true"
+    result = subprocess.run([true], env={"LD_PRELOAD": str(library)}, capture_output=True, timeout=10)
+    return result.returncode == 0 and b"LD_PRELOAD" not in result.stderr and b"ld.so" not in result.stderr
+
+
+def find_compiler() -> Optional[str]:
+    configured = os.environ.get("CC")
+    if configured:
+        return shutil.which(configured)
+    return next((found for name in ("cc", "gcc", "clang") if (found := shutil.which(name))), None)
+
+
+def find_rebind() -> Path:
+    """Return a rebind.so usable on this machine, building it if needed."""
+    explicit = os.environ.get("WEBSOCKIFY_REBIND_SO")
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise RebindUnavailable(f"WEBSOCKIFY_REBIND_SO={explicit}: no such file")
+        return Path(explicit)
+    if _PACKAGED.is_file() and _loads(_PACKAGED):
+        return _PACKAGED
+    source = source_path()
+    if source is None:
+        raise RebindUnavailable("rebind.so is not installed and its source rebind.c is missing; "
+                                "reinstall websockify")
+    data = source.read_bytes()
+    key = hashlib.sha256(data).hexdigest()[:16]
+    cached = cache_dir() / f"rebind-{key}-{platform.machine()}-{platform.libc_ver()[0] or 'libc'}.so"
+    if cached.is_file():
+        return cached
+    return build(source, cached)
+
+
+def build(source: Path, destination: Path) -> Path:
+    compiler = find_compiler()
+    if compiler is None:
+        raise RebindUnavailable("cannot build rebind.so: no C compiler found "
+                                "(install gcc, or set CC) and no prebuilt rebind.so is installed")
+    destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".rebind-", suffix=".so", dir=destination.parent)
+    os.close(fd)
+    try:
+        result = subprocess.run([compiler, *CFLAGS, "-o", tmp, str(source), "-ldl"],
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or ["no output"])[0]
+            raise RebindUnavailable(f"cannot build rebind.so with {compiler}: {first}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, destination)  # atomic: a racing launcher sees the old or the new file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return destination
+
+
+def child_environment(base: dict[str, str], library: Path, public_port: int, port_file: str,
+                      marker: str) -> dict[str, str]:
+    """The wrapped program's environment; websockify's own stays untouched."""
+    env = dict(base)
+    preload = env.get("LD_PRELOAD", "")
+    # rebind.so goes first, so its bind() wins over other preloads (nss_wrapper...).
+    env["LD_PRELOAD"] = f"{library}:{preload}" if preload else str(library)
+    env["REBIND_OLD_PORT"] = str(public_port)
+    env["REBIND_NEW_PORT"] = "0"  # the kernel chooses; rebind.so reports it in the port file
+    env["REBIND_PORT_FILE"] = port_file
+    name, _, value = marker.partition("=")
+    env[name] = value
+    return env

@@ -1,0 +1,195 @@
+"""The wrapped program as the proxy's target: start, readiness, supervision, stop.
+
+The supervisor (pure) decides; this module carries its decisions out on the
+event loop, and process.py does the process work. Clients that arrive while the
+service starts or respawns wait for it, within the connect timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..config import Config, TcpAddress
+from ..proxy.target import AddressConnector, ProtocolFactory, TargetUnavailable
+from . import process
+from .rebind import child_environment
+from .supervisor import Exit, KeepProxying, Respawn, State, Supervisor
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.02
+# uvloop keeps SIGCHLD for itself, so children are reaped by polling waitpid (a
+# cheap syscall); the process tree is only walked when something was reaped.
+_REAP_POLL_S = 0.05
+
+
+class WrappedService:
+    def __init__(self, config: Config, library: Path):
+        self._config = config
+        self._library = library
+        self._argv = config.wrap_command
+        self.description = f"wrapped command {os.path.basename(self._argv[0])}"
+        self._supervisor = Supervisor(config.wrap_mode)
+        self.marker = f"WEBSOCKIFY_WRAP_ID={os.getpid()}-{secrets.token_hex(8)}"
+        self._workdir = tempfile.mkdtemp(prefix="websockify-wrap-", dir=os.environ.get("XDG_RUNTIME_DIR"))
+        self._loop = asyncio.get_running_loop()
+        self._ready = asyncio.Event()
+        self._connector: Optional[AddressConnector] = None
+        self._main_pid: Optional[int] = None
+        self._last_status: Optional[int] = None
+        self._watchdog_pid: Optional[int] = None
+        self._readiness: Optional[asyncio.Task[None]] = None
+        self._respawn: Optional[asyncio.TimerHandle] = None
+        self._reap_timer: Optional[asyncio.TimerHandle] = None
+        self.exited: asyncio.Future[int] = self._loop.create_future()
+
+    # -- start -----------------------------------------------------------
+
+    def start(self) -> None:
+        process.become_subreaper()
+        self._watchdog_pid = process.start_watchdog(self.marker)
+        self._schedule_reap_poll()
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._respawn = None
+        port_file = os.path.join(self._workdir, f"port.{self._supervisor.starts + 1}")
+        env = child_environment(dict(os.environ), self._library, self._config.listen.port,
+                                port_file, self.marker)
+        try:
+            self._main_pid = process.spawn(self._argv, env)
+        except OSError as exc:
+            log.error("cannot start %s: %s", self._argv[0], exc.strerror or exc)
+            self._supervisor.spawned(time.monotonic())
+            self._tree_gone(127)
+            return
+        self._supervisor.spawned(time.monotonic())
+        log.info("started %s (pid %d)", " ".join(self._argv), self._main_pid)
+        self._readiness = self._loop.create_task(self._await_ready(port_file))
+
+    async def _await_ready(self, port_file: str) -> None:
+        """Ready = rebind.so reported the private port and something listens there."""
+        while not os.path.exists(port_file):
+            await asyncio.sleep(_POLL_S)
+        with open(port_file) as file:
+            host, port_text = file.read().split()
+        port = int(port_text)
+        while not process.is_listening(port):
+            await asyncio.sleep(_POLL_S)
+        self._connector = AddressConnector(TcpAddress(host, port), self._config.connect_timeout_s)
+        self._supervisor.ready()
+        self._ready.set()
+        log.info("service ready on %s (public port %d)", self._connector.description,
+                 self._config.listen.port)
+
+    # -- the proxy's connector -------------------------------------------
+
+    async def connect(self, factory: ProtocolFactory) -> asyncio.Transport:
+        if not self._ready.is_set():
+            if not self._supervisor.accepting_clients:
+                raise TargetUnavailable("wrapped command is not running", "Wrapped command is not running")
+            try:
+                async with asyncio.timeout(self._config.connect_timeout_s):
+                    await self._ready.wait()
+            except TimeoutError:
+                raise TargetUnavailable("wrapped command did not become ready in time",
+                                        "Wrapped command is not ready") from None
+        assert self._connector is not None
+        return await self._connector.connect(factory)
+
+    # -- supervision -----------------------------------------------------
+
+    def _schedule_reap_poll(self) -> None:
+        self._reap_timer = self._loop.call_later(_REAP_POLL_S, self._reap_poll)
+
+    def _reap_poll(self) -> None:
+        self._children_changed()
+        self._schedule_reap_poll()
+
+    def _children_changed(self) -> None:
+        reaped = process.reap()
+        for pid, status in reaped:
+            if pid == self._watchdog_pid:
+                log.warning("the watchdog process exited (%d)", status)
+                continue
+            self._last_status = status
+            if pid == self._main_pid:
+                log.info("%s (pid %d) exited with status %d", self._argv[0], pid, status)
+            else:
+                log.debug("process %d of the wrapped service exited with status %d", pid, status)
+        if reaped and self._supervisor.state in (State.STARTING, State.RUNNING) and not self._alive():
+            self._tree_gone(self._last_status if self._last_status is not None else 0)
+
+    def _alive(self) -> list:
+        return process.tree(exclude=[self._watchdog_pid] if self._watchdog_pid else [])
+
+    def _tree_gone(self, status: int) -> None:
+        self._ready.clear()
+        if self._readiness is not None:
+            self._readiness.cancel()
+        decision = self._supervisor.tree_exited(time.monotonic(), status)
+        if isinstance(decision, Exit):
+            log.info("wrapped service ended with status %d; exiting (wrap mode exit)", decision.code)
+            if not self.exited.done():
+                self.exited.set_result(decision.code)
+        elif isinstance(decision, Respawn):
+            log.warning("wrapped service ended with status %d; restarting in %.1fs (start #%d)",
+                        status, decision.delay_s, decision.attempt)
+            self._respawn = self._loop.call_later(decision.delay_s, self._spawn)
+        elif isinstance(decision, KeepProxying):
+            log.warning("wrapped service ended with status %d; proxying on without it (wrap mode ignore)",
+                        status)
+
+    def forward(self, signum: int) -> None:
+        """Pass a signal on to the program (its daemonized survivors if it is gone)."""
+        targets = self._alive()
+        leaders = [p for p in targets if p.pid == self._main_pid] or \
+            process.direct_children(exclude=[self._watchdog_pid] if self._watchdog_pid else [])
+        log.info("forwarding %s to %s", signal.Signals(signum).name, ", ".join(str(p.pid) for p in leaders) or "nobody")
+        process.send(leaders, signum)
+
+    # -- stop ------------------------------------------------------------
+
+    async def stop(self, signum: int, force: asyncio.Event) -> int:
+        """Forward the stop signal to the whole tree, wait the grace period, kill the rest."""
+        self._supervisor.stop(signum)
+        if self._respawn is not None:
+            self._respawn.cancel()
+        if self._readiness is not None:
+            self._readiness.cancel()
+        survivors = self._alive()
+        process.send(survivors, signum)
+        grace_s = self._config.grace_period_s
+        if survivors and not await self._wait_gone(grace_s, force):
+            left = self._alive()
+            log.warning("killing %d process(es) still running %s after %s",
+                        len(left), "on a second signal" if force.is_set() else f"{grace_s:g}s",
+                        signal.Signals(signum).name)
+            process.send(left, signal.SIGKILL)
+            await self._wait_gone(5.0, None)
+        self._children_changed()
+        return self._supervisor.stop_exit_code(self._last_status)
+
+    async def _wait_gone(self, seconds: float, force: Optional[asyncio.Event]) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (force is not None and force.is_set()):
+            self._children_changed()
+            if not self._alive():
+                return True
+            await asyncio.sleep(_POLL_S * 2)
+        return not self._alive()
+
+    def close(self) -> None:
+        if self._reap_timer is not None:
+            self._reap_timer.cancel()
+        if self._watchdog_pid is not None:
+            process.stop_watchdog(self._watchdog_pid)
+        shutil.rmtree(self._workdir, ignore_errors=True)
