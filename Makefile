@@ -5,11 +5,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 6080
-CHAT_PORT ?= 5999
 
-.PHONY: all run test bench clean
+REBIND := websockify/wrap/lib/rebind.so
+CC     ?= cc
 
-all: $(VENV)/.installed
+.PHONY: all run test bench clean rebind
+
+all: $(VENV)/.installed $(REBIND)
+
+# rebind.so inside the package, where websockify looks first (pip builds it too).
+rebind: $(REBIND)
+$(REBIND): rebind/rebind.c
+	mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $< -ldl
 
 $(VENV)/.installed: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,18 +25,18 @@ $(VENV)/.installed: setup.py
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(VENV)/.installed
+# The demo chat server believes it listens on $(PORT); rebind.so moves it to a
+# private loopback port and websockify serves the page and the WebSocket there.
+run: $(VENV)/.installed $(REBIND)
 	@echo "Open http://localhost:$(PORT)/ in a browser (Ctrl-C to stop)."
-	@$(BIN)/python demo/chat_server.py --port $(CHAT_PORT) & chat=$$!; \
-	trap 'kill $$chat 2>/dev/null; wait $$chat 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/websockify --web demo/web $(PORT) 127.0.0.1:$(CHAT_PORT)
+	exec $(BIN)/websockify --web demo/web $(PORT) -- $(BIN)/python demo/chat_server.py --port $(PORT)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(REBIND)
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(REBIND)
 	scripts/bench.sh
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache $(REBIND)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,10 +1,45 @@
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+REBIND_SOURCE = HERE / "rebind" / "rebind.c"
+REBIND_CFLAGS = ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra"]
+
+
+class BuildPyWithRebind(build_py):
+    """Ship rebind.c inside the package and, when a compiler is here, rebind.so too.
+
+    Without a compiler the build still succeeds: websockify compiles rebind.so on
+    first use into a per-user cache, or says clearly why it cannot.
+    """
+
+    def run(self):
+        super().run()
+        if not REBIND_SOURCE.is_file():
+            return
+        target = Path(self.build_lib) / "websockify" / "wrap" / "lib"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REBIND_SOURCE, target / "rebind.c")
+        compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+        if compiler is None:
+            print("warning: no C compiler; rebind.so will be built on first use")
+            return
+        result = subprocess.run([compiler, *REBIND_CFLAGS, "-o", str(target / "rebind.so"),
+                                 str(REBIND_SOURCE), "-ldl"])
+        if result.returncode != 0:
+            print("warning: building rebind.so failed; it will be built on first use")
+
 
 setup(
     name="websockify",
     version="1.0.0.dev0",
     description="WebSocket-to-TCP bridge and program-wrapping launcher",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["websockify", "websockify.*"]),
@@ -20,5 +55,6 @@ setup(
         "redis": ["redis"],
         "jwt": ["jwcrypto"],
     },
+    cmdclass={"build_py": BuildPyWithRebind},
     entry_points={"console_scripts": ["websockify = websockify.cli:main"]},
 )

@@ -37,3 +37,13 @@ def test_only_cli_imports_click_and_only_protocol_imports_websockets():
             assert "click" not in names, rel
         if not rel.startswith("protocol/"):
             assert "websockets" not in names, rel
+
+
+def test_only_process_module_spawns_or_signals():
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel == "wrap/process.py":
+            continue
+        names = imported_modules(path)
+        assert not names & {"psutil", "subprocess"}, rel
+        assert "os.kill" not in path.read_text() and "killpg" not in path.read_text(), rel

@@ -54,6 +54,12 @@ def spawn(argv: Sequence[str], env: dict[str, str]) -> int:
     return process.pid
 
 
+def run_tool(argv: Sequence[str], env: Optional[dict[str, str]] = None,
+             timeout_s: float = 120) -> subprocess.CompletedProcess:
+    """Run a short helper (the C compiler, a loader check) to completion."""
+    return subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout_s)
+
+
 def reap() -> list[tuple[int, int]]:
     """Collect every exited child: [(pid, exit code as a shell reports it)]."""
     reaped = []

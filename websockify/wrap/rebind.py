@@ -11,16 +11,19 @@ import hashlib
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError
+from .process import run_tool
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = (_HERE / "rebind.c", _HERE.parents[1] / "rebind" / "rebind.c")
-_PACKAGED = _HERE / "rebind.so"
+# In lib/, not beside this module: Python would try to import a rebind.so here as
+# the extension module "websockify.wrap.rebind".
+_LIB = _HERE / "lib"
+_SOURCES = (_LIB / "rebind.c", _HERE.parents[1] / "rebind" / "rebind.c")
+_PACKAGED = _LIB / "rebind.so"
 CFLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
 
 
@@ -40,8 +43,8 @@ def cache_dir() -> Path:
 def _loads(library: Path) -> bool:
     """Whether the dynamic loader accepts it here (a wheel may carry another machine's)."""
     true = shutil.which("true") or "/bin/true"
-    result = subprocess.run([true], env={"LD_PRELOAD": str(library)}, capture_output=True, timeout=10)
-    return result.returncode == 0 and b"LD_PRELOAD" not in result.stderr and b"ld.so" not in result.stderr
+    result = run_tool([true], env={"LD_PRELOAD": str(library)}, timeout_s=10)
+    return result.returncode == 0 and "LD_PRELOAD" not in result.stderr and "ld.so" not in result.stderr
 
 
 def find_compiler() -> Optional[str]:
@@ -81,8 +84,7 @@ def build(source: Path, destination: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".rebind-", suffix=".so", dir=destination.parent)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *CFLAGS, "-o", tmp, str(source), "-ldl"],
-                                capture_output=True, text=True, timeout=120)
+        result = run_tool([compiler, *CFLAGS, "-o", tmp, str(source), "-ldl"])
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["no output"])[0]
             raise RebindUnavailable(f"cannot build rebind.so with {compiler}: {first}")
