@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from typing import Callable, Protocol
 
 from ..config import TcpAddress, Target, UnixAddress
@@ -43,8 +44,7 @@ class AddressConnector:
                     transport, _ = await loop.create_unix_connection(factory, self.address.path)
                 else:
                     assert isinstance(self.address, TcpAddress)
-                    # create_connection tries every resolved address in turn and
-                    # sets TCP_NODELAY on the socket.
+                    # create_connection tries every resolved address in turn.
                     transport, _ = await loop.create_connection(
                         factory, self.address.host, self.address.port)
         except TimeoutError:
@@ -53,4 +53,7 @@ class AddressConnector:
             # asyncio's message repeats the address; the errno text says what happened.
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise TargetUnavailable(f"{self.description}: {reason}") from None
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return transport  # type: ignore[return-value]

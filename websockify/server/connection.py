@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import TYPE_CHECKING, Optional
 
 from ..errors import HttpError
@@ -23,6 +24,13 @@ if TYPE_CHECKING:
     from .server import ProxyServer
 
 log = logging.getLogger(__name__)
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Small messages (keystrokes, pointer moves) must not wait for Nagle's algorithm."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def format_peer(address: object) -> str:
@@ -52,6 +60,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        set_nodelay(transport)
         self._peer = format_peer(transport.get_extra_info("peername"))
         self._server.connections.add(self)
         self._deadline = asyncio.get_running_loop().call_later(
