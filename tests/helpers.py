@@ -55,6 +55,7 @@ class Proxy:
     lines: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
+    client_tls: Optional[object] = None  # an ssl.SSLContext when a test talks TLS to it
 
     @property
     def url(self) -> str:

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -13,6 +14,7 @@ from .config import Config
 from .errors import StartupError, WebsockifyError
 from .proxy.target import AddressConnector
 from .server.server import ProxyServer
+from .server.tls import server_context, target_context
 
 log = logging.getLogger("websockify")
 
@@ -47,9 +49,10 @@ def run(config: Config) -> int:
     """Run until stopped; return the process exit code."""
     setup_logging(config.verbose)
     try:
+        tls = server_context(config.tls) if config.tls.enabled else None
         library = _prepare_wrapping(config) if config.wrap_command else None
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve(config, library))
+            return runner.run(_serve(config, library, tls))
     except WebsockifyError as exc:
         print(f"websockify: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
@@ -79,7 +82,7 @@ class _Signals:
         self.stop.set()
 
 
-async def _serve(config: Config, library: Optional[Path]) -> int:
+async def _serve(config: Config, library: Optional[Path], tls: Optional[ssl.SSLContext]) -> int:
     loop = asyncio.get_running_loop()
     signals = _Signals()
     for signum in _STOP_SIGNALS:
@@ -87,28 +90,40 @@ async def _serve(config: Config, library: Optional[Path]) -> int:
 
     if config.token_plugin is not None:
         raise StartupError("token plugins are not available in this version yet")
+    if config.auth_plugin is not None:
+        raise StartupError("auth plugins are not available in this version yet")
     if library is not None:
-        return await _serve_wrapped(config, library, signals)
+        return await _serve_wrapped(config, library, signals, tls)
     assert config.target is not None
-    server = ProxyServer(config, AddressConnector(config.target, config.connect_timeout_s))
+    connector = AddressConnector(config.target, config.connect_timeout_s,
+                                 target_context() if config.ssl_target else None)
+    server = ProxyServer(config, connector, tls)
     server.start()
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await signals.stop.wait()
     log.info("received %s: shutting down", signal.Signals(signals.received[0]).name)
     await server.shutdown(config.close_timeout_s)
     return 0
 
 
-async def _serve_wrapped(config: Config, library: Path, signals: _Signals) -> int:
+async def _serve_wrapped(config: Config, library: Path, signals: _Signals,
+                         tls: Optional[ssl.SSLContext]) -> int:
     from .wrap.service import WrappedService
 
     loop = asyncio.get_running_loop()
     service = WrappedService(config, library)
-    server = ProxyServer(config, service)
+    server = ProxyServer(config, service, tls)
     server.start()  # the public port is ours before the program can try to take it
     try:
         service.start()
+
+        def on_forwarded(signum: int) -> None:
+            if signum == signal.SIGHUP:
+                server.reload_tls()
+            service.forward(signum)
+
         for signum in _FORWARDED_SIGNALS:
-            loop.add_signal_handler(signum, service.forward, signum)
+            loop.add_signal_handler(signum, on_forwarded, signum)
         stop_wait = loop.create_task(signals.stop.wait())
         await asyncio.wait([stop_wait, service.exited], return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()

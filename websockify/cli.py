@@ -61,6 +61,24 @@ class _Command(click.Command):
 @click.option("--grace-period", "grace_period_s", type=float, default=10.0, show_default=True,
               metavar="SECONDS",
               help="On SIGTERM/SIGINT, how long the wrapped program may take to exit before SIGKILL.")
+@click.option("--handshake-timeout", "handshake_timeout_s", type=float, default=10.0, show_default=True,
+              metavar="SECONDS", help="Drop a client that has not completed TLS and its request by then.")
+@click.option("--cert", metavar="FILE", help="TLS certificate (PEM; may hold the key too): enables wss:// "
+              "and https:// on the same port. Reloaded on SIGHUP.")
+@click.option("--key", metavar="FILE", help="TLS private key, if not in --cert.")
+@click.option("--key-password", metavar="PASSWORD", help="Password of an encrypted key.")
+@click.option("--ssl-only", is_flag=True, help="Refuse plain (non-TLS) connections.")
+@click.option("--ssl-ciphers", metavar="LIST", help="OpenSSL cipher list (TLS 1.2 and older).")
+@click.option("--ssl-version", type=click.Choice(["default", "tlsv1_1", "tlsv1_2", "tlsv1_3"]),
+              default="default", show_default=True, help="Minimum TLS version accepted.")
+@click.option("--verify-client", is_flag=True, help="Require a client certificate on TLS connections.")
+@click.option("--cafile", metavar="FILE", help="CA certificates for --verify-client.")
+@click.option("--ssl-target", is_flag=True, help="Connect to the target over TLS (verified).")
+@click.option("--web-auth", is_flag=True, help="Run the auth plugin for web files too.")
+@click.option("--file-only", is_flag=True, help="Never list directories (always the case here).")
+@click.option("--record", metavar="FILE", help="Record each session to FILE.N (see README).")
+@click.option("--auth-plugin", metavar="CLASS", help="Authenticate clients with a plugin.")
+@click.option("--auth-source", metavar="ARG", help="Argument passed to the auth plugin.")
 @click.option("--token-plugin", metavar="CLASS", help="Choose the target per client by token.")
 @click.option("--token-source", metavar="ARG", help="Argument passed to the token plugin.")
 @click.option("--max-message-size", "max_message_bytes", type=click.IntRange(min=125),
@@ -68,7 +86,8 @@ class _Command(click.Command):
               help="Largest WebSocket message accepted from a client (larger: close 1009).")
 @click.version_option(__version__, "--version")
 @click.pass_context
-def command(ctx: click.Context, arguments: tuple[str, ...], web: Optional[str], **options: object) -> int:
+def command(ctx: click.Context, arguments: tuple[str, ...], web: Optional[str], file_only: bool,
+            **options: object) -> int:
     """Bridge WebSocket clients to a TCP or Unix-socket service, or wrap a program
     so that its listening port is served through the bridge."""
     from .app import run  # imported late: --help must not pay for asyncio

@@ -39,6 +39,27 @@ class UnixAddress:
 
 Target = Union[TcpAddress, UnixAddress]
 
+SSL_VERSIONS = ("default", "tlsv1_1", "tlsv1_2", "tlsv1_3")
+# Upstream's default certificate name, used when TLS is asked for without --cert.
+DEFAULT_CERT = "self.pem"
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """The listening side's TLS. `cert` None means: plain connections only."""
+    cert: Optional[str] = None
+    key: Optional[str] = None
+    key_password: Optional[str] = None
+    ssl_only: bool = False
+    ciphers: Optional[str] = None
+    min_version: str = "default"
+    verify_client: bool = False
+    cafile: Optional[str] = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
 
 @dataclass(frozen=True)
 class Config:
@@ -52,6 +73,12 @@ class Config:
     prefer_ipv6: bool = False
     verbose: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    tls: TlsSettings = TlsSettings()
+    ssl_target: bool = False
+    web_auth: bool = False
+    auth_plugin: Optional[str] = None
+    auth_source: Optional[str] = None
+    record: Optional[str] = None
     write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES
     handshake_timeout_s: float = 10.0
     close_timeout_s: float = 5.0
@@ -181,6 +208,18 @@ def build_config(
     if max_message_bytes < 125:
         raise ConfigError("--max-message-size: must be at least 125 bytes")
 
+    tls = _tls_settings(options)
+    if options.get("ssl_target") and not (resolved_target is not None or token_plugin):
+        raise ConfigError("--ssl-target needs a TCP target or a token plugin")
+    if isinstance(resolved_target, UnixAddress) and options.get("ssl_target"):
+        raise ConfigError("--ssl-target cannot be used with --unix-target")
+    if options.get("auth_source") is not None and options.get("auth_plugin") is None:
+        raise ConfigError("--auth-source requires --auth-plugin")
+    if options.get("web_auth") and (options.get("auth_plugin") is None or options.get("web_dir") is None):
+        raise ConfigError("--web-auth requires --auth-plugin and --web")
+    if options.get("handshake_timeout_s", 1) <= 0:
+        raise ConfigError("--handshake-timeout: must be positive")
+
     return Config(
         listen=listen_address,
         target=resolved_target,
@@ -189,5 +228,27 @@ def build_config(
         token_plugin=token_plugin,
         token_source=token_source,
         max_message_bytes=max_message_bytes,
+        tls=tls,
         **options,
+    )
+
+
+def _tls_settings(options: dict) -> TlsSettings:
+    """Pop the TLS options; TLS is on with --cert, or with --ssl-only/--verify-client
+    and upstream's default certificate file."""
+    cert = options.pop("cert", None)
+    key = options.pop("key", None)
+    ssl_only = bool(options.pop("ssl_only", False))
+    verify_client = bool(options.pop("verify_client", False))
+    if cert is None and (ssl_only or verify_client):
+        cert = DEFAULT_CERT
+    if key is not None and cert is None:
+        raise ConfigError("--key requires --cert")
+    min_version = options.pop("ssl_version", None) or "default"
+    if min_version not in SSL_VERSIONS:
+        raise ConfigError(f"--ssl-version: {min_version!r} is not one of {', '.join(SSL_VERSIONS)}")
+    return TlsSettings(
+        cert=cert, key=key, key_password=options.pop("key_password", None), ssl_only=ssl_only,
+        ciphers=options.pop("ssl_ciphers", None), min_version=min_version,
+        verify_client=verify_client, cafile=options.pop("cafile", None),
     )

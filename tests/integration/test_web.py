@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 
 import pytest
 
+from certs import make_all
 from helpers import running_proxy, timeout
 
 
-def http(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout(10)) as sock:
+def http(proxy, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request over a fresh connection: https:// when the proxy fixture has a TLS context."""
+    context = getattr(proxy, "client_tls", None)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10)) as raw:
+        sock = context.wrap_socket(raw, server_hostname="localhost") if context else raw
         sock.sendall(request)
         data = b""
         while True:
@@ -25,8 +30,8 @@ def http(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
-def get(port: int, path: str, method: str = "GET", extra: str = "") -> tuple[int, dict[str, str], bytes]:
-    return http(port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode("latin-1"))
+def get(proxy, path: str, method: str = "GET", extra: str = "") -> tuple[int, dict[str, str], bytes]:
+    return http(proxy, f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode("latin-1"))
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +58,16 @@ def site(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def web_proxy(site):
-    with running_proxy("--web", str(site), "127.0.0.1:0", "127.0.0.1:9") as proxy:
+@pytest.fixture(scope="module", params=["http", "https"])
+def web_proxy(request, site, tmp_path_factory):
+    """The same site over http:// and over https:// (TLS sniffed on the same port)."""
+    tls_args, context = [], None
+    if request.param == "https":
+        certs = make_all(tmp_path_factory.mktemp("webcerts"))
+        tls_args = ["--cert", str(certs / "server.pem")]
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    with running_proxy("--web", str(site), *tls_args, "127.0.0.1:0", "127.0.0.1:9") as proxy:
+        proxy.client_tls = context
         yield proxy
 
 
@@ -73,7 +85,7 @@ def web_proxy(site):
     ("/link-in.js", "text/javascript; charset=utf-8", b"console.log(1)"),
 ])
 def test_files_are_served_with_their_type(web_proxy, path, ctype, body):
-    status, headers, content = get(web_proxy.port, path)
+    status, headers, content = get(web_proxy, path)
     assert status == 200
     assert headers["content-type"] == ctype
     assert headers["content-length"] == str(len(body))
@@ -82,23 +94,23 @@ def test_files_are_served_with_their_type(web_proxy, path, ctype, body):
 
 
 def test_head_has_headers_but_no_body(web_proxy):
-    status, headers, content = get(web_proxy.port, "/app.js", "HEAD")
+    status, headers, content = get(web_proxy, "/app.js", "HEAD")
     assert status == 200 and headers["content-length"] == "14" and content == b""
 
 
 def test_directory_without_slash_redirects(web_proxy):
-    status, headers, _ = get(web_proxy.port, "/sub")
+    status, headers, _ = get(web_proxy, "/sub")
     assert status == 301 and headers["location"] == "/sub/"
 
 
 @pytest.mark.parametrize("path", ["/missing.html", "/empty/", "/sub/nothing"])
 def test_missing_is_404(web_proxy, path):
-    assert get(web_proxy.port, path)[0] == 404
+    assert get(web_proxy, path)[0] == 404
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
 def test_other_methods_are_405(web_proxy, method):
-    status, headers, _ = get(web_proxy.port, "/index.html", method)
+    status, headers, _ = get(web_proxy, "/index.html", method)
     assert status == 405 and headers["allow"] == "GET, HEAD"
 
 
@@ -124,33 +136,33 @@ def test_other_methods_are_405(web_proxy, method):
     "/%2esecret",
 ])
 def test_nothing_outside_the_root_is_served(web_proxy, path):
-    status, _, body = get(web_proxy.port, path)
+    status, _, body = get(web_proxy, path)
     assert status in (400, 404), (path, status)
     assert b"OUTSIDE" not in body and b"SIBLING" not in body and b"root:" not in body
 
 
 def test_absolute_form_and_garbage_targets_are_refused(web_proxy):
-    assert get(web_proxy.port, "http://x/../outside.txt")[0] == 400
-    assert get(web_proxy.port, "*")[0] == 400
+    assert get(web_proxy, "http://x/../outside.txt")[0] == 400
+    assert get(web_proxy, "*")[0] == 400
 
 
 def test_not_modified(web_proxy):
-    status, headers, _ = get(web_proxy.port, "/app.js")
+    status, headers, _ = get(web_proxy, "/app.js")
     etag, modified = headers["etag"], headers["last-modified"]
-    assert get(web_proxy.port, "/app.js", extra=f"If-None-Match: {etag}\r\n")[0] == 304
-    assert get(web_proxy.port, "/app.js", extra=f"If-Modified-Since: {modified}\r\n")[0] == 304
-    assert get(web_proxy.port, "/app.js", extra='If-None-Match: "other"\r\n')[0] == 200
-    assert get(web_proxy.port, "/app.js", extra="If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n")[0] == 200
+    assert get(web_proxy, "/app.js", extra=f"If-None-Match: {etag}\r\n")[0] == 304
+    assert get(web_proxy, "/app.js", extra=f"If-Modified-Since: {modified}\r\n")[0] == 304
+    assert get(web_proxy, "/app.js", extra='If-None-Match: "other"\r\n')[0] == 200
+    assert get(web_proxy, "/app.js", extra="If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n")[0] == 200
 
 
 def test_without_web_plain_http_is_told_to_upgrade(echo_proxy):
-    status, headers, _ = get(echo_proxy.port, "/")
+    status, headers, _ = get(echo_proxy, "/")
     assert status == 426 and headers["upgrade"] == "websocket"
 
 
 def test_large_file_is_streamed_whole(web_proxy, site):
     blob = os.urandom(5 * 1024 * 1024 + 3)
     (site / "big.bin").write_bytes(blob)
-    status, headers, body = get(web_proxy.port, "/big.bin")
+    status, headers, body = get(web_proxy, "/big.bin")
     assert status == 200 and headers["content-type"] == "application/octet-stream"
     assert body == blob

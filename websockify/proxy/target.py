@@ -4,7 +4,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import Callable, Protocol
+import ssl
+from typing import Callable, Optional, Protocol
 
 from ..config import TcpAddress, Target, UnixAddress
 
@@ -31,10 +32,11 @@ class Connector(Protocol):
 class AddressConnector:
     """Connects to a fixed TCP or Unix address."""
 
-    def __init__(self, address: Target, timeout_s: float):
+    def __init__(self, address: Target, timeout_s: float, tls: Optional[ssl.SSLContext] = None):
         self.address = address
-        self.description = str(address)
+        self.description = str(address) + (" (TLS)" if tls else "")
         self._timeout_s = timeout_s
+        self._tls = tls
 
     async def connect(self, factory: ProtocolFactory) -> asyncio.Transport:
         loop = asyncio.get_running_loop()
@@ -46,9 +48,12 @@ class AddressConnector:
                     assert isinstance(self.address, TcpAddress)
                     # create_connection tries every resolved address in turn.
                     transport, _ = await loop.create_connection(
-                        factory, self.address.host, self.address.port)
+                        factory, self.address.host, self.address.port, ssl=self._tls,
+                        server_hostname=self.address.host if self._tls else None)
         except TimeoutError:
             raise TargetUnavailable(f"timed out connecting to {self.description}") from None
+        except ssl.SSLError as exc:
+            raise TargetUnavailable(f"{self.description}: TLS failed: {exc.reason or exc}") from None
         except OSError as exc:
             # asyncio's message repeats the address; the errno text says what happened.
             reason = os.strerror(exc.errno) if exc.errno else str(exc)

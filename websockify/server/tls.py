@@ -1,0 +1,109 @@
+"""TLS contexts for the listening port (wss://, https://) and towards the target.
+
+Contexts start from Python's secure defaults (create_default_context) and are
+only narrowed by options, never weakened (upstream's --ssl-version replaced the
+whole option set). A context is built once at start and again on SIGHUP, for
+new connections only: live sessions keep the context they were accepted with.
+"""
+from __future__ import annotations
+
+import ssl
+from typing import Optional
+
+from ..config import TlsSettings
+from ..errors import ConfigError
+
+MIN_VERSIONS = {
+    "default": None,
+    "tlsv1_1": ssl.TLSVersion.TLSv1_1,
+    "tlsv1_2": ssl.TLSVersion.TLSv1_2,
+    "tlsv1_3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = getattr(exc, "reason", None) or str(exc)
+    return str(text).lower().replace("_", " ")
+
+
+class _KeyIsEncrypted(Exception):
+    pass
+
+
+def _no_password() -> str:
+    raise _KeyIsEncrypted()
+
+
+def _is_encrypted(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return b"ENCRYPTED" in file.read(1 << 20)
+    except OSError:
+        return False
+
+
+def server_context(settings: TlsSettings) -> ssl.SSLContext:
+    """Build the listening side's context; ConfigError (exit 2) names what is wrong."""
+    assert settings.cert is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    for path, what in ((settings.cert, "certificate"), (settings.key, "key")):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} file {path}: {_reason(exc)}") from None
+    key_file = settings.key or settings.cert
+    # Without a password, OpenSSL would prompt on the terminal for an encrypted key.
+    password = settings.key_password if settings.key_password is not None else _no_password
+    try:
+        context.load_cert_chain(settings.cert, settings.key, password)
+    except _KeyIsEncrypted:
+        raise ConfigError(f"the key in {key_file} is encrypted: give --key-password") from None
+    except ssl.SSLError as exc:
+        reason = _reason(exc)
+        if "mismatch" in reason:
+            raise ConfigError(f"the key does not match the certificate in {settings.cert}") from None
+        if settings.key_password is not None and _is_encrypted(key_file):
+            raise ConfigError(f"cannot decrypt the key in {key_file}: wrong --key-password") from None
+        raise ConfigError(f"cannot load certificate {settings.cert}"
+                          f"{' and key ' + settings.key if settings.key else ''}: {reason}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot load certificate {settings.cert}: {_reason(exc)}") from None
+    minimum = MIN_VERSIONS[settings.min_version]
+    if minimum is not None:
+        context.minimum_version = minimum
+    if settings.ciphers:
+        try:
+            context.set_ciphers(settings.ciphers)
+        except ssl.SSLError:
+            raise ConfigError(f"--ssl-ciphers: no usable cipher in {settings.ciphers!r}") from None
+    if settings.verify_client:
+        context.verify_mode = ssl.CERT_REQUIRED
+        if settings.cafile:
+            try:
+                context.load_verify_locations(cafile=settings.cafile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load --cafile {settings.cafile}: {_reason(exc)}") from None
+        else:
+            context.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+    return context
+
+
+def target_context() -> ssl.SSLContext:
+    """--ssl-target: verify the target against the system CAs (or SSL_CERT_FILE) and its name."""
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+
+
+def peer_common_name(ssl_object: Optional[ssl.SSLObject]) -> Optional[str]:
+    if ssl_object is None:
+        return None
+    cert = ssl_object.getpeercert()
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None
