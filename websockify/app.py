@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import Config
-from .errors import StartupError, WebsockifyError
+from .errors import ConfigError, StartupError, WebsockifyError
 from .proxy.target import AddressConnector
 from .server.server import ProxyServer
 from .server.tls import server_context, target_context
@@ -49,6 +49,7 @@ def run(config: Config) -> int:
     """Run until stopped; return the process exit code."""
     setup_logging(config.verbose)
     try:
+        _check_record_path(config.record)
         tls = server_context(config.tls) if config.tls.enabled else None
         library = _prepare_wrapping(config) if config.wrap_command else None
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -56,6 +57,14 @@ def run(config: Config) -> int:
     except WebsockifyError as exc:
         print(f"websockify: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
+
+
+def _check_record_path(prefix: Optional[str]) -> None:
+    if prefix is None:
+        return
+    directory = os.path.dirname(os.path.abspath(prefix))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"--record: cannot write recordings into {directory}")
 
 
 def _prepare_wrapping(config: Config) -> Path:

@@ -22,7 +22,9 @@ import logging
 import time
 from typing import Optional
 
+from ..protocol.recording import CLIENT_TO_TARGET, TARGET_TO_CLIENT
 from ..protocol.websocket import WebSocketSession
+from .recorder import SessionRecording
 from .target import Connector, TargetUnavailable
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class Relay:
         peer: str,
         write_buffer_bytes: int,
         close_timeout_s: float,
+        recording: Optional[SessionRecording] = None,
     ):
         self._loop = asyncio.get_running_loop()
         self._client = client
@@ -72,6 +75,7 @@ class Relay:
         self._peer = peer
         self._write_buffer_bytes = write_buffer_bytes
         self._close_timeout_s = close_timeout_s
+        self._recording = recording
         self._target: Optional[asyncio.Transport] = None
         self._connect_task: Optional[asyncio.Task[None]] = None
         self._pending: list[bytes] = []  # client payloads that came before the target was up
@@ -149,6 +153,8 @@ class Relay:
     def _deliver(self, payloads: list[bytes]) -> None:
         for payload in payloads:
             self.bytes_up += len(payload)
+            if self._recording is not None:
+                self._recording.record(CLIENT_TO_TARGET, payload)
         if self._target is not None and not self._target_eof_sent:
             self._target.writelines(payloads)
         elif self._target is None and not self._target_gone:
@@ -175,6 +181,8 @@ class Relay:
         if not self._session.is_open:
             return  # the client is closing; nothing more can reach it
         self.bytes_down += len(data)
+        if self._recording is not None:
+            self._recording.record(TARGET_TO_CLIENT, data)
         self._session.send_payload(data)
         self._flush_client()
 
@@ -263,6 +271,8 @@ class Relay:
         self._done = True
         self._cancel(self._client_linger)
         self._cancel(self._target_linger)
+        if self._recording is not None:
+            self._recording.close()
         code = self._session.close_code
         reason = self._session.close_reason
         log.info(

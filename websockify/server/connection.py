@@ -158,6 +158,7 @@ class ClientConnection(asyncio.Protocol):
             peer=self._peer,
             write_buffer_bytes=self._config.write_buffer_bytes,
             close_timeout_s=self._config.close_timeout_s,
+            recording=self._server.recorder.session() if self._server.recorder else None,
         )
         self._relay.start(self._reader.leftover)
 
@@ -190,6 +191,10 @@ class ClientConnection(asyncio.Protocol):
             self._deadline = None
 
     # -- server stop -----------------------------------------------------
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
     def shutdown(self) -> None:
         if self._relay is not None:

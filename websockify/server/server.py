@@ -11,6 +11,7 @@ from ..config import Config, format_host_port
 from ..errors import ConfigError
 from ..protocol.http import error_response
 from ..protocol.sniff import Kind, sniff
+from ..proxy.recorder import Recorder
 from ..proxy.target import Connector
 from .connection import ClientConnection, format_peer
 from .listener import Listener, open_listener
@@ -28,6 +29,7 @@ class ProxyServer:
         self._loop = asyncio.get_running_loop()
         self._tls = tls
         self._peeking: dict[socket.socket, asyncio.TimerHandle] = {}
+        self.recorder: Optional[Recorder] = Recorder(config.record) if config.record else None
         self.port = 0
 
     def start(self) -> None:
@@ -127,3 +129,8 @@ class ProxyServer:
                     await asyncio.sleep(0.02)
         except TimeoutError:
             log.warning("%d connection(s) did not close in time; dropping them", len(self.connections))
+            for connection in list(self.connections):
+                connection.abort()
+            await asyncio.sleep(0)
+        if self.recorder is not None:
+            self.recorder.close()
