@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 
@@ -46,3 +47,31 @@ def test_demo_chat_page_talks_to_the_wrapped_tcp_server(browser, tmp_path):
         log = asyncio.run(scenario())
         assert "* welcome, you are user1" in log
         assert (tmp_path / "demo.png").stat().st_size > 1000
+
+
+def test_novnc_connects_to_a_wrapped_xvnc(browser, tmp_path):
+    novnc = "/usr/share/novnc"
+    xvnc = shutil.which("Xvnc")
+    if not os.path.exists(os.path.join(novnc, "vnc.html")) or xvnc is None:
+        pytest.fail("noVNC and Xvnc are needed (.ci/run installs novnc and tigervnc-standalone-server)")
+    display = next(n for n in range(60, 99) if not os.path.exists(f"/tmp/.X11-unix/X{n}"))
+    port = free_port()
+    with running_proxy("--web", novnc, str(port), "--", xvnc, f":{display}", "-rfbport", str(port),
+                       "-SecurityTypes", "None", "-geometry", "640x480") as proxy:
+        proxy.wait_log("service ready", 30)
+
+        async def scenario():
+            async with asyncio.timeout(timeout(90)):
+                async with await open_page(browser) as ws:
+                    page = Page(ws)
+                    await page.goto(f"http://127.0.0.1:{port}/vnc.html?autoconnect=true&path=websockify")
+                    size = await page.wait_for(
+                        "(() => { const c = document.querySelector('#noVNC_container canvas');"
+                        " return c && c.width > 0 ? [c.width, c.height] : null; })()", 60, "the VNC canvas")
+                    assert await page.evaluate("document.documentElement.classList.contains('noVNC_connected')")
+                    await page.screenshot(str(tmp_path / "novnc.png"))
+                    if os.environ.get("WEBSOCKIFY_TEST_SCREENSHOTS"):
+                        shutil.copy(tmp_path / "novnc.png", os.environ["WEBSOCKIFY_TEST_SCREENSHOTS"])
+                    return size
+        assert asyncio.run(scenario()) == [640, 480]
+        assert re.search(r"GET /vnc.html\S* -> 200", proxy.log)
