@@ -130,3 +130,27 @@ def test_ipv6_target_literal():
             echo_through(proxy.url)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--web-auth", "6080", "a:1"], "--web-auth requires --auth-plugin and --web"),
+    (["--auth-source", "x", "6080", "a:1"], "--auth-source requires --auth-plugin"),
+    (["--ssl-version", "sslv3", "6080", "a:1"], "--ssl-version"),
+    (["--ssl-target", "--unix-target", "/x", "6080"], "--ssl-target cannot be used with --unix-target"),
+    (["--handshake-timeout", "0", "6080", "a:1"], "--handshake-timeout"),
+    (["--grace-period", "-1", "6080", "--", "true"], "--grace-period"),
+    (["--ssl-only", "6080", "a:1"], "self.pem"),  # upstream's default certificate, missing here
+])
+def test_more_bad_arguments(args, message, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "websockify", *args], capture_output=True, text=True,
+                            timeout=timeout(30), cwd=str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_plugins_are_refused_clearly_until_they_exist():
+    for args in (["--token-plugin", "TokenFile", "6080"], ["--auth-plugin", "BasicHTTPAuth", "6080", "a:1"]):
+        result = websockify(*args)
+        assert result.returncode == 1 and "not available in this version yet" in result.stderr
+        assert "Traceback" not in result.stderr
