@@ -102,7 +102,10 @@ class Relay:
     async def _connect(self) -> None:
         try:
             transport = await self._connector.connect(lambda: TargetProtocol(self))
-        except TargetUnavailable as exc:
+        except Exception as exc:  # every failure must reach the client as a close code
+            if not isinstance(exc, TargetUnavailable):
+                log.exception("%s: connecting to the target failed unexpectedly", self._peer)
+                exc = TargetUnavailable(f"unexpected error: {exc!r}")
             self._failure = str(exc)
             log.warning("%s: target unreachable: %s", self._peer, exc)
             self._target_gone = True
@@ -143,9 +146,9 @@ class Relay:
         self._end_target_writes()
 
     def client_lost(self) -> None:
+        self._client_gone = True  # nothing may be written to it any more
         if not self._session.client_done:
             self.client_eof()
-        self._client_gone = True
         self._cancel(self._client_linger)
         self._end_target_writes()
         self._maybe_done()
