@@ -111,7 +111,13 @@ async def _serve(config: Config, library: Optional[Path], tls: Optional[ssl.SSLC
     loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await signals.stop.wait()
     log.info("received %s: shutting down", signal.Signals(signals.received[0]).name)
-    await server.shutdown(config.close_timeout_s)
+    shutdown = loop.create_task(server.shutdown(config.close_timeout_s))
+    forced = loop.create_task(signals.force.wait())
+    await asyncio.wait([shutdown, forced], return_when=asyncio.FIRST_COMPLETED)
+    if not shutdown.done():
+        log.warning("second signal: exiting without waiting for sessions to close")
+        shutdown.cancel()
+    forced.cancel()
     return 0
 
 
