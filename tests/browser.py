@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -106,5 +107,18 @@ class Page:
             f.write(base64.b64decode(data))
 
 
-async def open_page(browser: Browser):
-    return ws_connect(browser.page_ws_url(), max_size=None)
+@contextlib.asynccontextmanager
+async def visit(browser: Browser, url: str, screenshot: str):
+    """Open `url` in the browser's page; save a screenshot when the block ends.
+
+    WEBSOCKIFY_TEST_SCREENSHOTS=DIR keeps a copy of each screenshot there.
+    """
+    async with ws_connect(browser.page_ws_url(), max_size=None) as ws:
+        page = Page(ws)
+        await page.goto(url)
+        yield page
+        await page.screenshot(screenshot)
+        keep = os.environ.get("WEBSOCKIFY_TEST_SCREENSHOTS")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(screenshot, keep)

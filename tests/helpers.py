@@ -203,3 +203,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, message: str, code: int = 2) -> None:
+    """The CLI contract for bad input: exit code 2, one line naming the problem, no traceback."""
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("websockify: error: ") and message in lines[0], lines[0]

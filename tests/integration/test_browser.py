@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from browser import Browser, Page, open_page
+from browser import Browser, visit
 from helpers import ROOT, free_port, running_proxy, timeout
 
 
@@ -28,9 +28,7 @@ def test_demo_chat_page_talks_to_the_wrapped_tcp_server(browser, tmp_path):
 
         async def scenario():
             async with asyncio.timeout(timeout(60)):
-                async with await open_page(browser) as ws:
-                    page = Page(ws)
-                    await page.goto(f"http://127.0.0.1:{port}/")
+                async with visit(browser, f"http://127.0.0.1:{port}/", str(tmp_path / "demo.png")) as page:
                     status = await page.wait_for(
                         "document.getElementById('status')?.textContent.startsWith('connected') && "
                         "document.getElementById('status').textContent", 20, "the page to connect")
@@ -40,9 +38,6 @@ def test_demo_chat_page_talks_to_the_wrapped_tcp_server(browser, tmp_path):
                     log = await page.wait_for(
                         "document.getElementById('log').textContent.includes('user1: hello from the browser') && "
                         "document.getElementById('log').textContent", 20, "the chat line to come back")
-                    await page.screenshot(str(tmp_path / "demo.png"))
-                    if os.environ.get("WEBSOCKIFY_TEST_SCREENSHOTS"):
-                        shutil.copy(tmp_path / "demo.png", os.environ["WEBSOCKIFY_TEST_SCREENSHOTS"])
                     return log
         log = asyncio.run(scenario())
         assert "* welcome, you are user1" in log
@@ -61,17 +56,13 @@ def test_novnc_connects_to_a_wrapped_xvnc(browser, tmp_path):
         proxy.wait_log("service ready", 30)
 
         async def scenario():
+            url = f"http://127.0.0.1:{port}/vnc.html?autoconnect=true&path=websockify"
             async with asyncio.timeout(timeout(90)):
-                async with await open_page(browser) as ws:
-                    page = Page(ws)
-                    await page.goto(f"http://127.0.0.1:{port}/vnc.html?autoconnect=true&path=websockify")
+                async with visit(browser, url, str(tmp_path / "novnc.png")) as page:
                     size = await page.wait_for(
                         "(() => { const c = document.querySelector('#noVNC_container canvas');"
                         " return c && c.width > 0 ? [c.width, c.height] : null; })()", 60, "the VNC canvas")
                     assert await page.evaluate("document.documentElement.classList.contains('noVNC_connected')")
-                    await page.screenshot(str(tmp_path / "novnc.png"))
-                    if os.environ.get("WEBSOCKIFY_TEST_SCREENSHOTS"):
-                        shutil.copy(tmp_path / "novnc.png", os.environ["WEBSOCKIFY_TEST_SCREENSHOTS"])
                     return size
         assert asyncio.run(scenario()) == [640, 480]
         assert re.search(r"GET /vnc.html\S* -> 200", proxy.log)

@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from certs import make_all
-from helpers import TcpServer, echo_handler, free_port, running_proxy, timeout, wait_for, ws_connect
+from helpers import TcpServer, assert_one_line_error, echo_handler, free_port, running_proxy, timeout, wait_for, ws_connect
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +133,7 @@ def websockify(*args: str) -> subprocess.CompletedProcess:
     (lambda c: ["--key", str(c / "server.key")], "--key requires --cert"),
 ])
 def test_bad_tls_files_are_one_line_and_exit_2(certs, make_args, message):
-    result = websockify(*make_args(certs), "127.0.0.1:0", "127.0.0.1:1")
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert_one_line_error(websockify(*make_args(certs), "127.0.0.1:0", "127.0.0.1:1"), message)
 
 
 def test_garbage_and_stalled_tls_clients_are_dropped_in_bounded_time(certs, echo_server):

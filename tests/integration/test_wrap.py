@@ -15,7 +15,7 @@ import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from helpers import ROOT, free_port, start_proxy, timeout, wait_for, ws_connect
+from helpers import ROOT, assert_one_line_error, free_port, start_proxy, timeout, wait_for, ws_connect
 
 SERVERS = os.path.join(ROOT, "tests", "servers")
 ECHO = [sys.executable, os.path.join(SERVERS, "tcp_echo.py")]
@@ -264,12 +264,6 @@ def test_hup_usr1_usr2_are_forwarded(marker, tmp_path):
 def run_websockify(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "websockify", *args], capture_output=True, text=True,
                           timeout=timeout(60), env={**os.environ, **(env or {})}, cwd=cwd)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("websockify: error: ") and message in lines[0], result.stderr
 
 
 @pytest.fixture(scope="module")
