@@ -211,3 +211,28 @@ def assert_one_line_error(result: subprocess.CompletedProcess, message: str, cod
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("websockify: error: ") and message in lines[0], lines[0]
+
+
+# -- plain HTTP(S) requests -----------------------------------------------------------
+
+def http(proxy, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request over a fresh connection: https:// when the proxy fixture has a TLS context."""
+    context = getattr(proxy, "client_tls", None)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10)) as raw:
+        sock = context.wrap_socket(raw, server_hostname="localhost") if context else raw
+        sock.sendall(request)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    return status, headers, body
+
+
+def get(proxy, path: str, method: str = "GET", extra: str = "") -> tuple[int, dict[str, str], bytes]:
+    return http(proxy, f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode("latin-1"))

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from .config import Config
+from .config import Config, TcpAddress
 from .errors import ConfigError, StartupError, WebsockifyError
+from .proxy.plugins import Authenticator, load_authenticator
 from .proxy.target import AddressConnector
 from .server.server import ProxyServer
 from .server.tls import server_context, target_context
@@ -51,12 +52,21 @@ def run(config: Config) -> int:
     try:
         _check_record_path(config.record)
         tls = server_context(config.tls) if config.tls.enabled else None
+        authenticator = _load_authenticator(config)
         library = _prepare_wrapping(config) if config.wrap_command else None
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve(config, library, tls))
+            return runner.run(_serve(config, library, tls, authenticator))
     except WebsockifyError as exc:
         print(f"websockify: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
+
+
+def _load_authenticator(config: Config) -> Optional[Authenticator]:
+    if config.auth_plugin is None:
+        return None
+    host = config.target.host if isinstance(config.target, TcpAddress) else None
+    port = config.target.port if isinstance(config.target, TcpAddress) else None
+    return load_authenticator(config.auth_plugin, config.auth_source, host, port)
 
 
 def _check_record_path(prefix: Optional[str]) -> None:
@@ -91,7 +101,8 @@ class _Signals:
         self.stop.set()
 
 
-async def _serve(config: Config, library: Optional[Path], tls: Optional[ssl.SSLContext]) -> int:
+async def _serve(config: Config, library: Optional[Path], tls: Optional[ssl.SSLContext],
+                 authenticator: Optional[Authenticator]) -> int:
     loop = asyncio.get_running_loop()
     signals = _Signals()
     for signum in _STOP_SIGNALS:
@@ -99,14 +110,12 @@ async def _serve(config: Config, library: Optional[Path], tls: Optional[ssl.SSLC
 
     if config.token_plugin is not None:
         raise StartupError("token plugins are not available in this version yet")
-    if config.auth_plugin is not None:
-        raise StartupError("auth plugins are not available in this version yet")
     if library is not None:
-        return await _serve_wrapped(config, library, signals, tls)
+        return await _serve_wrapped(config, library, signals, tls, authenticator)
     assert config.target is not None
     connector = AddressConnector(config.target, config.connect_timeout_s,
                                  target_context() if config.ssl_target else None)
-    server = ProxyServer(config, connector, tls)
+    server = ProxyServer(config, connector, tls, authenticator)
     server.start()
     loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await signals.stop.wait()
@@ -122,12 +131,12 @@ async def _serve(config: Config, library: Optional[Path], tls: Optional[ssl.SSLC
 
 
 async def _serve_wrapped(config: Config, library: Path, signals: _Signals,
-                         tls: Optional[ssl.SSLContext]) -> int:
+                         tls: Optional[ssl.SSLContext], authenticator: Optional[Authenticator]) -> int:
     from .wrap.service import WrappedService
 
     loop = asyncio.get_running_loop()
     service = WrappedService(config, library)
-    server = ProxyServer(config, service, tls)
+    server = ProxyServer(config, service, tls, authenticator)
     server.start()  # the public port is ours before the program can try to take it
     try:
         service.start()

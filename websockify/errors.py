@@ -21,7 +21,9 @@ class StartupError(WebsockifyError):
 class HttpError(WebsockifyError):
     """A request that gets an HTTP error response instead of a WebSocket."""
 
-    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()):
+    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = (),
+                 log_message: str | None = None):
         super().__init__(message)
         self.status = status
         self.headers = headers
+        self.log_message = log_message or message

@@ -134,8 +134,7 @@ def test_ipv6_target_literal():
         server.close()
 
 
-def test_plugins_are_refused_clearly_until_they_exist():
-    for args in (["--token-plugin", "TokenFile", "6080"], ["--auth-plugin", "BasicHTTPAuth", "6080", "a:1"]):
-        result = websockify(*args)
-        assert result.returncode == 1 and "not available in this version yet" in result.stderr
-        assert "Traceback" not in result.stderr
+def test_token_plugins_are_refused_clearly_until_they_exist():
+    result = websockify("--token-plugin", "TokenFile", "6080")
+    assert result.returncode == 1 and "not available in this version yet" in result.stderr
+    assert "Traceback" not in result.stderr

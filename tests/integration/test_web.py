@@ -2,36 +2,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 
 import pytest
 
 from certs import make_all
-from helpers import running_proxy, timeout
-
-
-def http(proxy, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """One request over a fresh connection: https:// when the proxy fixture has a TLS context."""
-    context = getattr(proxy, "client_tls", None)
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10)) as raw:
-        sock = context.wrap_socket(raw, server_hostname="localhost") if context else raw
-        sock.sendall(request)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    return status, headers, body
-
-
-def get(proxy, path: str, method: str = "GET", extra: str = "") -> tuple[int, dict[str, str], bytes]:
-    return http(proxy, f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode("latin-1"))
+from helpers import get, running_proxy
 
 
 @pytest.fixture(scope="module")

@@ -62,3 +62,14 @@ def test_error_response_head_only():
     with_body = error_response(404, "nope")
     head_only = error_response(404, "nope", include_body=False)
     assert with_body.startswith(head_only) and with_body.endswith(b"nope\n") and head_only.endswith(b"\r\n\r\n")
+
+
+def test_auth_headers_drop_forged_ssl_headers_in_any_case():
+    from websockets.datastructures import Headers
+
+    from websockify.protocol.http import auth_headers
+
+    sent = Headers([("Host", "h"), ("ssl_client_s_dn_cn", "alice"), ("SSL_Client_S_DN_CN", "bob"), ("X-A", "1")])
+    assert auth_headers(sent, None).get("SSL_CLIENT_S_DN_CN") is None
+    clean = auth_headers(sent, "carol")
+    assert clean.get_all("ssl_client_s_dn_cn") == ["carol"] and clean["X-A"] == "1"

@@ -106,6 +106,15 @@ class RequestReader:
         )
 
 
+def auth_headers(headers: Headers, client_cn: Optional[str]) -> Headers:
+    """The headers an auth plugin sees: no client-sent `SSL_*` header in any letter
+    case, and `SSL_CLIENT_S_DN_CN` only from a verified TLS client certificate."""
+    clean = Headers((k, v) for k, v in headers.raw_items() if not k.lower().startswith("ssl_"))
+    if client_cn is not None:
+        clean["SSL_CLIENT_S_DN_CN"] = client_cn
+    return clean
+
+
 @dataclass(frozen=True)
 class StaticPath:
     segments: tuple[str, ...]

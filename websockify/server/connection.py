@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Optional
 from ..errors import HttpError
 from ..protocol import sniff as sniffing
 from ..protocol.handshake import perform_handshake
-from ..protocol.http import RequestHead, RequestReader, error_response
+from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response
 from ..protocol.websocket import WebSocketSession
 from ..proxy.pump import Relay
 from . import web
+from .tls import peer_common_name
 
 if TYPE_CHECKING:
     from .server import ProxyServer
@@ -127,18 +128,43 @@ class ClientConnection(asyncio.Protocol):
                 self._reply_error(exc, head)
 
     def _route(self, head: RequestHead) -> None:
-        if head.wants_websocket and head.method == "GET":
-            self._start_websocket(head)
-        elif head.method not in ("GET", "HEAD"):
-            raise HttpError(405, f"method {head.method} not allowed", (("Allow", "GET, HEAD"),))
-        elif self._config.web_dir is not None:
+        websocket = head.wants_websocket and head.method == "GET"
+        if not websocket:
+            if head.method not in ("GET", "HEAD"):
+                raise HttpError(405, f"method {head.method} not allowed", (("Allow", "GET, HEAD"),))
+            if self._config.web_dir is None:
+                raise HttpError(426, "this port speaks WebSocket; no --web directory is served",
+                                (("Upgrade", "websocket"),))
+        authenticator = self._server.authenticator
+        if authenticator is not None and (websocket or self._config.web_auth):
             assert self._transport is not None
+            self._transport.pause_reading()  # the head is complete; more waits in the kernel
+            self._task = asyncio.get_running_loop().create_task(self._authenticate(head, websocket))
+        else:
+            self._accept(head, websocket)
+
+    async def _authenticate(self, head: RequestHead, websocket: bool) -> None:
+        assert self._server.authenticator is not None and self._transport is not None
+        client_cn = peer_common_name(self._transport.get_extra_info("ssl_object"))
+        try:
+            await self._server.authenticator.check(auth_headers(head.headers, client_cn))
+        except HttpError as exc:
+            self._reply_error(exc, head)
+            return
+        self._task = None
+        if self._transport.is_closing():
+            return
+        self._transport.resume_reading()
+        self._accept(head, websocket)
+
+    def _accept(self, head: RequestHead, websocket: bool) -> None:
+        if websocket:
+            self._start_websocket(head)
+        else:
+            assert self._transport is not None and self._config.web_dir is not None
             self._finished = True
             self._task = asyncio.get_running_loop().create_task(
                 web.serve(self._transport, head, self._config.web_dir, self._peer, self._writable))
-        else:
-            raise HttpError(426, "this port speaks WebSocket; no --web directory is served",
-                            (("Upgrade", "websocket"),))
 
     def _start_websocket(self, head: RequestHead) -> None:
         assert self._transport is not None
@@ -163,7 +189,7 @@ class ClientConnection(asyncio.Protocol):
         self._relay.start(self._reader.leftover)
 
     def _reply_error(self, exc: HttpError, head: Optional[RequestHead]) -> None:
-        log.info("%s: HTTP %d: %s", self._peer, exc.status, exc)
+        log.info("%s: HTTP %d: %s", self._peer, exc.status, exc.log_message)
         self._finish(error_response(exc.status, str(exc), exc.headers,
                                     include_body=head is None or head.method != "HEAD"))
 

@@ -11,6 +11,7 @@ from ..config import Config, format_host_port
 from ..errors import ConfigError
 from ..protocol.http import error_response
 from ..protocol.sniff import Kind, sniff
+from ..proxy.plugins import Authenticator
 from ..proxy.recorder import Recorder
 from ..proxy.target import Connector
 from .connection import ClientConnection, format_peer
@@ -21,13 +22,15 @@ log = logging.getLogger(__name__)
 
 
 class ProxyServer:
-    def __init__(self, config: Config, connector: Connector, tls: Optional[ssl.SSLContext] = None):
+    def __init__(self, config: Config, connector: Connector, tls: Optional[ssl.SSLContext] = None,
+                 authenticator: Optional[Authenticator] = None):
         self.config = config
         self.connector = connector
         self.connections: set[ClientConnection] = set()
         self._listener: Optional[Listener] = None
         self._loop = asyncio.get_running_loop()
         self._tls = tls
+        self.authenticator = authenticator
         self._peeking: dict[socket.socket, asyncio.TimerHandle] = {}
         self.recorder: Optional[Recorder] = Recorder(config.record) if config.record else None
         self.port = 0
