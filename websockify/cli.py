@@ -76,6 +76,8 @@ class _Command(click.Command):
 @click.option("--ssl-target", is_flag=True, help="Connect to the target over TLS (verified).")
 @click.option("--web-auth", is_flag=True, help="Run the auth plugin for web files too.")
 @click.option("--file-only", is_flag=True, help="Never list directories (always the case here).")
+@click.option("--hixie76", is_flag=True,
+              help="Also accept legacy Hixie-76 clients (base64 in 0x00..0xFF frames).")
 @click.option("--record", metavar="FILE", help="Record each session to FILE.N (see README).")
 @click.option("--auth-plugin", metavar="CLASS", help="Authenticate clients with a plugin.")
 @click.option("--auth-source", metavar="ARG", help="Argument passed to the auth plugin.")

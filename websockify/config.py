@@ -79,6 +79,7 @@ class Config:
     auth_plugin: Optional[str] = None
     auth_source: Optional[str] = None
     record: Optional[str] = None
+    hixie76: bool = False
     write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES
     handshake_timeout_s: float = 10.0
     close_timeout_s: float = 5.0

@@ -60,7 +60,7 @@ class Relay:
     def __init__(
         self,
         client: asyncio.Transport,
-        session: WebSocketSession,
+        session: WebSocketSession,  # or a HixieSession, which has the same interface
         connector: Connector,
         *,
         peer: str,

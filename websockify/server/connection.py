@@ -13,6 +13,7 @@ import socket
 from typing import TYPE_CHECKING, Optional
 
 from ..errors import HttpError
+from ..protocol import hixie
 from ..protocol import sniff as sniffing
 from ..protocol.handshake import perform_handshake
 from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response
@@ -56,6 +57,7 @@ class ClientConnection(asyncio.Protocol):
         self._finished = False
         self._writable = asyncio.Event()
         self._writable.set()
+        self._hixie: Optional[tuple[RequestHead, bytearray]] = None  # head, bytes after it
 
     # -- asyncio.Protocol ------------------------------------------------
 
@@ -70,6 +72,9 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._relay is not None:
             self._relay.client_data(data)
+        elif self._hixie is not None:
+            self._hixie[1].extend(data)
+            self._try_hixie()
         elif not self._finished:
             try:
                 self._before_relay(data)
@@ -168,6 +173,12 @@ class ClientConnection(asyncio.Protocol):
 
     def _start_websocket(self, head: RequestHead) -> None:
         assert self._transport is not None
+        if self._config.hixie76 and hixie.is_hixie76(head.headers):
+            self._hixie = (head, bytearray(self._reader.leftover))
+            self._deadline = asyncio.get_running_loop().call_later(
+                self._config.handshake_timeout_s, self._handshake_timed_out)
+            self._try_hixie()
+            return
         result = perform_handshake(head.raw, self._config.max_message_bytes)
         for chunk in result.to_send:
             if chunk:
@@ -179,6 +190,28 @@ class ClientConnection(asyncio.Protocol):
         session = WebSocketSession(result.protocol, result.subprotocol)
         path = result.request.path if result.request else "/"
         log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, path, result.subprotocol)
+        self._start_relay(session, self._reader.leftover)
+
+    def _try_hixie(self) -> None:
+        """A Hixie-76 handshake needs the 8 bytes that follow the request head."""
+        assert self._hixie is not None and self._transport is not None
+        head, received = self._hixie
+        if len(received) < hixie.KEY3_BYTES:
+            return
+        self._hixie = None
+        self._cancel_deadline()
+        secure = self._transport.get_extra_info("ssl_object") is not None
+        try:
+            response = hixie.handshake_response(head.headers, head.target, bytes(received[:8]), secure)
+        except HttpError as exc:
+            self._reply_error(exc, head)
+            return
+        self._transport.write(response)
+        log.debug("%s: Hixie-76 WebSocket open, path %s", self._peer, head.target)
+        self._start_relay(hixie.HixieSession(self._config.max_message_bytes), bytes(received[8:]))
+
+    def _start_relay(self, session: "WebSocketSession | hixie.HixieSession", leftover: bytes) -> None:
+        assert self._transport is not None
         self._relay = Relay(
             self._transport, session, self._server.connector,
             peer=self._peer,
@@ -186,7 +219,7 @@ class ClientConnection(asyncio.Protocol):
             close_timeout_s=self._config.close_timeout_s,
             recording=self._server.recorder.session() if self._server.recorder else None,
         )
-        self._relay.start(self._reader.leftover)
+        self._relay.start(leftover)
 
     def _reply_error(self, exc: HttpError, head: Optional[RequestHead]) -> None:
         log.info("%s: HTTP %d: %s", self._peer, exc.status, exc.log_message)
