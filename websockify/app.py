@@ -8,7 +8,7 @@ import signal
 import ssl
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .config import Config, TcpAddress
 from .errors import ConfigError, StartupError, WebsockifyError
@@ -148,17 +148,17 @@ async def _serve_wrapped(config: Config, library: Path, signals: _Signals,
 
         for signum in _FORWARDED_SIGNALS:
             loop.add_signal_handler(signum, on_forwarded, signum)
-        stop_wait = loop.create_task(signals.stop.wait())
+        stop_wait: asyncio.Future[Any] = loop.create_task(signals.stop.wait())
         await asyncio.wait([stop_wait, service.exited], return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
         if service.exited.done():
             code = service.exited.result()
             await server.shutdown(config.close_timeout_s)
             return code
-        signum = signals.received[0]
-        log.info("received %s: stopping the wrapped service", signal.Signals(signum).name)
+        stop_signal = signals.received[0]
+        log.info("received %s: stopping the wrapped service", signal.Signals(stop_signal).name)
         server.stop_accepting()
-        code = await service.stop(signum, signals.force)
+        code = await service.stop(stop_signal, signals.force)
         await server.shutdown(config.close_timeout_s)
         return code
     finally:

@@ -29,7 +29,7 @@ class MessageDecoder:
         self._utf8 = codecs.getincrementaldecoder("utf-8")() if is_text and not self._base64 else None
         self._carry = b""
 
-    def feed(self, data: bytes, fin: bool) -> bytes:
+    def feed(self, data: "bytes | bytearray | memoryview", fin: bool) -> bytes:
         if self._base64:
             return self._feed_base64(data, fin)
         if self._utf8 is not None:
@@ -37,10 +37,10 @@ class MessageDecoder:
                 self._utf8.decode(data, final=fin)
             except UnicodeDecodeError as exc:
                 raise PayloadError(f"invalid UTF-8 in text message: {exc.reason}") from None
-        return data
+        return bytes(data)
 
-    def _feed_base64(self, data: bytes, fin: bool) -> bytes:
-        text = self._carry + data if self._carry else data
+    def _feed_base64(self, data: "bytes | bytearray | memoryview", fin: bool) -> bytes:
+        text = self._carry + bytes(data) if self._carry else bytes(data)
         usable = len(text) if fin else len(text) - len(text) % 4
         self._carry = bytes(text[usable:])
         if fin and usable % 4:

@@ -45,7 +45,7 @@ def perform_handshake(raw: bytes, max_message_bytes: int) -> HandshakeResult:
     request = next((e for e in protocol.events_received() if isinstance(e, Request)), None)
     if request is None:
         # The head was complete (we parsed it), so websockets refused it as a request.
-        error = str(protocol.handshake_exc or "invalid request")
+        error: Optional[str] = str(protocol.handshake_exc or "invalid request")
         response = protocol.reject(400, f"Failed to open a WebSocket connection: {error}.\n")
         protocol.send_response(response)
         return HandshakeResult(protocol, False, None, None, protocol.data_to_send(), error)

@@ -7,7 +7,7 @@ happened. It never raises on bad client input: it closes with the right code
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Protocol
 
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
@@ -16,6 +16,24 @@ from websockets.server import ServerProtocol
 from .codec import MessageDecoder, PayloadError, encode_for_client
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+
+
+class RelaySession(Protocol):
+    """What the relay needs of a client session: WebSocketSession, or HixieSession."""
+
+    def receive_data(self, data: bytes) -> list[bytes]: ...
+    def receive_eof(self) -> list[bytes]: ...
+    def send_payload(self, data: bytes) -> None: ...
+    def close(self, code: int, reason: str = "") -> None: ...
+    def data_to_send(self) -> list[bytes]: ...
+    @property
+    def is_open(self) -> bool: ...
+    @property
+    def client_done(self) -> bool: ...
+    @property
+    def close_code(self) -> Optional[int]: ...
+    @property
+    def close_reason(self) -> str: ...
 
 
 class WebSocketSession:

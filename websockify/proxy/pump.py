@@ -23,7 +23,7 @@ import time
 from typing import Optional
 
 from ..protocol.recording import CLIENT_TO_TARGET, TARGET_TO_CLIENT
-from ..protocol.websocket import WebSocketSession
+from ..protocol.websocket import RelaySession
 from .recorder import SessionRecording
 from .target import Connector, TargetUnavailable
 
@@ -60,7 +60,7 @@ class Relay:
     def __init__(
         self,
         client: asyncio.Transport,
-        session: WebSocketSession,  # or a HixieSession, which has the same interface
+        session: RelaySession,
         connector: Connector,
         *,
         peer: str,

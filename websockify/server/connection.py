@@ -17,7 +17,7 @@ from ..protocol import hixie
 from ..protocol import sniff as sniffing
 from ..protocol.handshake import perform_handshake
 from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response
-from ..protocol.websocket import WebSocketSession
+from ..protocol.websocket import RelaySession, WebSocketSession
 from ..proxy.pump import Relay
 from . import web
 from .tls import peer_common_name
@@ -210,7 +210,7 @@ class ClientConnection(asyncio.Protocol):
         log.debug("%s: Hixie-76 WebSocket open, path %s", self._peer, head.target)
         self._start_relay(hixie.HixieSession(self._config.max_message_bytes), bytes(received[8:]))
 
-    def _start_relay(self, session: "WebSocketSession | hixie.HixieSession", leftover: bytes) -> None:
+    def _start_relay(self, session: RelaySession, leftover: bytes) -> None:
         assert self._transport is not None
         self._relay = Relay(
             self._transport, session, self._server.connector,

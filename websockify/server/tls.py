@@ -8,7 +8,7 @@ new connections only: live sessions keep the context they were accepted with.
 from __future__ import annotations
 
 import ssl
-from typing import Optional
+from typing import Any, Optional
 
 from ..config import TlsSettings
 from ..errors import ConfigError
@@ -101,9 +101,9 @@ def target_context() -> ssl.SSLContext:
 def peer_common_name(ssl_object: Optional[ssl.SSLObject]) -> Optional[str]:
     if ssl_object is None:
         return None
-    cert = ssl_object.getpeercert()
-    for rdn in (cert or {}).get("subject", ()):
+    cert: Any = ssl_object.getpeercert() or {}
+    for rdn in cert.get("subject", ()):
         for key, value in rdn:
             if key == "commonName":
-                return value
+                return str(value)
     return None
