@@ -51,7 +51,7 @@ setup(
         "uvloop>=0.19; sys_platform != 'win32' and platform_python_implementation == 'CPython'",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "wheel", "mypy"],
+        "test": ["pytest>=7", "pytest-timeout", "wheel", "mypy", "ruff"],
         "redis": ["redis"],
         "jwt": ["jwcrypto"],
     },

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
-import websockets
 from websockets.asyncio.client import connect as ws_connect_raw
 
 TIMEOUT_SCALE = float(os.environ.get("WEBSOCKIFY_TEST_TIMEOUT_SCALE", "1"))
@@ -81,7 +80,7 @@ class Proxy:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout(5))
-            raise AssertionError("websockify did not stop within 15s of SIGTERM")
+            raise AssertionError("websockify did not stop within 15s of SIGTERM") from None
 
 
 def start_proxy(*args: str, env: Optional[dict] = None, wait_listening: bool = True,

@@ -9,13 +9,12 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from certs import make_all
-from helpers import TcpServer, assert_one_line_error, echo_handler, free_port, running_proxy, timeout, wait_for, ws_connect
+from helpers import TcpServer, assert_one_line_error, echo_handler, running_proxy, timeout, ws_connect
 
 
 @pytest.fixture(scope="module")

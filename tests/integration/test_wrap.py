@@ -252,7 +252,7 @@ def test_hup_usr1_usr2_are_forwarded(marker, tmp_path):
         proxy.wait_log("service ready")
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             proxy.proc.send_signal(sig)
-            wait_for(lambda: log.exists() and signal.Signals(sig).name in log.read_text(), 10,
+            wait_for(lambda sig=sig: log.exists() and signal.Signals(sig).name in log.read_text(), 10,
                      f"{signal.Signals(sig).name} to reach the program")
         assert proxy.proc.poll() is None
     finally:
@@ -340,4 +340,4 @@ def test_two_instances_build_the_cache_at_once(source_tree, tmp_path):
     finally:
         for proxy, m in zip(proxies, markers):
             proxy.stop()
-            wait_for(lambda: not marked(m), 10, "the wrapped tree to be gone")
+            wait_for(lambda m=m: not marked(m), 10, "the wrapped tree to be gone")

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from websockify.config import TcpAddress, UnixAddress, build_config, parse_listen, parse_target
@@ -41,5 +43,5 @@ def test_routes_are_exclusive_and_required():
 
 def test_config_is_frozen():
     config = build_config(listen="1", target="a:1")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.listen = None  # type: ignore[misc]
