@@ -173,13 +173,16 @@ def test_sigkill_of_websockify_leaves_no_process(marker):
     wait_for(lambda: not marked(marker), 10, "the daemonized server to die with websockify")
 
 
-def test_sigterm_stops_a_plain_program_and_exit_mode_returns_its_status(marker):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_is_forwarded_and_exit_mode_returns_the_programs_status(marker, sig):
     port = free_port()
     proxy = wrap(marker, str(port), "--", *ECHO, "--port", str(port))
     proxy.wait_log("service ready")
     echo_through(f"ws://127.0.0.1:{port}/")
-    # The echo server dies of the forwarded SIGTERM: exit mode reports that, 128+15.
-    assert stop_and_check(proxy, marker) == 143
+    [child] = marked(marker)
+    assert os.getsid(child) == child != os.getsid(proxy.proc.pid), "the program runs in its own session"
+    # The echo server dies of the forwarded signal: exit mode reports that, 128+N.
+    assert stop_and_check(proxy, marker, sig) == 128 + sig
 
 
 def test_grace_period_then_sigkill(marker):

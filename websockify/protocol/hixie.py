@@ -120,9 +120,6 @@ class HixieSession:
         if self._open:
             self._out.append(b"\x00" + base64.b64encode(data) + b"\xff")
 
-    def send_ping(self, data: bytes = b"") -> None:
-        """Hixie-76 has no ping."""
-
     def close(self, code: int, reason: str = "") -> None:
         if self._open:
             self._open = False

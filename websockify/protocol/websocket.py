@@ -94,10 +94,6 @@ class WebSocketSession:
         else:
             self._protocol.send_binary(payload)
 
-    def send_ping(self, data: bytes = b"") -> None:
-        if self._protocol.state is State.OPEN:
-            self._protocol.send_ping(data)
-
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake, once."""
         if self._protocol.state is State.OPEN:

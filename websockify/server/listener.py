@@ -59,7 +59,6 @@ class Listener:
         self.sock = sock
         self._on_accept = on_accept
         self._loop = asyncio.get_running_loop()
-        self._paused = False
 
     def start(self) -> None:
         self._loop.add_reader(self.sock.fileno(), self._accept_ready)
