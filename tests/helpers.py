@@ -84,11 +84,11 @@ class Proxy:
 
 
 def start_proxy(*args: str, env: Optional[dict] = None, wait_listening: bool = True,
-                cwd: Optional[str] = None) -> Proxy:
+                cwd: Optional[str] = None, preexec_fn: Optional[Callable[[], None]] = None) -> Proxy:
     proc = subprocess.Popen(
         [sys.executable, "-m", "websockify", *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})}, cwd=cwd,
+        env={**os.environ, **(env or {})}, cwd=cwd, preexec_fn=preexec_fn,
     )
     proxy = Proxy(proc)
 

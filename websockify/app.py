@@ -16,6 +16,7 @@ from .proxy.plugins import Authenticator, load_authenticator
 from .proxy.target import AddressConnector
 from .server.server import ProxyServer
 from .server.tls import server_context, target_context
+from .wrap.process import raise_file_limit
 
 log = logging.getLogger("websockify")
 
@@ -49,6 +50,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 def run(config: Config) -> int:
     """Run until stopped; return the process exit code."""
     setup_logging(config.verbose)
+    raise_file_limit()  # two descriptors per client: 1024 would cap us near 500 clients
     try:
         _check_record_path(config.record)
         tls = server_context(config.tls) if config.tls.enabled else None

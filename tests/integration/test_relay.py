@@ -6,6 +6,8 @@ import base64
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -385,3 +387,37 @@ def test_sigterm_closes_sessions_with_1001(echo_proxy):
             return info.value.rcvd.code
     assert run(scenario()) == 1001
     assert echo_proxy.proc.wait(timeout(10)) == 0
+
+
+def _low_file_limit() -> None:
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+
+def test_a_low_soft_file_limit_does_not_cap_clients(echo_server):
+    """Started with a soft limit of 256 descriptors (as a service manager might), 400 clients
+    (800 descriptors in the proxy) are all served: websockify raises its own soft limit."""
+    proc = subprocess.Popen([sys.executable, "-m", "websockify", "127.0.0.1:0", echo_server.address],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_low_file_limit)
+    try:
+        line = ""
+        while "listening on" not in line:
+            line = proc.stderr.readline()
+            assert line, "websockify exited"
+        port = int(line.rsplit(":", 1)[1])
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+
+        async def one(i: int):
+            async with ws_connect(f"ws://127.0.0.1:{port}/", open_timeout=timeout(60)) as ws:
+                await ws.send(b"%d" % i)
+                assert await ws.recv() == b"%d" % i
+                await asyncio.sleep(timeout(2))  # all open at once
+            return i
+
+        async def scenario():
+            return await asyncio.gather(*(one(i) for i in range(400)))
+        assert sorted(run(scenario(), 120)) == list(range(400))
+    finally:
+        proc.terminate()
+        proc.wait(timeout(15))

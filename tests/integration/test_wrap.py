@@ -185,6 +185,23 @@ def test_stop_signal_is_forwarded_and_exit_mode_returns_the_programs_status(mark
     assert stop_and_check(proxy, marker, sig) == 128 + sig
 
 
+def test_the_program_keeps_the_file_limit_websockify_was_given(marker, tmp_path):
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    port, seen = free_port(), tmp_path / "limit"
+    script = f'ulimit -Sn > {seen}; exec "$0" "$@"'
+    proxy = wrap(marker, str(port), "--", "sh", "-c", script, *ECHO, "--port", str(port), preexec_fn=low_limit)
+    try:
+        proxy.wait_log("service ready")
+        assert seen.read_text().strip() == "256"
+        assert psutil.Process(proxy.proc.pid).rlimit(psutil.RLIMIT_NOFILE)[0] > 256
+    finally:
+        stop_and_check(proxy, marker)
+
+
 def test_grace_period_then_sigkill(marker):
     port = free_port()
     stubborn = ("import signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

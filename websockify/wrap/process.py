@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -36,9 +37,28 @@ def become_subreaper() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
+# The open-file limit websockify started with, before raise_file_limit().
+_INITIAL_NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def raise_file_limit() -> None:
+    """Take the hard open-file limit as our soft one (systemd's default soft limit
+    is 1024). The wrapped program gets the original back (_in_child_before_exec)."""
+    soft, hard = _INITIAL_NOFILE
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.debug("cannot raise the open file limit: %s", exc)
+
+
 def _in_child_before_exec() -> None:
-    # Dies with us even if we are SIGKILLed. Runs between fork and exec: prctl only.
+    # Runs between fork and exec, so only system calls: die with us even if we
+    # are SIGKILLed, and give the program the file limit it would have had.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    resource.setrlimit(resource.RLIMIT_NOFILE, _INITIAL_NOFILE)
 
 
 def spawn(argv: Sequence[str], env: dict[str, str]) -> int:
@@ -166,7 +186,6 @@ def stop_watchdog(pid: int, timeout_s: float = 2.0) -> None:
 
 
 def _max_fd() -> int:
-    import resource
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft if soft != resource.RLIM_INFINITY else 65536
 
