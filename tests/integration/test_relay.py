@@ -315,6 +315,10 @@ def test_ping_is_answered(echo_proxy):
     b"GET / HTTP/9.9\r\n\r\n",
     b"GET /\r\n\r\n",
     b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+    b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n",
+    b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 8\r\n\r\n",
 ])
 def test_garbage_instead_of_handshake_is_refused_and_server_keeps_serving(echo_proxy, garbage):
     async def scenario():

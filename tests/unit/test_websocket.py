@@ -4,15 +4,22 @@ import base64
 from websockets.frames import Close, Frame, Opcode
 
 from websockify.protocol.handshake import perform_handshake
+from websockify.protocol.http import RequestReader
 from websockify.protocol.websocket import WebSocketSession
 
 KEY_HEAD = (b"GET /websockify HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
 
 
+def handshake_raw(raw: bytes, max_bytes: int = 1000):
+    head = RequestReader().feed(raw)
+    assert head is not None
+    return perform_handshake(head.target, head.headers, max_bytes)
+
+
 def handshake(protocols: str = "", max_bytes: int = 1000):
     extra = f"Sec-WebSocket-Protocol: {protocols}\r\n".encode() if protocols else b""
-    return perform_handshake(KEY_HEAD + extra + b"\r\n", max_bytes)
+    return handshake_raw(KEY_HEAD + extra + b"\r\n", max_bytes)
 
 
 def session(protocols: str = "", max_bytes: int = 1000) -> WebSocketSession:
@@ -34,18 +41,18 @@ def sent_close(s: WebSocketSession) -> int:
 def test_accepts_and_picks_the_clients_first_known_subprotocol():
     result = handshake("chat, base64, binary")
     assert result.accepted and result.subprotocol == "base64"
-    assert b"Sec-WebSocket-Protocol: base64" in result.to_send[0]
+    assert result.response.startswith(b"HTTP/1.1 101 ") and b"Sec-WebSocket-Protocol: base64" in result.response
     assert handshake("").subprotocol is None
 
 
 def test_unknown_subprotocols_only_are_refused_with_400():
     result = handshake("chat")
-    assert not result.accepted and result.to_send[0].startswith(b"HTTP/1.1 400")
+    assert not result.accepted and result.response.startswith(b"HTTP/1.1 400")
 
 
 def test_missing_key_is_refused():
-    result = perform_handshake(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 100)
-    assert not result.accepted and result.to_send[0].startswith(b"HTTP/1.1 400")
+    result = handshake_raw(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    assert not result.accepted and result.response.startswith(b"HTTP/1.1 400")
 
 
 def test_binary_messages_and_fragments_reach_the_target():

@@ -134,6 +134,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _route(self, head: RequestHead) -> None:
         websocket = head.wants_websocket and head.method == "GET"
+        if websocket and head.version != "HTTP/1.1":
+            raise HttpError(400, "a WebSocket upgrade needs HTTP/1.1")
         if not websocket:
             if head.method not in ("GET", "HEAD"):
                 raise HttpError(405, f"method {head.method} not allowed", (("Allow", "GET, HEAD"),))
@@ -179,17 +181,14 @@ class ClientConnection(asyncio.Protocol):
                 self._config.handshake_timeout_s, self._handshake_timed_out)
             self._try_hixie()
             return
-        result = perform_handshake(head.raw, self._config.max_message_bytes)
-        for chunk in result.to_send:
-            if chunk:
-                self._transport.write(chunk)
+        result = perform_handshake(head.target, head.headers, self._config.max_message_bytes)
+        self._transport.write(result.response)
         if not result.accepted:
             log.info("%s: WebSocket handshake refused: %s", self._peer, result.error)
             self._finish(b"")
             return
         session = WebSocketSession(result.protocol, result.subprotocol)
-        path = result.request.path if result.request else "/"
-        log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, path, result.subprotocol)
+        log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, head.target, result.subprotocol)
         self._start_relay(session, self._reader.leftover)
 
     def _try_hixie(self) -> None:
