@@ -50,7 +50,6 @@ class RequestHead:
     target: str
     version: str
     headers: Headers
-    raw: bytes  # the head exactly as received, ending with the blank line
 
     @property
     def wants_websocket(self) -> bool:
@@ -62,13 +61,11 @@ class RequestReader:
 
     def __init__(self) -> None:
         self._reader = StreamReader()
-        self._received = bytearray()
         self._parser = self._parse()
         next(self._parser)
 
     def feed(self, data: bytes) -> Optional[RequestHead]:
         """Return the head once complete, None while more is needed; raise HttpError on bad input."""
-        self._received += data
         self._reader.feed_data(data)
         try:
             self._parser.send(None)
@@ -96,13 +93,11 @@ class RequestReader:
             headers = yield from parse_headers(self._reader.read_line)
         except Exception as exc:  # websockets signals every header defect by an exception
             raise HttpError(400, f"bad request headers: {exc}") from None
-        consumed = len(self._received) - len(self._reader.buffer)
         return RequestHead(
             method=parts[0].decode("ascii"),
             target=parts[1].decode("latin-1"),
             version=parts[2].decode("ascii"),
             headers=headers,
-            raw=bytes(self._received[:consumed]),
         )
 
 
