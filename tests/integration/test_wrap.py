@@ -253,6 +253,14 @@ def test_ignore_mode_keeps_the_proxy_up_with_a_clear_close_reason(marker):
         assert stop_and_check(proxy, marker) == 143
 
 
+def test_a_program_that_never_binds_the_port_is_reported(marker):
+    proxy = wrap(marker, str(free_port()), "--", "sleep", "60")
+    try:
+        proxy.wait_log(r"sleep has not bound port \d+ after 10s", 25)
+    finally:
+        stop_and_check(proxy, marker)
+
+
 def test_clients_wait_for_a_slow_service(marker):
     port = free_port()
     proxy = wrap(marker, str(port), "--", *ECHO, "--port", str(port), "--delay", "1.5")

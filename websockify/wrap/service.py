@@ -29,6 +29,7 @@ _POLL_S = 0.02
 # uvloop keeps SIGCHLD for itself, so children are reaped by polling waitpid (a
 # cheap syscall); the process tree is only walked when something was reaped.
 _REAP_POLL_S = 0.05
+_SLOW_START_WARNING_S = 10.0
 
 
 class WrappedService:
@@ -77,8 +78,14 @@ class WrappedService:
 
     async def _await_ready(self, port_file: str) -> None:
         """Ready = rebind.so reported the private port and something listens there."""
+        warn_at = self._loop.time() + _SLOW_START_WARNING_S
         while not os.path.exists(port_file):
             await asyncio.sleep(_POLL_S)
+            if self._loop.time() > warn_at:
+                warn_at = float("inf")
+                log.warning("%s has not bound port %d after %.0fs: does it listen on that port? "
+                            "(programs that bypass libc's bind(), like Go ones, cannot be moved)",
+                            self._argv[0], self._config.listen.port, _SLOW_START_WARNING_S)
         with open(port_file) as file:
             host, port_text = file.read().split()
         port = int(port_text)
