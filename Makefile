@@ -19,9 +19,14 @@ $(REBIND): rebind/rebind.c
 	mkdir -p $(dir $@)
 	$(CC) -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $< -ldl
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# The test tools (pytest, mypy, ruff...) only for `make test`.
+$(VENV)/.test-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -31,7 +36,7 @@ run: $(VENV)/.installed $(REBIND)
 	@echo "Open http://localhost:$(PORT)/ in a browser (Ctrl-C to stop)."
 	exec $(BIN)/websockify --web demo/web $(PORT) -- $(BIN)/python demo/chat_server.py --port $(PORT)
 
-test: $(VENV)/.installed $(REBIND)
+test: $(VENV)/.test-installed $(REBIND)
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed $(REBIND)
