@@ -32,7 +32,8 @@ def test_unwritten_bytes_are_bounded_and_the_session_is_cut_short(tmp_path):
     from websockify.proxy.recorder import Recorder
 
     recorder = Recorder(str(tmp_path / "rec"), max_pending_bytes=100)
-    recorder.close()  # the writer is gone: nothing drains the queue, as with a stalled disk
+    recorder.session().close()  # starts the writer thread...
+    recorder.close()  # ...and stops it: nothing drains the queue now, as with a stalled disk
     recording = recorder.session()
     recording.record(CLIENT_TO_TARGET, b"a" * 60)
     recording.record(CLIENT_TO_TARGET, b"b" * 60)  # would exceed the bound: dropped

@@ -33,16 +33,21 @@ class Recorder:
         # Each counter is written by one thread only, so no lock is needed.
         self.queued_bytes = 0
         self.written_bytes = 0
+        # Started with the first session: websockify may still fork (the wrapping
+        # watchdog) after building the recorder, and forking with threads is unsafe.
         self._thread = threading.Thread(target=self._write_loop, name="recorder", daemon=True)
-        self._thread.start()
 
     def session(self) -> "SessionRecording":
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
         recording = SessionRecording(self)
         self._queue.put(("open", recording))
         return recording
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write everything queued and stop the thread."""
+        if self._thread.ident is None:
+            return  # never started: nothing was recorded
         self._queue.put(("stop", None))
         self._thread.join(timeout_s)
 
