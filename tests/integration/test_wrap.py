@@ -162,10 +162,11 @@ def test_daemonizing_program_is_still_proxied_and_stopped(marker):
         assert stop_and_check(proxy, marker) == 128 + signal.SIGTERM
 
 
-def test_sigkill_of_websockify_leaves_no_process(marker):
+@pytest.mark.parametrize("daemonizing", [True, False])
+def test_sigkill_of_websockify_leaves_no_process(marker, daemonizing):
     port = free_port()
-    proxy = wrap(marker, str(port), "--", os.path.join(SERVERS, "daemonize.sh"), "--port", str(port),
-                 env={"PYTHON": sys.executable})
+    command = [os.path.join(SERVERS, "daemonize.sh")] if daemonizing else ECHO
+    proxy = wrap(marker, str(port), "--", *command, "--port", str(port), env={"PYTHON": sys.executable})
     proxy.wait_log("service ready")
     assert marked(marker)
     proxy.proc.kill()
