@@ -61,6 +61,13 @@ def echo_through(url: str, payload: bytes = b"through the wrapper") -> None:
     asyncio.run(scenario())
 
 
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def listening_sockets(pids: list[int]) -> list:
     found = []
     for conn in psutil.net_connections("tcp"):
@@ -169,9 +176,11 @@ def test_sigkill_of_websockify_leaves_no_process(marker, daemonizing):
     proxy = wrap(marker, str(port), "--", *command, "--port", str(port), env={"PYTHON": sys.executable})
     proxy.wait_log("service ready")
     assert marked(marker)
+    [watchdog] = [p for p in psutil.Process(proxy.proc.pid).children() if p.pid not in marked(marker)]
     proxy.proc.kill()
     proxy.proc.wait(timeout(10))
-    wait_for(lambda: not marked(marker), 10, "the daemonized server to die with websockify")
+    wait_for(lambda: not marked(marker), 10, "the wrapped tree to die with websockify")
+    wait_for(lambda: not alive(watchdog), 10, "the watchdog to exit after its sweep")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
