@@ -61,7 +61,8 @@ class Listener:
         self._loop = asyncio.get_running_loop()
 
     def start(self) -> None:
-        self._loop.add_reader(self.sock.fileno(), self._accept_ready)
+        if self.sock.fileno() >= 0:  # closed meanwhile (a pause after EMFILE may end after close)
+            self._loop.add_reader(self.sock.fileno(), self._accept_ready)
 
     def close(self) -> None:
         if self.sock.fileno() >= 0:
