@@ -425,3 +425,51 @@ def test_a_low_soft_file_limit_does_not_cap_clients(echo_server):
     finally:
         proc.terminate()
         proc.wait(timeout(15))
+
+
+def _tiny_file_limit() -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+
+def test_running_out_of_descriptors_is_survived(echo_server):
+    """With a hard limit of 48 descriptors, 60 clients at once exhaust them: those that
+    cannot be served fail, the proxy logs it, and it serves again once clients leave."""
+    proc = subprocess.Popen([sys.executable, "-m", "websockify", "127.0.0.1:0", echo_server.address],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_tiny_file_limit)
+    lines: list[str] = []
+    try:
+        line = ""
+        while "listening on" not in line:
+            line = proc.stderr.readline()
+            assert line, "websockify exited"
+        port = int(line.rsplit(":", 1)[1])
+        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
+        url = f"ws://127.0.0.1:{port}/"
+
+        async def crowd():
+            async def one():
+                try:
+                    async with ws_connect(url, open_timeout=timeout(5)) as ws:
+                        await ws.send(b"x")
+                        await ws.recv()
+                        await asyncio.sleep(timeout(1))
+                        return True
+                except Exception:  # refused, reset, timed out or closed 1011: all count as "not served"
+                    return False
+            return await asyncio.gather(*(one() for _ in range(60)))
+
+        results = run(crowd(), 60)
+        assert not all(results), "the limit was never reached; the test proves nothing"
+        assert any(results)
+
+        async def afterwards():
+            async with ws_connect(url) as ws:
+                await ws.send(b"still serving")
+                assert await ws.recv() == b"still serving"
+        run(afterwards())
+        assert proc.poll() is None
+        assert any("Too many open files" in line for line in lines), "".join(lines[-20:])
+    finally:
+        proc.terminate()
+        proc.wait(timeout(15))
