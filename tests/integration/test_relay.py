@@ -6,8 +6,6 @@ import base64
 import hashlib
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -402,18 +400,9 @@ def _low_file_limit() -> None:
 def test_a_low_soft_file_limit_does_not_cap_clients(echo_server):
     """Started with a soft limit of 256 descriptors (as a service manager might), 400 clients
     (800 descriptors in the proxy) are all served: websockify raises its own soft limit."""
-    proc = subprocess.Popen([sys.executable, "-m", "websockify", "127.0.0.1:0", echo_server.address],
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_low_file_limit)
-    try:
-        line = ""
-        while "listening on" not in line:
-            line = proc.stderr.readline()
-            assert line, "websockify exited"
-        port = int(line.rsplit(":", 1)[1])
-        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-
+    with running_proxy("127.0.0.1:0", echo_server.address, preexec_fn=_low_file_limit) as proxy:
         async def one(i: int):
-            async with ws_connect(f"ws://127.0.0.1:{port}/", open_timeout=timeout(60)) as ws:
+            async with ws_connect(proxy.url, open_timeout=timeout(60)) as ws:
                 await ws.send(b"%d" % i)
                 assert await ws.recv() == b"%d" % i
                 await asyncio.sleep(timeout(2))  # all open at once
@@ -422,9 +411,6 @@ def test_a_low_soft_file_limit_does_not_cap_clients(echo_server):
         async def scenario():
             return await asyncio.gather(*(one(i) for i in range(400)))
         assert sorted(run(scenario(), 120)) == list(range(400))
-    finally:
-        proc.terminate()
-        proc.wait(timeout(15))
 
 
 def _tiny_file_limit() -> None:
@@ -435,22 +421,11 @@ def _tiny_file_limit() -> None:
 def test_running_out_of_descriptors_is_survived(echo_server):
     """With a hard limit of 48 descriptors, 60 clients at once exhaust them: those that
     cannot be served fail, the proxy logs it, and it serves again once clients leave."""
-    proc = subprocess.Popen([sys.executable, "-m", "websockify", "127.0.0.1:0", echo_server.address],
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_tiny_file_limit)
-    lines: list[str] = []
-    try:
-        line = ""
-        while "listening on" not in line:
-            line = proc.stderr.readline()
-            assert line, "websockify exited"
-        port = int(line.rsplit(":", 1)[1])
-        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-        url = f"ws://127.0.0.1:{port}/"
-
+    with running_proxy("127.0.0.1:0", echo_server.address, preexec_fn=_tiny_file_limit) as proxy:
         async def crowd():
             async def one():
                 try:
-                    async with ws_connect(url, open_timeout=timeout(5)) as ws:
+                    async with ws_connect(proxy.url, open_timeout=timeout(5)) as ws:
                         await ws.send(b"x")
                         await ws.recv()
                         await asyncio.sleep(timeout(1))
@@ -464,12 +439,9 @@ def test_running_out_of_descriptors_is_survived(echo_server):
         assert any(results)
 
         async def afterwards():
-            async with ws_connect(url) as ws:
+            async with ws_connect(proxy.url) as ws:
                 await ws.send(b"still serving")
                 assert await ws.recv() == b"still serving"
         run(afterwards())
-        assert proc.poll() is None
-        assert any("Too many open files" in line for line in lines), "".join(lines[-20:])
-    finally:
-        proc.terminate()
-        proc.wait(timeout(15))
+        assert proxy.proc.poll() is None
+        proxy.wait_log("Too many open files")
