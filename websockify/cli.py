@@ -48,7 +48,8 @@ class _Command(click.Command):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=USAGE_EPILOG,
 )
-@click.argument("arguments", nargs=-1, metavar="[SOURCE_ADDR:]SOURCE_PORT [TARGET_ADDR:TARGET_PORT]")
+@click.argument("arguments", nargs=-1,
+                metavar="[SOURCE_ADDR:]SOURCE_PORT [TARGET_ADDR:TARGET_PORT | -- COMMAND ARGS...]")
 @click.option("-v", "--verbose", is_flag=True, help="Log every connection step (DEBUG).")
 @click.option("-6", "--prefer-ipv6", is_flag=True,
               help="Listen on IPv6 ([::], which also takes IPv4) when no source address is given.")
