@@ -80,7 +80,7 @@ class Relay:
         self._connect_task: Optional[asyncio.Task[None]] = None
         self._pending: list[bytes] = []  # client payloads that came before the target was up
         self._client_read_blockers: set[str] = set()
-        self._target_read_blockers: set[str] = set()
+        self._client_full = False  # the client's write buffer is over the mark: target reads paused
         self._client_gone = False
         self._target_gone = False
         self._target_eof_sent = False
@@ -122,7 +122,7 @@ class Relay:
         if self._pending:
             transport.writelines(self._pending)
             self._pending.clear()
-        if self._target_read_blockers:
+        if self._client_full:
             transport.pause_reading()
         if self._session.client_done:
             self._end_target_writes()
@@ -223,7 +223,7 @@ class Relay:
         # Drain what the target still sends until it closes, within a bound:
         # closing with unread data would reset the connection and could
         # destroy bytes the target has not read yet.
-        self._target_read_blockers.clear()
+        self._client_full = False
         self._target.resume_reading()
         self._target_linger = self._loop.call_later(self._close_timeout_s, self._target.abort)
 
@@ -247,14 +247,14 @@ class Relay:
 
     def client_write_paused(self) -> None:
         if self._target_eof_sent:
-            return
-        if not self._target_read_blockers and self._target is not None:
+            return  # draining the target: its data is discarded, never buffered
+        self._client_full = True
+        if self._target is not None:
             self._target.pause_reading()
-        self._target_read_blockers.add("client-full")
 
     def client_write_resumed(self) -> None:
-        self._target_read_blockers.discard("client-full")
-        if not self._target_read_blockers and self._target is not None and not self._target_gone:
+        self._client_full = False
+        if self._target is not None and not self._target_gone:
             self._target.resume_reading()
 
     # -- shutdown --------------------------------------------------------
@@ -265,8 +265,10 @@ class Relay:
         self._flush_client()
         if self._target is not None and not self._target_gone:
             self._target.close()
-        elif self._connect_task is not None:
+        elif self._connect_task is not None and not self._target_gone:
             self._connect_task.cancel()
+            self._target_gone = True  # no target will come: the session can finish and log
+            self._maybe_done()
 
     def _maybe_done(self) -> None:
         if self._done or not (self._client_gone and self._target_gone):
