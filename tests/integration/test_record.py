@@ -5,6 +5,7 @@ import asyncio
 import base64
 import os
 import re
+import select
 import stat
 import subprocess
 import sys
@@ -94,8 +95,9 @@ def test_replay_tool_reproduces_the_target_stream(recorded, speed):
                                "--listen", "127.0.0.1:0", "--speed", speed],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = replay.stdout.readline()
-        port = int(re.search(r"ws://127.0.0.1:(\d+)/", line).group(1))
+        ready, _, _ = select.select([replay.stdout], [], [], timeout(20))
+        assert ready, "the replay tool did not start"
+        port = int(re.search(r"ws://127.0.0.1:(\d+)/", replay.stdout.readline()).group(1))
 
         async def scenario():
             received = b""
