@@ -12,11 +12,11 @@ from typing import Any, Callable, Optional
 
 from .config import Config, TcpAddress
 from .errors import ConfigError, StartupError, WebsockifyError
+from .fdlimit import raise_file_limit
 from .proxy.plugins import Authenticator, load_authenticator
 from .proxy.target import AddressConnector
 from .server.server import ProxyServer
 from .server.tls import server_context, target_context
-from .wrap.process import raise_file_limit
 
 log = logging.getLogger("websockify")
 
@@ -60,7 +60,7 @@ def run(config: Config) -> int:
             return runner.run(_serve(config, library, tls, authenticator))
     except WebsockifyError as exc:
         print(f"websockify: error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)
+        return exc.exit_code
 
 
 def _load_authenticator(config: Config) -> Optional[Authenticator]:

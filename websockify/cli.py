@@ -12,12 +12,13 @@ Options may follow the positional arguments, as upstream's optparse allows.
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import click
 
 from . import __version__
-from .config import DEFAULT_MAX_MESSAGE_BYTES, WRAP_MODES, build_config
+from . import config as defaults
+from .config import build_config
 from .errors import ConfigError
 
 USAGE_EPILOG = """\b
@@ -57,21 +58,24 @@ class _Command(click.Command):
 @click.option("--web", metavar="DIR",
               type=click.Path(exists=True, file_okay=False, readable=True, resolve_path=True),
               help="Serve the static files in DIR over plain HTTP on the same port.")
-@click.option("--wrap-mode", type=click.Choice(WRAP_MODES), default="exit", show_default=True,
+@click.option("--wrap-mode", type=click.Choice(defaults.WRAP_MODES), default=defaults.DEFAULT_WRAP_MODE,
+              show_default=True,
               help="What to do when the wrapped command exits.")
-@click.option("--grace-period", "grace_period_s", type=float, default=10.0, show_default=True,
+@click.option("--grace-period", "grace_period_s", type=click.FloatRange(min=0),
+              default=defaults.DEFAULT_GRACE_PERIOD_S, show_default=True,
               metavar="SECONDS",
               help="On SIGTERM/SIGINT, how long the wrapped program may take to exit before SIGKILL.")
-@click.option("--handshake-timeout", "handshake_timeout_s", type=float, default=10.0, show_default=True,
-              metavar="SECONDS", help="Drop a client that has not completed TLS and its request by then.")
+@click.option("--handshake-timeout", "handshake_timeout_s", type=click.FloatRange(min=0, min_open=True),
+              default=defaults.DEFAULT_HANDSHAKE_TIMEOUT_S, show_default=True, metavar="SECONDS",
+              help="Drop a client that has not completed TLS, its request and authentication by then.")
 @click.option("--cert", metavar="FILE", help="TLS certificate (PEM; may hold the key too): enables wss:// "
               "and https:// on the same port. Reloaded on SIGHUP.")
 @click.option("--key", metavar="FILE", help="TLS private key, if not in --cert.")
 @click.option("--key-password", metavar="PASSWORD", help="Password of an encrypted key.")
 @click.option("--ssl-only", is_flag=True, help="Refuse plain (non-TLS) connections.")
 @click.option("--ssl-ciphers", metavar="LIST", help="OpenSSL cipher list (TLS 1.2 and older).")
-@click.option("--ssl-version", type=click.Choice(["default", "tlsv1_1", "tlsv1_2", "tlsv1_3"]),
-              default="default", show_default=True, help="Minimum TLS version accepted.")
+@click.option("--ssl-version", type=click.Choice(defaults.SSL_VERSIONS), default=defaults.DEFAULT_SSL_VERSION,
+              show_default=True, help="Minimum TLS version accepted.")
 @click.option("--verify-client", is_flag=True, help="Require a client certificate on TLS connections.")
 @click.option("--cafile", metavar="FILE", help="CA certificates for --verify-client.")
 @click.option("--ssl-target", is_flag=True, help="Connect to the target over TLS (verified).")
@@ -84,13 +88,24 @@ class _Command(click.Command):
 @click.option("--auth-source", metavar="ARG", help="Argument passed to the auth plugin.")
 @click.option("--token-plugin", metavar="CLASS", help="Choose the target per client by token.")
 @click.option("--token-source", metavar="ARG", help="Argument passed to the token plugin.")
-@click.option("--max-message-size", "max_message_bytes", type=click.IntRange(min=125),
-              default=DEFAULT_MAX_MESSAGE_BYTES, show_default=True, metavar="BYTES",
+@click.option("--allowed-origins", metavar="LIST",
+              help="Browser origins (https://host[:port], comma-separated) that may open a WebSocket; "
+                   "* for any. Default: the same origin with --web, any without.")
+@click.option("--max-message-size", "max_message_bytes", type=click.IntRange(min=defaults.MIN_MAX_MESSAGE_BYTES),
+              default=defaults.DEFAULT_MAX_MESSAGE_BYTES, show_default=True, metavar="BYTES",
               help="Largest WebSocket message accepted from a client (larger: close 1009).")
+@click.option("--max-connections", type=click.IntRange(min=1), default=defaults.DEFAULT_MAX_CONNECTIONS,
+              show_default=True, metavar="N", help="Clients served at once; more get HTTP 503.")
+@click.option("--max-connections-per-ip", type=click.IntRange(min=0),
+              default=defaults.DEFAULT_MAX_CONNECTIONS_PER_IP, show_default=True, metavar="N",
+              help="Clients served at once from one address (0: no cap); more get HTTP 503.")
+@click.option("--max-header-bytes", type=click.IntRange(min=1024), default=defaults.DEFAULT_MAX_HEADER_BYTES,
+              show_default=True, metavar="BYTES", help="Largest request head (request line and headers).")
+@click.option("--max-headers", type=click.IntRange(min=1), default=defaults.DEFAULT_MAX_HEADERS,
+              show_default=True, metavar="N", help="Most header lines in a request.")
 @click.version_option(__version__, "--version")
 @click.pass_context
-def command(ctx: click.Context, arguments: tuple[str, ...], web: Optional[str], file_only: bool,
-            **options: object) -> int:
+def command(ctx: click.Context, /, arguments: tuple[str, ...], **options: Any) -> int:
     """Bridge WebSocket clients to a TCP or Unix-socket service, or wrap a program
     so that its listening port is served through the bridge."""
     from .app import run  # imported late: --help must not pay for asyncio
@@ -103,7 +118,7 @@ def command(ctx: click.Context, arguments: tuple[str, ...], web: Optional[str], 
             and options.get("token_plugin") is None:
         target, extra = extra[0], extra[1:]
     config = build_config(listen=listen, target=target, extra_args=tuple(extra),
-                          wrap_command=wrap_command, web_dir=web, **options)  # type: ignore[arg-type]
+                          wrap_command=wrap_command, **options)
     return run(config)
 
 

@@ -1,23 +1,43 @@
-"""Validated settings. No I/O here: the single source of defaults.
+"""Validated settings. No I/O here: the single source of defaults and choices.
 
-`cli.py` turns the command line into a `Config` with `build_config`; everything
-below it only reads the frozen dataclasses.
+`cli.py` turns the command line into a `Config` with `build_config`, whose
+keyword parameters are exactly the command line's options (a test holds the
+two together); everything below it only reads the frozen dataclasses.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Literal, Optional, Union, cast, get_args
 
 from .errors import ConfigError
 
-WRAP_MODES = ("exit", "ignore", "respawn")
+WrapMode = Literal["exit", "ignore", "respawn"]
+WRAP_MODES: tuple[str, ...] = get_args(WrapMode)
+SslVersion = Literal["default", "tlsv1_1", "tlsv1_2", "tlsv1_3"]
+SSL_VERSIONS: tuple[str, ...] = get_args(SslVersion)
 
+DEFAULT_WRAP_MODE: WrapMode = "exit"
+DEFAULT_SSL_VERSION: SslVersion = "default"
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+MIN_MAX_MESSAGE_BYTES = 125  # a control frame's payload must always fit
+DEFAULT_GRACE_PERIOD_S = 10.0
+DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0
+# Connections (in any phase) one process serves at once; past it new clients get
+# 503. With the per-connection bound below, 4096 clients cost at most ~10 GiB in
+# the worst case and about 40 MiB when they are ordinary VNC sessions.
+DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_MAX_CONNECTIONS_PER_IP = 0  # 0 = no cap: clients behind one reverse proxy share an address
+# A request head: browsers and upstream's clients send well under 8 KiB.
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+DEFAULT_MAX_HEADERS = 100
 # Write-buffer high-water mark of each leg. Reading from the other leg pauses
 # above it, so it is the main term of the per-connection memory bound.
 DEFAULT_WRITE_BUFFER_BYTES = 256 * 1024
+# Upstream's default certificate name, used when TLS is asked for without --cert.
+DEFAULT_CERT = "self.pem"
+ANY_ORIGIN = "*"
 
 
 @dataclass(frozen=True)
@@ -39,10 +59,6 @@ class UnixAddress:
 
 Target = Union[TcpAddress, UnixAddress]
 
-SSL_VERSIONS = ("default", "tlsv1_1", "tlsv1_2", "tlsv1_3")
-# Upstream's default certificate name, used when TLS is asked for without --cert.
-DEFAULT_CERT = "self.pem"
-
 
 @dataclass(frozen=True)
 class TlsSettings:
@@ -52,7 +68,7 @@ class TlsSettings:
     key_password: Optional[str] = None
     ssl_only: bool = False
     ciphers: Optional[str] = None
-    min_version: str = "default"
+    min_version: SslVersion = DEFAULT_SSL_VERSION
     verify_client: bool = False
     cafile: Optional[str] = None
 
@@ -62,33 +78,54 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one process accepts from clients, whatever they send."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_headers: int = DEFAULT_MAX_HEADERS
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
+
+
+@dataclass(frozen=True)
 class Config:
     listen: TcpAddress
     target: Optional[Target] = None
     wrap_command: tuple[str, ...] = ()
-    wrap_mode: str = "exit"
+    wrap_mode: WrapMode = DEFAULT_WRAP_MODE
     token_plugin: Optional[str] = None
     token_source: Optional[str] = None
     web_dir: Optional[str] = None
     prefer_ipv6: bool = False
     verbose: bool = False
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    limits: Limits = Limits()
     tls: TlsSettings = TlsSettings()
     ssl_target: bool = False
     web_auth: bool = False
     auth_plugin: Optional[str] = None
     auth_source: Optional[str] = None
+    # None: same origin only when --web serves the page, any origin otherwise.
+    allowed_origins: Optional[tuple[str, ...]] = None
     record: Optional[str] = None
     hixie76: bool = False
     write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES
-    handshake_timeout_s: float = 10.0
     close_timeout_s: float = 5.0
     connect_timeout_s: float = 10.0
     listen_backlog: int = 1024
-    grace_period_s: float = 10.0
+    grace_period_s: float = DEFAULT_GRACE_PERIOD_S
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.limits.max_message_bytes
+
+    @property
+    def handshake_timeout_s(self) -> float:
+        return self.limits.handshake_timeout_s
 
 
 def format_host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 literal in brackets."""
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
@@ -153,18 +190,68 @@ def parse_target(text: str) -> TcpAddress:
     return TcpAddress(parse_host(host, what), parse_port(port_text, what))
 
 
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$")
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """`--allowed-origins`: exact origins (`scheme://host[:port]`), separated by
+    commas or spaces, or `*` for any."""
+    origins = tuple(part for part in re.split(r"[,\s]+", text.strip()) if part)
+    if not origins:
+        raise ConfigError("--allowed-origins: give at least one origin, or * for any")
+    for origin in origins:
+        if origin != ANY_ORIGIN and not _ORIGIN.match(origin.lower()):
+            raise ConfigError(f"--allowed-origins: {origin!r} is not an origin like https://host[:port]")
+    return tuple(o if o == ANY_ORIGIN else o.lower() for o in origins)
+
+
+def _positive(value: float, option: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{option}: must be {'zero or more' if allow_zero else 'positive'}")
+
+
 def build_config(
     *,
     listen: Optional[str],
-    target: Optional[str],
+    target: Optional[str] = None,
     extra_args: tuple[str, ...] = (),
     wrap_command: tuple[str, ...] = (),
+    verbose: bool = False,
+    prefer_ipv6: bool = False,
     unix_target: Optional[str] = None,
+    web: Optional[str] = None,
+    wrap_mode: str = DEFAULT_WRAP_MODE,
+    grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
+    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S,
+    cert: Optional[str] = None,
+    key: Optional[str] = None,
+    key_password: Optional[str] = None,
+    ssl_only: bool = False,
+    ssl_ciphers: Optional[str] = None,
+    ssl_version: str = DEFAULT_SSL_VERSION,
+    verify_client: bool = False,
+    cafile: Optional[str] = None,
+    ssl_target: bool = False,
+    web_auth: bool = False,
+    file_only: bool = False,
+    hixie76: bool = False,
+    record: Optional[str] = None,
+    auth_plugin: Optional[str] = None,
+    auth_source: Optional[str] = None,
     token_plugin: Optional[str] = None,
     token_source: Optional[str] = None,
-    **options,
+    allowed_origins: Optional[str] = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_headers: int = DEFAULT_MAX_HEADERS,
 ) -> Config:
-    """Check the combination of arguments the way upstream does and build a Config."""
+    """Check the combination of arguments the way upstream does and build a Config.
+
+    `file_only` is accepted for upstream's command lines: directories are never listed.
+    """
+    del file_only
     if listen is None:
         raise ConfigError("missing source address: give [SOURCE_ADDR:]SOURCE_PORT")
     if extra_args:
@@ -196,60 +283,71 @@ def build_config(
 
     if wrap_command and listen_address.port == 0:
         raise ConfigError("a wrapped command needs a fixed source port, not 0")
-
-    wrap_mode = options.pop("wrap_mode", "exit")
     if wrap_mode not in WRAP_MODES:
         raise ConfigError(f"--wrap-mode: {wrap_mode!r} is not one of {', '.join(WRAP_MODES)}")
+    _positive(grace_period_s, "--grace-period", allow_zero=True)
+    _positive(handshake_timeout_s, "--handshake-timeout")
+    if max_message_bytes < MIN_MAX_MESSAGE_BYTES:
+        raise ConfigError(f"--max-message-size: must be at least {MIN_MAX_MESSAGE_BYTES} bytes")
+    _positive(max_connections, "--max-connections")
+    _positive(max_connections_per_ip, "--max-connections-per-ip", allow_zero=True)
+    if max_header_bytes < 1024:
+        raise ConfigError("--max-header-bytes: must be at least 1024")
+    _positive(max_headers, "--max-headers")
 
-    grace_period_s = options.get("grace_period_s", 10.0)
-    if grace_period_s < 0:
-        raise ConfigError("--grace-period: must not be negative")
-
-    max_message_bytes = options.pop("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
-    if max_message_bytes < 125:
-        raise ConfigError("--max-message-size: must be at least 125 bytes")
-
-    tls = _tls_settings(options)
-    if options.get("ssl_target") and not (resolved_target is not None or token_plugin):
+    tls = _tls_settings(cert, key, key_password, ssl_only, ssl_ciphers, ssl_version, verify_client, cafile)
+    if ssl_target and not (resolved_target is not None or token_plugin):
         raise ConfigError("--ssl-target needs a TCP target or a token plugin")
-    if isinstance(resolved_target, UnixAddress) and options.get("ssl_target"):
+    if isinstance(resolved_target, UnixAddress) and ssl_target:
         raise ConfigError("--ssl-target cannot be used with --unix-target")
-    if options.get("auth_source") is not None and options.get("auth_plugin") is None:
+    if auth_source is not None and auth_plugin is None:
         raise ConfigError("--auth-source requires --auth-plugin")
-    if options.get("web_auth") and (options.get("auth_plugin") is None or options.get("web_dir") is None):
+    if web_auth and (auth_plugin is None or web is None):
         raise ConfigError("--web-auth requires --auth-plugin and --web")
-    if options.get("handshake_timeout_s", 1) <= 0:
-        raise ConfigError("--handshake-timeout: must be positive")
 
     return Config(
         listen=listen_address,
         target=resolved_target,
         wrap_command=tuple(wrap_command),
-        wrap_mode=wrap_mode,
+        wrap_mode=cast(WrapMode, wrap_mode),  # checked against WRAP_MODES above
         token_plugin=token_plugin,
         token_source=token_source,
-        max_message_bytes=max_message_bytes,
+        web_dir=web,
+        prefer_ipv6=prefer_ipv6,
+        verbose=verbose,
+        limits=Limits(
+            max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+            max_header_bytes=max_header_bytes,
+            max_headers=max_headers,
+            max_message_bytes=max_message_bytes,
+            handshake_timeout_s=handshake_timeout_s,
+        ),
         tls=tls,
-        **options,
+        ssl_target=ssl_target,
+        web_auth=web_auth,
+        auth_plugin=auth_plugin,
+        auth_source=auth_source,
+        allowed_origins=parse_origins(allowed_origins) if allowed_origins is not None else None,
+        record=record,
+        hixie76=hixie76,
+        grace_period_s=grace_period_s,
     )
 
 
-def _tls_settings(options: dict) -> TlsSettings:
-    """Pop the TLS options; TLS is on with --cert, or with --ssl-only/--verify-client
-    and upstream's default certificate file."""
-    cert = options.pop("cert", None)
-    key = options.pop("key", None)
-    ssl_only = bool(options.pop("ssl_only", False))
-    verify_client = bool(options.pop("verify_client", False))
+def _tls_settings(cert: Optional[str], key: Optional[str], key_password: Optional[str], ssl_only: bool,
+                  ciphers: Optional[str], ssl_version: str, verify_client: bool,
+                  cafile: Optional[str]) -> TlsSettings:
+    """TLS is on with --cert, or with --ssl-only/--verify-client and upstream's
+    default certificate file."""
     if cert is None and (ssl_only or verify_client):
         cert = DEFAULT_CERT
     if key is not None and cert is None:
         raise ConfigError("--key requires --cert")
-    min_version = options.pop("ssl_version", None) or "default"
-    if min_version not in SSL_VERSIONS:
-        raise ConfigError(f"--ssl-version: {min_version!r} is not one of {', '.join(SSL_VERSIONS)}")
+    if ssl_version not in SSL_VERSIONS:
+        raise ConfigError(f"--ssl-version: {ssl_version!r} is not one of {', '.join(SSL_VERSIONS)}")
     return TlsSettings(
-        cert=cert, key=key, key_password=options.pop("key_password", None), ssl_only=ssl_only,
-        ciphers=options.pop("ssl_ciphers", None), min_version=min_version,
-        verify_client=verify_client, cafile=options.pop("cafile", None),
+        cert=cert, key=key, key_password=key_password, ssl_only=ssl_only, ciphers=ciphers,
+        min_version=cast(SslVersion, ssl_version),  # checked against SSL_VERSIONS above
+        verify_client=verify_client, cafile=cafile,
     )

@@ -1,9 +1,33 @@
-"""One exception tree. Each error knows how it reaches the user."""
+"""One exception tree. Each error knows how it reaches the user.
+
+Like h11's status hints, an error carries its own reply: `exit_code` for the
+command line, `status` for an HTTP response, `close_code` for a WebSocket
+close. Code that catches an error sends what the error says; no table of
+codes lives anywhere else.
+"""
 from __future__ import annotations
+
+import enum
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes we send or log (RFC 6455 §7.4.1)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    ABNORMAL = 1006  # never sent: the TCP stream ended without a close frame
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
 
 
 class WebsockifyError(Exception):
     """Base of every error websockify raises on purpose."""
+
+    exit_code = 1
 
 
 class ConfigError(WebsockifyError):
@@ -27,3 +51,20 @@ class HttpError(WebsockifyError):
         self.status = status
         self.headers = headers
         self.log_message = log_message or message
+
+
+class TargetUnavailable(WebsockifyError):
+    """The target could not be reached. The message goes to the log; `close_reason`
+    (at most 123 bytes, RFC 6455 §5.5) goes to the client with `close_code`."""
+
+    close_code = CloseCode.INTERNAL_ERROR
+
+    def __init__(self, message: str, close_reason: str = "Failed to connect to downstream server"):
+        super().__init__(message)
+        self.close_reason = close_reason
+
+
+class PayloadError(WebsockifyError, ValueError):
+    """Client data that the subprotocol does not allow."""
+
+    close_code = CloseCode.INVALID_DATA

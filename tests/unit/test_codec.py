@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from websockify.protocol.codec import MessageDecoder, PayloadError, encode_for_client
+from websockify.errors import PayloadError
+from websockify.protocol.codec import MessageDecoder, encode_for_client
 
 
 def test_binary_passes_bytes_through():

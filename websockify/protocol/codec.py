@@ -12,13 +12,11 @@ import binascii
 import codecs
 from typing import Optional
 
+from ..errors import PayloadError
+
 BINARY = "binary"
 BASE64 = "base64"
 SUBPROTOCOLS = (BINARY, BASE64)
-
-
-class PayloadError(ValueError):
-    """Client data that the subprotocol does not allow (close code 1007)."""
 
 
 class MessageDecoder:

@@ -19,7 +19,7 @@ from typing import Optional
 
 from websockets.datastructures import Headers
 
-from ..errors import HttpError
+from ..errors import CloseCode, HttpError
 
 KEY3_BYTES = 8
 
@@ -83,28 +83,28 @@ class HixieSession:
             if self._buffer[0] == 0xFF:
                 if len(self._buffer) < 2:
                     break
-                self._finish(1000 if self._buffer[1] == 0x00 else 1002, "")
+                self._finish(CloseCode.NORMAL if self._buffer[1] == 0x00 else CloseCode.PROTOCOL_ERROR, "")
                 break
             if self._buffer[0] != 0x00:
-                self._finish(1002, "unsupported Hixie-76 frame type")
+                self._finish(CloseCode.PROTOCOL_ERROR, "unsupported Hixie-76 frame type")
                 break
             end = self._buffer.find(b"\xff", 1)
             if end < 0:
                 if len(self._buffer) > self._max + 1:
-                    self._finish(1009, "message too big")
+                    self._finish(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 break
             text = bytes(self._buffer[1:end])
             del self._buffer[:end + 1]
             try:
                 payloads.append(base64.b64decode(text, validate=True))
             except (binascii.Error, ValueError):
-                self._finish(1007, "invalid base64")
+                self._finish(CloseCode.INVALID_DATA, "invalid base64")
                 break
         return payloads
 
     def receive_eof(self) -> list[bytes]:
         if not self._client_done:
-            self._finish(1006, "")
+            self._finish(CloseCode.ABNORMAL, "")
         return []
 
     def _finish(self, code: int, reason: str) -> None:

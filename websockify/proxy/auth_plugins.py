@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from typing import Mapping, Optional
+from typing import Mapping, NoReturn, Optional
 
 
 class AuthenticationError(Exception):
@@ -47,7 +47,8 @@ class BasicHTTPAuth:
             raise ValueError("BasicHTTPAuth needs --auth-source USER:PASSWORD")
         self._expected = src.encode("utf-8")
 
-    def authenticate(self, headers, target_host, target_port) -> None:
+    def authenticate(self, headers: Mapping[str, str], target_host: Optional[str],
+                     target_port: Optional[int]) -> None:
         header = headers.get("Authorization")
         if header is None:
             self._demand()
@@ -64,7 +65,7 @@ class BasicHTTPAuth:
             self._demand()
 
     @staticmethod
-    def _demand() -> None:
+    def _demand() -> NoReturn:
         raise AuthenticationError(response_code=401, response_msg="Authentication required",
                                   response_headers={"WWW-Authenticate": 'Basic realm="Websockify"'})
 
@@ -75,7 +76,8 @@ class ExpectOrigin:
     def __init__(self, src: Optional[str] = None):
         self.source = (src or "").split()
 
-    def authenticate(self, headers, target_host, target_port) -> None:
+    def authenticate(self, headers: Mapping[str, str], target_host: Optional[str],
+                     target_port: Optional[int]) -> None:
         origin = headers.get("Origin")
         if origin is None or origin not in self.source:
             raise InvalidOriginError(expected=self.source, actual=origin)
@@ -87,6 +89,7 @@ class ClientCertCNAuth:
     def __init__(self, src: Optional[str] = None):
         self.source = (src or "").split()
 
-    def authenticate(self, headers, target_host, target_port) -> None:
+    def authenticate(self, headers: Mapping[str, str], target_host: Optional[str],
+                     target_port: Optional[int]) -> None:
         if headers.get("SSL_CLIENT_S_DN_CN", "") not in self.source:
             raise AuthenticationError(response_code=403)

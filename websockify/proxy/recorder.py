@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from typing import Optional, TextIO
+from typing import Any, Optional, TextIO
 
 from ..protocol.recording import FOOTER, HEADER, encode_frame
 
@@ -28,7 +28,7 @@ class Recorder:
     def __init__(self, prefix: str, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES):
         self._prefix = os.path.abspath(prefix)
         self._max_pending_bytes = max_pending_bytes
-        self._queue: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
+        self._queue: "queue.SimpleQueue[tuple[Any, ...]]" = queue.SimpleQueue()
         self._next_number = 1  # writer thread only
         # Each counter is written by one thread only, so no lock is needed.
         self.queued_bytes = 0
@@ -51,7 +51,7 @@ class Recorder:
         self._queue.put(("stop", None))
         self._thread.join(timeout_s)
 
-    def _enqueue(self, item: tuple, size: int) -> bool:
+    def _enqueue(self, item: tuple[Any, ...], size: int) -> bool:
         if self.queued_bytes + size - self.written_bytes > self._max_pending_bytes:
             return False
         self.queued_bytes += size

@@ -3,22 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import ssl
 from typing import Callable, Optional, Protocol
 
 from ..config import TcpAddress, Target, UnixAddress
+from ..errors import TargetUnavailable
+from ..sockopts import set_nodelay
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
-
-
-class TargetUnavailable(Exception):
-    """The target could not be reached. The message goes to the log; `close_reason`
-    (at most 123 bytes, RFC 6455 §5.5) goes to the client."""
-
-    def __init__(self, message: str, close_reason: str = "Failed to connect to downstream server"):
-        super().__init__(message)
-        self.close_reason = close_reason
 
 
 class Connector(Protocol):
@@ -58,7 +50,5 @@ class AddressConnector:
             # asyncio's message repeats the address; the errno text says what happened.
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise TargetUnavailable(f"{self.description}: {reason}") from None
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return transport  # type: ignore[return-value]
+        set_nodelay(transport)
+        return transport

@@ -10,7 +10,7 @@ import asyncio
 import errno
 import logging
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 from ..config import TcpAddress
 from ..errors import StartupError
@@ -22,7 +22,7 @@ _ACCEPT_BATCH = 64  # accepts per readiness event, so one busy listener cannot s
 _EMFILE_PAUSE_S = 0.1
 
 
-def _listen_addresses(address: TcpAddress, prefer_ipv6: bool) -> list[tuple]:
+def _listen_addresses(address: TcpAddress, prefer_ipv6: bool) -> list[tuple[Any, ...]]:
     """Resolve the source address; upstream binds only the first (IPv4 unless -6)."""
     if address.host == "":
         host = "::" if prefer_ipv6 and socket.has_ipv6 else "0.0.0.0"

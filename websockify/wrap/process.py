@@ -19,6 +19,10 @@ from typing import Optional, Sequence
 
 import psutil
 
+from ..fdlimit import INITIAL_NOFILE
+
+Process = psutil.Process
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -37,28 +41,11 @@ def become_subreaper() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
-# The open-file limit websockify started with, before raise_file_limit().
-_INITIAL_NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
-def raise_file_limit() -> None:
-    """Take the hard open-file limit as our soft one (systemd's default soft limit
-    is 1024). The wrapped program gets the original back (_in_child_before_exec)."""
-    soft, hard = _INITIAL_NOFILE
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as exc:
-            log.debug("cannot raise the open file limit: %s", exc)
-
-
 def _in_child_before_exec() -> None:
     # Runs between fork and exec, so only system calls: die with us even if we
     # are SIGKILLed, and give the program the file limit it would have had.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    resource.setrlimit(resource.RLIMIT_NOFILE, _INITIAL_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, INITIAL_NOFILE)
 
 
 def spawn(argv: Sequence[str], env: dict[str, str]) -> int:
@@ -75,7 +62,7 @@ def spawn(argv: Sequence[str], env: dict[str, str]) -> int:
 
 
 def run_tool(argv: Sequence[str], env: Optional[dict[str, str]] = None,
-             timeout_s: float = 120) -> subprocess.CompletedProcess:
+             timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a short helper (the C compiler, a loader check) to completion."""
     return subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout_s)
 

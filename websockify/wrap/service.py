@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import Config, TcpAddress
-from ..proxy.target import AddressConnector, ProtocolFactory, TargetUnavailable
+from ..errors import TargetUnavailable
+from ..proxy.target import AddressConnector, ProtocolFactory
 from . import process
 from .rebind import child_environment
 from .supervisor import Exit, KeepProxying, Respawn, State, Supervisor
@@ -135,7 +136,7 @@ class WrappedService:
         if reaped and self._supervisor.state in (State.STARTING, State.RUNNING) and not self._alive():
             self._tree_gone(self._last_status if self._last_status is not None else 0)
 
-    def _alive(self) -> list:
+    def _alive(self) -> list[process.Process]:
         return process.tree(exclude=[self._watchdog_pid] if self._watchdog_pid else [])
 
     def _tree_gone(self, status: int) -> None:
