@@ -351,7 +351,7 @@ def test_stalled_handshake_is_dropped_after_timeout(echo_server):
         slow.settimeout(timeout(20))
         assert slow.recv(10) == b""
         assert 1.5 < time.monotonic() - started < timeout(10)
-        proxy.wait_log("dropped: no complete request within 2s")
+        proxy.wait_log("dropped: handshake not complete within 2s")
 
 
 def test_unix_target(tmp_path):

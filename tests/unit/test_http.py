@@ -7,7 +7,7 @@ from websockify.protocol.http import RequestReader, content_type, error_response
 def test_head_in_pieces_and_leftover():
     reader = RequestReader()
     assert reader.feed(b"GET /x?a=1 HTTP/1.1\r\nHo") is None
-    head = reader.feed(b"st: h\r\nUpgrade: WebSocket\r\n\r\nFRAME")
+    head = reader.feed(b"st: h\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\nFRAME")
     assert head is not None
     assert (head.method, head.target, head.version) == ("GET", "/x?a=1", "HTTP/1.1")
     assert head.headers["Host"] == "h" and head.wants_websocket
@@ -19,7 +19,12 @@ def test_head_in_pieces_and_leftover():
     (b"get / HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\n\r\n", 505),
     (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
-    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * 17000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nOrigin: a\r\nOrigin: b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nIf-None-Match: a\r\nIf-None-Match: b\r\n\r\n", 400),
 ])
 def test_bad_heads(data, status):
     with pytest.raises(HttpError) as info:

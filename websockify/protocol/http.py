@@ -1,9 +1,11 @@
 """HTTP/1.1 request heads and plain responses, as pure functions.
 
-The request head is parsed here (websockets' own parser accepts only GET, and a
-static file server must answer HEAD and refuse other methods with 405). Header
-lines are parsed by websockets' `parse_headers`, so limits and validation are
-the library's. Path rules for static files live here too: they decide which
+The request head is parsed by llhttp (through httptools), the C parser of
+Node.js, in its strict mode: the same parser for the WebSocket upgrade, static
+files and errors, so a static file server can answer HEAD and refuse other
+methods with 405. We add the limits a public server needs: the size of the
+whole head, the number of header lines, and no second copy of a header that
+must appear once. Path rules for static files live here too: they decide which
 file a request may name without touching the file system.
 """
 from __future__ import annotations
@@ -11,23 +13,27 @@ from __future__ import annotations
 import email.utils
 import http
 import mimetypes
-import re
 from dataclasses import dataclass
-from typing import Generator, Iterable, Optional
+from typing import Iterable, Optional
 from urllib.parse import unquote_to_bytes
 
+import httptools
 from websockets.datastructures import Headers
-from websockets.http11 import MAX_LINE_LENGTH, parse_headers
-from websockets.streams import StreamReader
 
+from ..config import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS
 from ..errors import HttpError
 
-_METHOD = re.compile(rb"[A-Z]{1,16}")
-_VERSION = re.compile(rb"HTTP/1\.[01]")
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
 )
+# Headers that mean one thing: a second copy is either an attack (a plugin and
+# a proxy in front of us could read different values) or a broken client.
+SINGLE_HEADERS = frozenset(name.lower() for name in (
+    "Host", "Origin", "Authorization", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+    "Sec-WebSocket-Key1", "Sec-WebSocket-Key2", "If-None-Match", "If-Modified-Since",
+    "Content-Length", "Transfer-Encoding", "Cookie",
+))
 # Types of the files noVNC ships; mimetypes' table varies between systems.
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -56,49 +62,95 @@ class RequestHead:
         return "websocket" in self.headers.get("Upgrade", "").lower()
 
 
-class RequestReader:
-    """Accumulates bytes until a whole request head has arrived."""
+class _HeadersDone(Exception):
+    """Raised from llhttp's callback to stop at the end of a head that is not an upgrade."""
 
-    def __init__(self) -> None:
-        self._reader = StreamReader()
-        self._parser = self._parse()
-        next(self._parser)
+
+class RequestReader:
+    """Accumulates bytes until a whole request head has arrived.
+
+    Memory is bounded by `max_header_bytes` plus one read: bytes of an
+    unfinished head count as they arrive, whatever llhttp makes of them.
+    """
+
+    def __init__(self, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+                 max_headers: int = DEFAULT_MAX_HEADERS) -> None:
+        self._max_bytes = max_header_bytes
+        self._max_headers = max_headers
+        self._parser = httptools.HttpRequestParser(self)
+        self._seen = 0
+        self._line_done = False  # the request line has ended: a later excess is the headers'
+        self._url = bytearray()
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._complete = False
+        self._error: Optional[HttpError] = None  # raised inside a callback
+        self.leftover = b""  # bytes after the head (a client may pipeline its first frame)
 
     def feed(self, data: bytes) -> Optional[RequestHead]:
         """Return the head once complete, None while more is needed; raise HttpError on bad input."""
-        self._reader.feed_data(data)
+        if self._complete:
+            raise RuntimeError("the request head is already complete")
         try:
-            self._parser.send(None)
-        except StopIteration as done:
-            return done.value
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.leftover = bytes(data[upgrade.args[0]:])
+        except httptools.HttpParserError as exc:
+            if self._error is not None:
+                raise self._error from None
+            if not self._complete:  # else: our own stop at the end of the head
+                raise HttpError(400, f"malformed request: {exc}") from None
+        if self._complete:
+            return self._head()
+        self._seen += len(data)
+        self._line_done = self._line_done or b"\n" in data
+        if self._seen > self._max_bytes:
+            if self._line_done:
+                raise HttpError(431, f"request head longer than {self._max_bytes} bytes")
+            raise HttpError(414, "request line too long")
         return None
 
-    @property
-    def leftover(self) -> bytes:
-        """Bytes received after the head (a client may pipeline its first frame)."""
-        return bytes(self._reader.buffer)
-
-    def _parse(self) -> Generator[None, None, RequestHead]:
-        yield  # primed by __init__
-        try:
-            line = yield from self._reader.read_line(MAX_LINE_LENGTH)
-        except RuntimeError:
-            raise HttpError(414, "request line too long") from None
-        parts = line.rstrip(b"\r\n").split(b" ")
-        if len(parts) != 3 or not _METHOD.fullmatch(parts[0]) or not parts[1]:
-            raise HttpError(400, "malformed request line")
-        if not _VERSION.fullmatch(parts[2]):
+    def _head(self) -> RequestHead:
+        # The last chunk may have held the whole head: count what llhttp kept of it.
+        size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers) + 16
+        if size > self._max_bytes:
+            if len(self._url) > self._max_bytes // 2:
+                raise HttpError(414, "request line too long")
+            raise HttpError(431, f"request head longer than {self._max_bytes} bytes")
+        version = self._parser.get_http_version()
+        if version not in ("1.0", "1.1"):
             raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
-        try:
-            headers = yield from parse_headers(self._reader.read_line)
-        except Exception as exc:  # websockets signals every header defect by an exception
-            raise HttpError(400, f"bad request headers: {exc}") from None
+        headers = Headers()
+        seen: set[str] = set()
+        for raw_name, raw_value in self._headers:
+            name = raw_name.decode("ascii", "surrogateescape")
+            lower = name.lower()
+            if lower in SINGLE_HEADERS:
+                if lower in seen:
+                    raise HttpError(400, f"duplicate {name} header")
+                seen.add(lower)
+            headers[name] = raw_value.decode("ascii", "surrogateescape")
         return RequestHead(
-            method=parts[0].decode("ascii"),
-            target=parts[1].decode("latin-1"),
-            version=parts[2].decode("ascii"),
+            method=self._parser.get_method().decode("ascii"),
+            target=self._url.decode("latin-1"),
+            version=f"HTTP/{version}",
             headers=headers,
         )
+
+    # -- llhttp's callbacks ------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self._headers) >= self._max_headers:
+            self._error = HttpError(431, f"more than {self._max_headers} header lines")
+            raise self._error
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._complete = True
+        if not self._parser.should_upgrade():
+            raise _HeadersDone()  # stop: a body or a pipelined request is not ours to read
 
 
 def auth_headers(headers: Headers, client_cn: Optional[str]) -> Headers:
@@ -173,3 +225,38 @@ def error_response(status: int, message: str, headers: Iterable[tuple[str, str]]
         *headers,
     ]
     return response_head(status, all_headers) + (body if include_body else b"")
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+def _authority(scheme: str, authority: str) -> str:
+    """`host[:port]` lower-cased, without the scheme's default port."""
+    authority = authority.lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if default is not None and authority.endswith(":" + default):
+        authority = authority[: -len(default) - 1]
+    return authority
+
+
+def origin_allowed(origin: Optional[str], host: Optional[str], allowed: Optional[tuple[str, ...]],
+                   same_origin: bool) -> bool:
+    """May a browser page from `origin` open a WebSocket here (cross-site WebSocket hijacking)?
+
+    No Origin header: not a browser, allowed. `allowed` lists exact origins or
+    "*". With no list, `same_origin` requires the Origin's host and port to be
+    the request's Host (the scheme is not compared: a TLS-terminating proxy in
+    front of us changes it); without it, any origin is allowed.
+    """
+    if origin is None:
+        return True
+    if allowed is not None:
+        return "*" in allowed or origin.lower() in allowed
+    if not same_origin:
+        return True
+    scheme, sep, authority = origin.partition("://")
+    if not sep or host is None:
+        return False
+    scheme = scheme.lower()
+    host_scheme = "https" if scheme in ("https", "wss") else "http"
+    return _authority(scheme, authority) == _authority(host_scheme, host)

@@ -1,9 +1,11 @@
 """An open WebSocket seen from the relay: client frames → target bytes, target bytes → frames.
 
 Pings are answered and close handshakes run inside websockets' ServerProtocol;
-this layer adds the subprotocol's payload rules and tells the relay what
+this layer adds the subprotocol's payload rules, strict frame headers
+(frames.py) and a cap on fragments per message, and tells the relay what
 happened. It never raises on bad client input: it closes with the right code
-(1002 protocol error, 1007 bad payload, 1009 too big) and reports it.
+(1002 protocol error, 1007 bad payload, 1008 too many fragments, 1009 too big)
+and reports it.
 """
 from __future__ import annotations
 
@@ -13,9 +15,14 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from .codec import MessageDecoder, PayloadError, encode_for_client
+from ..errors import CloseCode, PayloadError
+from .codec import MessageDecoder, encode_for_client
+from .frames import HeaderScanner
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+# Fragments of one message. Empty continuation frames never reach the size
+# limit, so without a count one client could keep a message open forever.
+MAX_FRAGMENTS = 1024
 
 
 class RelaySession(Protocol):
@@ -41,6 +48,8 @@ class WebSocketSession:
         self._protocol = protocol
         self.subprotocol = subprotocol
         self._decoder: Optional[MessageDecoder] = None
+        self._fragments = 0
+        self._headers = HeaderScanner()
         self._eof_received = False
         self._failed = False
 
@@ -48,7 +57,11 @@ class WebSocketSession:
 
     def receive_data(self, data: bytes) -> list[bytes]:
         """Feed bytes from the client; return the payload bytes for the target, in order."""
-        if self._eof_received:
+        if self._eof_received or self.client_done:
+            return []
+        error = self._headers.feed(data)
+        if error is not None:
+            self._fail(CloseCode.PROTOCOL_ERROR, error)
             return []
         self._protocol.receive_data(data)
         return self._payloads()
@@ -68,19 +81,27 @@ class WebSocketSession:
                 continue
             if event.opcode is not Opcode.CONT:
                 self._decoder = MessageDecoder(self.subprotocol, event.opcode is Opcode.TEXT)
+                self._fragments = 0
             assert self._decoder is not None  # ServerProtocol rejects a stray continuation
+            self._fragments += 1
+            if self._fragments > MAX_FRAGMENTS:
+                self._fail(CloseCode.POLICY_VIOLATION, f"more than {MAX_FRAGMENTS} fragments in a message")
+                break
             try:
                 payload = self._decoder.feed(event.data, event.fin)
             except PayloadError as exc:
-                self._protocol.fail(1007, str(exc)[:120])
-                self._decoder = None
-                self._failed = True
+                self._fail(exc.close_code, str(exc)[:120])
                 break
             if event.fin:
                 self._decoder = None
             if payload:
                 out.append(payload)
         return out
+
+    def _fail(self, code: int, reason: str) -> None:
+        self._protocol.fail(code, reason)
+        self._decoder = None
+        self._failed = True
 
     # -- target → client -------------------------------------------------
 
@@ -121,7 +142,7 @@ class WebSocketSession:
         if close is not None:
             return close.code
         if self._eof_received:
-            return 1006
+            return CloseCode.ABNORMAL
         return None
 
     @property

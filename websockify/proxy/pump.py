@@ -2,8 +2,15 @@
 
 Flow control: each leg's transport has a write-buffer high-water mark
 (`write_buffer_bytes`). When the client's write buffer is above it, reading from
-the target pauses; when the target's write buffer is above it, reading from the
-client pauses. Reading resumes below the low-water mark (a quarter of it).
+the target pauses, and so does reading from the client (a client's pings make
+pongs: every kind of frame that makes a reply counts). When the target's write
+buffer is above it, reading from the client pauses. Reading resumes below the
+low-water mark (a quarter of it).
+
+Fairness: a read from the client is parsed in slices of `SLICE_BYTES`; after
+`READ_BUDGET_S` of work the rest waits for the next turn of the event loop,
+so a client sending tiny frames as fast as it can delays the others by one
+slice at most. The rest also waits while the target is full.
 
 Memory bound per connection, whatever the peers do: each write buffer holds at
 most the high-water mark plus one read from the other leg (asyncio reads at
@@ -13,25 +20,31 @@ holds at most one partial message (`max_message_bytes`). With the defaults
 
 Closing: the target's EOF closes the WebSocket with 1000 after everything it
 sent has been queued to the client; the client's close frame (or its vanishing)
-half-closes the target after every byte the client sent was written to it.
+half-closes the target after every byte the client sent was written to it. A
+peer that does not finish its side within `close_timeout_s` is cut off: the
+client that does not answer our close, and the target that does not take the
+client's last bytes once the client is gone.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import time
 from typing import Optional
 
+from ..errors import CloseCode, TargetUnavailable
 from ..protocol.recording import CLIENT_TO_TARGET, TARGET_TO_CLIENT
 from ..protocol.websocket import RelaySession
+from ..sockopts import unsent_bytes
 from .recorder import SessionRecording
-from .target import Connector, TargetUnavailable
+from .target import Connector
 
 log = logging.getLogger(__name__)
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 1011
+SLICE_BYTES = 16 * 1024
+READ_BUDGET_S = 0.002
+_HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 
 
 class TargetProtocol(asyncio.Protocol):
@@ -79,6 +92,8 @@ class Relay:
         self._target: Optional[asyncio.Transport] = None
         self._connect_task: Optional[asyncio.Task[None]] = None
         self._pending: list[bytes] = []  # client payloads that came before the target was up
+        self._backlog: Optional[memoryview] = None  # client bytes read but not parsed yet
+        self._drain_scheduled = False
         self._client_read_blockers: set[str] = set()
         self._client_full = False  # the client's write buffer is over the mark: target reads paused
         self._client_gone = False
@@ -86,6 +101,7 @@ class Relay:
         self._target_eof_sent = False
         self._client_linger: Optional[asyncio.TimerHandle] = None
         self._target_linger: Optional[asyncio.TimerHandle] = None
+        self._stall_watch: Optional[asyncio.TimerHandle] = None
         self._failure: Optional[str] = None
         self._done = False
         self._started = time.monotonic()
@@ -109,8 +125,7 @@ class Relay:
             self._failure = str(exc)
             log.warning("%s: target unreachable: %s", self._peer, exc)
             self._target_gone = True
-            self._session.close(CLOSE_INTERNAL_ERROR, exc.close_reason)
-            self._flush_client()
+            self._close_client(exc.close_code, exc.close_reason)
             self._read_client_freely()
             self._maybe_done()
             return
@@ -131,7 +146,43 @@ class Relay:
     # -- client events ---------------------------------------------------
 
     def client_data(self, data: bytes) -> None:
-        payloads = self._session.receive_data(data)
+        if self._backlog is not None:  # bytes read before a pause took effect wait their turn
+            self._backlog = memoryview(bytes(self._backlog) + data)
+        elif len(data) <= SLICE_BYTES and not self._client_read_blockers:
+            self._parse(data)
+        else:
+            self._consume(memoryview(data))
+
+    def _consume(self, data: memoryview) -> None:
+        """Parse slice by slice; keep the rest while reads are blocked or the budget is spent."""
+        started = time.perf_counter()
+        position = 0
+        while position < len(data) and not self._session.client_done:
+            if self._client_read_blockers or time.perf_counter() - started > READ_BUDGET_S:
+                self._backlog = data[position:]
+                if not self._client_read_blockers:
+                    self.block_client_reads("budget")
+                    self._schedule_drain()
+                return
+            self._parse(data[position:position + SLICE_BYTES])
+            position += SLICE_BYTES
+        self._backlog = None
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain_backlog)
+
+    def _drain_backlog(self) -> None:
+        self._drain_scheduled = False
+        self._client_read_blockers.discard("budget")
+        if self._backlog is not None and not self._client_read_blockers:
+            self._consume(self._backlog)
+        if self._backlog is None and not self._client_read_blockers and not self._client_gone:
+            self._client.resume_reading()
+
+    def _parse(self, data: "bytes | memoryview") -> None:
+        payloads = self._session.receive_data(bytes(data))
         if payloads:
             self._deliver(payloads)
         self._flush_client()
@@ -139,6 +190,9 @@ class Relay:
             self._end_target_writes()
 
     def client_eof(self) -> None:
+        if self._backlog is not None:  # the stream ended: no more turns to wait for
+            backlog, self._backlog = self._backlog, None
+            self._parse(backlog)
         payloads = self._session.receive_eof()
         if payloads:
             self._deliver(payloads)
@@ -150,6 +204,7 @@ class Relay:
         if not self._session.client_done:
             self.client_eof()
         self._cancel(self._client_linger)
+        self._cancel(self._stall_watch)
         self._end_target_writes()
         self._maybe_done()
 
@@ -174,9 +229,29 @@ class Relay:
             # TCP stream and give the client a bounded time to end its own.
             if self._client.can_write_eof():
                 self._client.write_eof()
-                self._client_linger = self._loop.call_later(self._close_timeout_s, self._client.abort)
+                self._start_client_linger()
             else:
                 self._client.close()
+
+    def _close_client(self, code: int, reason: str) -> None:
+        """Start the closing handshake; a client that never answers is cut off."""
+        self._session.close(code, reason)
+        self._flush_client()
+        self._start_client_linger()
+
+    def _start_client_linger(self) -> None:
+        if self._client_linger is None and not self._client_gone:
+            self._client_linger = self._loop.call_later(
+                self._close_timeout_s, self._client_linger_check, unsent_bytes(self._client))
+
+    def _client_linger_check(self, buffered_before: int) -> None:
+        """A client still reading what we queued before the close gets more time;
+        one that reads nothing (or does not end its side) is cut off."""
+        buffered = unsent_bytes(self._client)
+        if 0 < buffered < buffered_before:
+            self._client_linger = self._loop.call_later(self._close_timeout_s, self._client_linger_check, buffered)
+        else:
+            self._client.abort()
 
     # -- target events ---------------------------------------------------
 
@@ -190,20 +265,19 @@ class Relay:
         self._flush_client()
 
     def target_eof(self) -> bool:
-        self._session.close(CLOSE_NORMAL, "Target closed")
-        self._flush_client()
+        self._close_client(CloseCode.NORMAL, "Target closed")
         # Keep the transport open: the target may still read what the client sends.
         return not self._session.client_done
 
     def target_lost(self, exc: Optional[Exception]) -> None:
         self._target_gone = True
         self._cancel(self._target_linger)
+        self._cancel(self._stall_watch)
         if exc is not None and self._session.is_open:
             self._failure = f"target connection lost: {exc}"
-            self._session.close(CLOSE_INTERNAL_ERROR, "Target connection lost")
+            self._close_client(CloseCode.INTERNAL_ERROR, "Target connection lost")
         else:
-            self._session.close(CLOSE_NORMAL, "Target closed")
-        self._flush_client()
+            self._close_client(CloseCode.NORMAL, "Target closed")
         self._read_client_freely()
         self._maybe_done()
 
@@ -225,7 +299,20 @@ class Relay:
         # destroy bytes the target has not read yet.
         self._client_full = False
         self._target.resume_reading()
-        self._target_linger = self._loop.call_later(self._close_timeout_s, self._target.abort)
+        self._start_target_linger()
+
+    def _start_target_linger(self) -> None:
+        if self._target_linger is None and self._target is not None:
+            self._target_linger = self._loop.call_later(self._close_timeout_s, self._target_gave_up)
+
+    def _target_gave_up(self) -> None:
+        assert self._target is not None
+        left = self._target.get_write_buffer_size()
+        if left:
+            self._failure = f"target did not read the last {left} bytes within {self._close_timeout_s:g}s"
+        self._target.abort()
+        if self._client_gone is False and not self._session.client_done:
+            self._client.abort()  # its bytes can no longer be delivered
 
     # -- flow control ----------------------------------------------------
 
@@ -233,19 +320,49 @@ class Relay:
         if not self._client_read_blockers:
             self._client.pause_reading()
         self._client_read_blockers.add(reason)
+        if reason == "target-full" and self._stall_watch is None:
+            self._stall_watch = self._loop.call_later(self._close_timeout_s, self._watch_stall)
 
     def unblock_client_reads(self, reason: str) -> None:
         self._client_read_blockers.discard(reason)
-        if not self._client_read_blockers and not self._client_gone:
+        if reason == "target-full":
+            self._cancel(self._stall_watch)
+            self._stall_watch = None
+        if self._client_read_blockers or self._client_gone:
+            return
+        if self._backlog is not None:
+            self._schedule_drain()
+        else:
             self._client.resume_reading()
+
+    def _watch_stall(self) -> None:
+        """The target has not read for a while and the client's bytes wait in the
+        kernel, so its leaving would go unseen: look at the socket itself."""
+        self._stall_watch = None
+        sock = self._client.get_extra_info("socket")
+        if sock is None or "target-full" not in self._client_read_blockers or self._client_gone:
+            return
+        poller = select.poll()
+        poller.register(sock.fileno(), _HANGUP)
+        if poller.poll(0):
+            log.info("%s: client left while the target was not reading", self._peer)
+            self._start_target_linger()
+        else:
+            self._stall_watch = self._loop.call_later(self._close_timeout_s, self._watch_stall)
 
     def _read_client_freely(self) -> None:
         """No target to protect any more: read the client until its close reply or EOF."""
         self._client_read_blockers.clear()
-        if not self._client_gone:
+        self._pending.clear()
+        if self._client_gone:
+            return
+        if self._backlog is not None:
+            self._schedule_drain()
+        else:
             self._client.resume_reading()
 
     def client_write_paused(self) -> None:
+        self.block_client_reads("client-full")
         if self._target_eof_sent:
             return  # draining the target: its data is discarded, never buffered
         self._client_full = True
@@ -256,13 +373,13 @@ class Relay:
         self._client_full = False
         if self._target is not None and not self._target_gone:
             self._target.resume_reading()
+        self.unblock_client_reads("client-full")
 
     # -- shutdown --------------------------------------------------------
 
     def shutdown(self) -> None:
         """Server stop: tell the client we are going away and drop the target."""
-        self._session.close(CLOSE_GOING_AWAY, "Server shutting down")
-        self._flush_client()
+        self._close_client(CloseCode.GOING_AWAY, "Server shutting down")
         if self._target is not None and not self._target_gone:
             self._target.close()
         elif self._connect_task is not None and not self._target_gone:
@@ -276,6 +393,7 @@ class Relay:
         self._done = True
         self._cancel(self._client_linger)
         self._cancel(self._target_linger)
+        self._cancel(self._stall_watch)
         if self._recording is not None:
             self._recording.close()
         code = self._session.close_code

@@ -2,24 +2,28 @@
 
 A WebSocket upgrade becomes a Relay (proxy/pump.py); a plain GET/HEAD goes to
 the static file server; a Flash policy request gets the policy; anything else
-gets an HTTP error or is dropped. Every phase before the relay is bounded by
-the handshake timeout.
+gets an HTTP error or is dropped. One deadline, set when the socket was
+accepted, covers everything before the relay: TLS, the request head, the
+origin check, authentication and a Hixie-76 key.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from typing import TYPE_CHECKING, Optional
 
+from ..config import format_host_port
 from ..errors import HttpError
 from ..protocol import hixie
 from ..protocol import sniff as sniffing
 from ..protocol.handshake import perform_handshake
-from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response
+from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response, origin_allowed
+from ..protocol.logsafe import printable
 from ..protocol.websocket import RelaySession, WebSocketSession
 from ..proxy.pump import Relay
+from ..sockopts import set_nodelay
 from . import web
+from .admission import Ticket
 from .tls import peer_common_name
 
 if TYPE_CHECKING:
@@ -28,29 +32,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def set_nodelay(transport: asyncio.BaseTransport) -> None:
-    """Small messages (keystrokes, pointer moves) must not wait for Nagle's algorithm."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def format_peer(address: object) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return format_host_port(str(address[0]), int(address[1]))
     return str(address or "unix-client")
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, server: "ProxyServer"):
+    def __init__(self, server: "ProxyServer", ticket: Ticket, deadline: float):
         self._server = server
         self._config = server.config
+        self._ticket = ticket
+        self._deadline_at = deadline  # loop time by which the relay must have started
         self._transport: Optional[asyncio.Transport] = None
         self._peer = "?"
         self._buffer = b""
         self._sniffed = False
-        self._reader = RequestReader()
+        limits = server.config.limits
+        self._reader = RequestReader(limits.max_header_bytes, limits.max_headers)
         self._relay: Optional[Relay] = None
         self._task: Optional[asyncio.Task[None]] = None
         self._deadline: Optional[asyncio.TimerHandle] = None
@@ -66,8 +65,7 @@ class ClientConnection(asyncio.Protocol):
         set_nodelay(transport)
         self._peer = format_peer(transport.get_extra_info("peername"))
         self._server.connections.add(self)
-        self._deadline = asyncio.get_running_loop().call_later(
-            self._config.handshake_timeout_s, self._handshake_timed_out)
+        self._deadline = asyncio.get_running_loop().call_at(self._deadline_at, self._handshake_timed_out)
 
     def data_received(self, data: bytes) -> None:
         if self._relay is not None:
@@ -87,7 +85,8 @@ class ClientConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        self._server.connections.discard(self)
+        self._server.connection_closed(self)
+        self._ticket.release()
         self._writable.set()  # a file sender waiting for room must see the close
         self._cancel_deadline()
         if self._relay is not None:
@@ -126,13 +125,14 @@ class ClientConnection(asyncio.Protocol):
                 return
         head = self._reader.feed(data)
         if head is not None:
-            self._cancel_deadline()
             try:
                 self._route(head)
             except HttpError as exc:
                 self._reply_error(exc, head)
 
     def _route(self, head: RequestHead) -> None:
+        if self._ticket.refusal is not None:
+            raise self._ticket.refusal
         websocket = head.wants_websocket and head.method == "GET"
         if websocket and head.version != "HTTP/1.1":
             raise HttpError(400, "a WebSocket upgrade needs HTTP/1.1")
@@ -142,6 +142,11 @@ class ClientConnection(asyncio.Protocol):
             if self._config.web_dir is None:
                 raise HttpError(426, "this port speaks WebSocket; no --web directory is served",
                                 (("Upgrade", "websocket"),))
+        elif not origin_allowed(head.headers.get("Origin"), head.headers.get("Host"),
+                                self._config.allowed_origins, same_origin=self._config.web_dir is not None):
+            raise HttpError(403, "origin not allowed",
+                            log_message=f"origin {printable(head.headers.get('Origin'))} not allowed "
+                                        "(see --allowed-origins)")
         authenticator = self._server.authenticator
         if authenticator is not None and (websocket or self._config.web_auth):
             assert self._transport is not None
@@ -158,7 +163,12 @@ class ClientConnection(asyncio.Protocol):
         except HttpError as exc:
             self._reply_error(exc, head)
             return
-        self._task = None
+        except Exception:  # a plugin may raise anything: the client must still get an answer
+            log.exception("%s: the auth plugin failed", self._peer)
+            self._reply_error(HttpError(500, "authentication failed"), head)
+            return
+        finally:
+            self._task = None
         if self._transport.is_closing():
             return
         self._transport.resume_reading()
@@ -170,6 +180,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             assert self._transport is not None and self._config.web_dir is not None
             self._finished = True
+            self._cancel_deadline()  # a large file may take longer than the handshake
             self._task = asyncio.get_running_loop().create_task(
                 web.serve(self._transport, head, self._config.web_dir, self._peer, self._writable))
 
@@ -177,18 +188,17 @@ class ClientConnection(asyncio.Protocol):
         assert self._transport is not None
         if self._config.hixie76 and hixie.is_hixie76(head.headers):
             self._hixie = (head, bytearray(self._reader.leftover))
-            self._deadline = asyncio.get_running_loop().call_later(
-                self._config.handshake_timeout_s, self._handshake_timed_out)
             self._try_hixie()
             return
         result = perform_handshake(head.target, head.headers, self._config.max_message_bytes)
         self._transport.write(result.response)
         if not result.accepted:
-            log.info("%s: WebSocket handshake refused: %s", self._peer, result.error)
+            log.info("%s: WebSocket handshake refused: %s", self._peer, printable(result.error))
             self._finish(b"")
             return
         session = WebSocketSession(result.protocol, result.subprotocol)
-        log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, head.target, result.subprotocol)
+        log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, printable(head.target),
+                  result.subprotocol)
         self._start_relay(session, self._reader.leftover)
 
     def _try_hixie(self) -> None:
@@ -198,7 +208,6 @@ class ClientConnection(asyncio.Protocol):
         if len(received) < hixie.KEY3_BYTES:
             return
         self._hixie = None
-        self._cancel_deadline()
         secure = self._transport.get_extra_info("ssl_object") is not None
         try:
             response = hixie.handshake_response(head.headers, head.target, bytes(received[:8]), secure)
@@ -206,11 +215,12 @@ class ClientConnection(asyncio.Protocol):
             self._reply_error(exc, head)
             return
         self._transport.write(response)
-        log.debug("%s: Hixie-76 WebSocket open, path %s", self._peer, head.target)
+        log.debug("%s: Hixie-76 WebSocket open, path %s", self._peer, printable(head.target))
         self._start_relay(hixie.HixieSession(self._config.max_message_bytes), bytes(received[8:]))
 
     def _start_relay(self, session: RelaySession, leftover: bytes) -> None:
         assert self._transport is not None
+        self._cancel_deadline()
         self._relay = Relay(
             self._transport, session, self._server.connector,
             peer=self._peer,
@@ -221,7 +231,8 @@ class ClientConnection(asyncio.Protocol):
         self._relay.start(leftover)
 
     def _reply_error(self, exc: HttpError, head: Optional[RequestHead]) -> None:
-        log.info("%s: HTTP %d: %s", self._peer, exc.status, exc.log_message)
+        target = f" {head.method} {printable(head.target)}" if head is not None else ""
+        log.info("%s:%s HTTP %d: %s", self._peer, target, exc.status, printable(exc.log_message))
         self._finish(error_response(exc.status, str(exc), exc.headers,
                                     include_body=head is None or head.method != "HEAD"))
 
@@ -237,9 +248,11 @@ class ClientConnection(asyncio.Protocol):
     def _handshake_timed_out(self) -> None:
         self._deadline = None
         if self._relay is None and not self._finished:
-            log.info("%s: dropped: no complete request within %.0fs",
+            log.info("%s: dropped: handshake not complete within %gs",
                      self._peer, self._config.handshake_timeout_s)
             self._finished = True
+            if self._task is not None:
+                self._task.cancel()
             if self._transport is not None:
                 self._transport.abort()
 
@@ -255,7 +268,13 @@ class ClientConnection(asyncio.Protocol):
             self._transport.abort()
 
     def shutdown(self) -> None:
+        """Server stop: sessions close with 1001; clients still in their handshake get 503."""
         if self._relay is not None:
             self._relay.shutdown()
-        elif self._transport is not None and self._task is None:
+        elif self._transport is not None and not self._finished:
+            self._finished = True
+            self._cancel_deadline()
+            if self._task is not None:
+                self._task.cancel()
+            self._transport.write(error_response(503, "server shutting down"))
             self._transport.close()

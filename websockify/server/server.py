@@ -14,6 +14,7 @@ from ..protocol.sniff import Kind, sniff
 from ..proxy.plugins import Authenticator
 from ..proxy.recorder import Recorder
 from ..proxy.target import Connector
+from .admission import Admission, Ticket
 from .connection import ClientConnection, format_peer
 from .listener import Listener, open_listener
 from .tls import server_context
@@ -27,11 +28,13 @@ class ProxyServer:
         self.config = config
         self.connector = connector
         self.connections: set[ClientConnection] = set()
+        self._all_closed = asyncio.Event()
         self._listener: Optional[Listener] = None
         self._loop = asyncio.get_running_loop()
         self._tls = tls
         self.authenticator = authenticator
-        self._peeking: dict[socket.socket, asyncio.TimerHandle] = {}
+        self._peeking: dict[socket.socket, tuple[asyncio.TimerHandle, Ticket]] = {}
+        self.admission = Admission(config.limits.max_connections, config.limits.max_connections_per_ip)
         self.recorder: Optional[Recorder] = Recorder(config.record) if config.record else None
         self.port = 0
 
@@ -57,16 +60,24 @@ class ProxyServer:
         log.info("certificate reloaded from %s", self.config.tls.cert)
 
     def _on_accept(self, sock: socket.socket, address: object) -> None:
+        ip = address[0] if isinstance(address, tuple) else ""
+        ticket = self.admission.admit(ip)
+        if ticket is None:
+            log.warning("%s: dropped: %d connections open", format_peer(address), self.admission.total)
+            sock.close()
+            return
+        # One deadline from here to the relay, whatever the stages in between.
+        deadline = self._loop.time() + self.config.handshake_timeout_s
         if self._tls is None:
-            self._loop.create_task(self._serve(sock, None))
+            self._loop.create_task(self._serve(sock, None, address, ticket, deadline))
             return
         # TLS and plain share the port: look at the first byte before a
         # transport (plain or TLS) takes the socket.
-        self._peeking[sock] = self._loop.call_later(
-            self.config.handshake_timeout_s, self._drop_silent, sock, address)
-        self._loop.add_reader(sock.fileno(), self._first_byte, sock, address)
+        timer = self._loop.call_at(deadline, self._drop_silent, sock, address)
+        self._peeking[sock] = (timer, ticket)
+        self._loop.add_reader(sock.fileno(), self._first_byte, sock, address, ticket, deadline)
 
-    def _first_byte(self, sock: socket.socket, address: object) -> None:
+    def _first_byte(self, sock: socket.socket, address: object, ticket: Ticket, deadline: float) -> None:
         try:
             first = sock.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
@@ -75,9 +86,13 @@ class ProxyServer:
             first = b""
         self._stop_peeking(sock)
         if not first:
-            sock.close()
+            self._close(sock, ticket)
         elif sniff(first) is Kind.TLS:
-            self._loop.create_task(self._serve(sock, self._tls, address))
+            if ticket.refusal is not None:  # a TLS handshake is too dear to spend on a 503
+                log.info("%s: TLS connection refused: %s", format_peer(address), ticket.refusal)
+                self._close(sock, ticket)
+            else:
+                self._loop.create_task(self._serve(sock, self._tls, address, ticket, deadline))
         elif self.config.tls.ssl_only:
             log.info("%s: plain connection refused (--ssl-only)", format_peer(address))
             if sniff(first) is Kind.HTTP:
@@ -85,41 +100,57 @@ class ProxyServer:
                     sock.send(error_response(403, "this port accepts TLS only (https:// or wss://)"))
                 except OSError:
                     pass
-            sock.close()
+            self._close(sock, ticket)
         else:
-            self._loop.create_task(self._serve(sock, None))
+            self._loop.create_task(self._serve(sock, None, address, ticket, deadline))
 
     def _drop_silent(self, sock: socket.socket, address: object) -> None:
-        log.info("%s: dropped: sent nothing within %.0fs", format_peer(address), self.config.handshake_timeout_s)
-        self._stop_peeking(sock)
+        log.info("%s: dropped: sent nothing within %gs", format_peer(address), self.config.handshake_timeout_s)
+        ticket = self._stop_peeking(sock)
+        if ticket is not None:
+            self._close(sock, ticket)
+
+    def _stop_peeking(self, sock: socket.socket) -> Optional[Ticket]:
+        entry = self._peeking.pop(sock, None)
+        if entry is None:
+            return None
+        timer, ticket = entry
+        timer.cancel()
+        self._loop.remove_reader(sock.fileno())
+        return ticket
+
+    @staticmethod
+    def _close(sock: socket.socket, ticket: Ticket) -> None:
         sock.close()
+        ticket.release()
 
-    def _stop_peeking(self, sock: socket.socket) -> None:
-        timer = self._peeking.pop(sock, None)
-        if timer is not None:
-            timer.cancel()
-            self._loop.remove_reader(sock.fileno())
-
-    async def _serve(self, sock: socket.socket, tls: Optional[ssl.SSLContext], address: object = None) -> None:
+    async def _serve(self, sock: socket.socket, tls: Optional[ssl.SSLContext], address: object,
+                     ticket: Ticket, deadline: float) -> None:
         try:
             await self._loop.connect_accepted_socket(
-                lambda: ClientConnection(self), sock, ssl=tls,
-                ssl_handshake_timeout=self.config.handshake_timeout_s if tls else None)
+                lambda: ClientConnection(self, ticket, deadline), sock, ssl=tls,
+                ssl_handshake_timeout=max(deadline - self._loop.time(), 0.001) if tls else None)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
             if tls is not None:
                 log.info("%s: TLS handshake failed: %s", format_peer(address), reason)
             else:
                 log.debug("connection dropped before it started: %s", reason)
-            sock.close()
+            self._close(sock, ticket)
+
+    def connection_closed(self, connection: ClientConnection) -> None:
+        self.connections.discard(connection)
+        if not self.connections:
+            self._all_closed.set()
 
     def stop_accepting(self) -> None:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
         for sock in list(self._peeking):
-            self._stop_peeking(sock)
-            sock.close()
+            ticket = self._stop_peeking(sock)
+            if ticket is not None:
+                self._close(sock, ticket)
 
     async def shutdown(self, timeout_s: float) -> None:
         """Stop accepting, close every session with 1001, wait for them within the timeout."""
@@ -129,7 +160,8 @@ class ProxyServer:
         try:
             async with asyncio.timeout(timeout_s):
                 while self.connections:
-                    await asyncio.sleep(0.02)
+                    self._all_closed.clear()
+                    await self._all_closed.wait()
         except TimeoutError:
             log.warning("%d connection(s) did not close in time; dropping them", len(self.connections))
             for connection in list(self.connections):
