@@ -44,14 +44,17 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["websockify", "websockify.*"]),
     install_requires=[
-        "websockets>=13",
+        # Tested range: the code uses ServerProtocol(state=OPEN) and Request, which
+        # tests/unit/protocol/test_websockets_contract.py checks.
+        "websockets>=17.0,<18",
+        "httptools>=0.6",  # llhttp, Node.js's HTTP parser, for request heads
         "click>=8.1",
         "psutil>=5.9",
         # A faster event loop; optional at run time (the stdlib loop is the fallback).
         "uvloop>=0.19; sys_platform != 'win32' and platform_python_implementation == 'CPython'",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "wheel", "mypy", "ruff"],
+        "test": ["pytest>=7", "pytest-timeout", "hypothesis", "wheel", "mypy", "ruff", "types-psutil"],
         "redis": ["redis"],
         "jwt": ["jwcrypto"],
     },
