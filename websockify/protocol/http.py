@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeader
 
 from ..config import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS
 from ..errors import HttpError
@@ -79,7 +80,6 @@ class RequestReader:
         self._max_headers = max_headers
         self._parser = httptools.HttpRequestParser(self)
         self._seen = 0
-        self._line_done = False  # the request line has ended: a later excess is the headers'
         self._url = bytearray()
         self._headers: list[tuple[bytes, bytes]] = []
         self._complete = False
@@ -102,20 +102,20 @@ class RequestReader:
         if self._complete:
             return self._head()
         self._seen += len(data)
-        self._line_done = self._line_done or b"\n" in data
         if self._seen > self._max_bytes:
-            if self._line_done:
-                raise HttpError(431, f"request head longer than {self._max_bytes} bytes")
-            raise HttpError(414, "request line too long")
+            raise self._too_large()
         return None
+
+    def _too_large(self) -> HttpError:
+        if len(self._url) > self._max_bytes // 2:
+            return HttpError(414, "request line too long")
+        return HttpError(431, f"request head longer than {self._max_bytes} bytes")
 
     def _head(self) -> RequestHead:
         # The last chunk may have held the whole head: count what llhttp kept of it.
         size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers) + 16
         if size > self._max_bytes:
-            if len(self._url) > self._max_bytes // 2:
-                raise HttpError(414, "request line too long")
-            raise HttpError(431, f"request head longer than {self._max_bytes} bytes")
+            raise self._too_large()
         version = self._parser.get_http_version()
         if version not in ("1.0", "1.1"):
             raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
@@ -128,7 +128,10 @@ class RequestReader:
                 if lower in seen:
                     raise HttpError(400, f"duplicate {name} header")
                 seen.add(lower)
-            headers[name] = raw_value.decode("ascii", "surrogateescape")
+            try:
+                headers[name] = raw_value.decode("latin-1")  # obs-text, as websockets decodes it
+            except InvalidHeader:
+                raise HttpError(400, f"invalid {name} header") from None
         return RequestHead(
             method=self._parser.get_method().decode("ascii"),
             target=self._url.decode("latin-1"),

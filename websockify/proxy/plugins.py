@@ -1,14 +1,17 @@
 """Loading plugins by class name, and running the auth plugin for one request."""
 from __future__ import annotations
 
-import asyncio
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Optional
 
 from ..errors import ConfigError, HttpError
 from . import auth_plugins
+from .workers import CallTimedOut, WorkerPool
+
+# Blocking auth calls at once; a stuck plugin holds one of them, not the loop.
+AUTH_WORKERS = 8
 
 
 def load_plugin(name: str, source: Optional[str], builtins: ModuleType, option: str) -> Any:
@@ -30,14 +33,19 @@ class Authenticator:
     plugin: Any
     target_host: Optional[str]
     target_port: Optional[int]
+    workers: WorkerPool = field(default_factory=lambda: WorkerPool(AUTH_WORKERS, "auth"))
 
-    async def check(self, headers: Any) -> None:
-        """Raise HttpError when the plugin refuses the request (see protocol.http.auth_headers)."""
+    async def check(self, headers: Any, timeout_s: float) -> None:
+        """Raise HttpError when the plugin refuses the request (see protocol.http.auth_headers)
+        or does not answer in time; any other exception is the plugin's own failure."""
         try:
-            await asyncio.to_thread(self.plugin.authenticate, headers, self.target_host, self.target_port)
+            await self.workers.run(self.plugin.authenticate, headers, self.target_host, self.target_port,
+                                   timeout_s=timeout_s)
         except auth_plugins.AuthenticationError as exc:
             raise HttpError(exc.code, exc.msg or "authentication failed",
                             tuple(exc.headers.items()), log_message=str(exc)) from None
+        except CallTimedOut as exc:
+            raise HttpError(503, "authentication timed out", log_message=f"auth plugin: {exc}") from None
 
 
 def load_authenticator(name: str, source: Optional[str], target_host: Optional[str],

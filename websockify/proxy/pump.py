@@ -307,7 +307,7 @@ class Relay:
 
     def _target_gave_up(self) -> None:
         assert self._target is not None
-        left = self._target.get_write_buffer_size()
+        left = unsent_bytes(self._target)
         if left:
             self._failure = f"target did not read the last {left} bytes within {self._close_timeout_s:g}s"
         self._target.abort()

@@ -159,7 +159,9 @@ class ClientConnection(asyncio.Protocol):
         assert self._server.authenticator is not None and self._transport is not None
         client_cn = peer_common_name(self._transport.get_extra_info("ssl_object"))
         try:
-            await self._server.authenticator.check(auth_headers(head.headers, client_cn))
+            # A little before the deadline, so a stuck plugin still gets the client an answer.
+            remaining_s = max(self._deadline_at - asyncio.get_running_loop().time() - 0.1, 0.01)
+            await self._server.authenticator.check(auth_headers(head.headers, client_cn), remaining_s)
         except HttpError as exc:
             self._reply_error(exc, head)
             return

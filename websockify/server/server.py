@@ -168,4 +168,4 @@ class ProxyServer:
                 connection.abort()
             await asyncio.sleep(0)
         if self.recorder is not None:
-            self.recorder.close()
+            await asyncio.to_thread(self.recorder.close)  # joins the writer thread: not on the loop

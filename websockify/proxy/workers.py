@@ -1,0 +1,89 @@
+"""A small pool of worker threads for plugin calls that may block.
+
+Plugins written for upstream block (a file read, an HTTP request, a slow
+authenticator); run on the event loop they would stall every client. Unlike
+asyncio's default executor, the threads are daemons: a plugin stuck forever
+occupies one worker but cannot hold websockify at exit, and a caller gives up
+after its timeout while the other workers keep serving.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from typing import Any, Callable, Optional, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_Job = tuple[Callable[[], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+class CallTimedOut(Exception):
+    """The call did not return in time; it may still be running on its worker."""
+
+
+class WorkerPool:
+    def __init__(self, max_workers: int, name: str):
+        self._max_workers = max_workers
+        self._name = name
+        self._jobs: "queue.SimpleQueue[Optional[_Job]]" = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    async def run(self, function: Callable[..., T], *args: Any, timeout_s: float) -> T:
+        """`function(*args)` on a worker; CallTimedOut after `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((lambda: function(*args), loop, future))
+        self._grow()
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            raise CallTimedOut(f"no answer within {timeout_s:g}s") from None
+
+    def _grow(self) -> None:
+        with self._lock:
+            if self._jobs.qsize() <= self._idle or len(self._threads) >= self._max_workers:
+                return
+            thread = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads) + 1}",
+                                      daemon=True)
+            self._threads.append(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            job = self._jobs.get()
+            with self._lock:
+                self._idle -= 1
+            if job is None:
+                return
+            call, loop, future = job
+            result, error = None, None
+            try:
+                result = call()
+            except BaseException as exc:  # handed to the caller, whatever it is
+                error = exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:
+                return  # the loop is closed: websockify is exiting
+
+    def close(self) -> None:
+        """Let idle workers end; a stuck one ends with the process."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+def _settle(future: "asyncio.Future[Any]", result: Any, exc: Optional[BaseException]) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
