@@ -6,8 +6,10 @@ Compatible with upstream websockify:
     websockify [options] --unix-target=FILE [source_addr:]source_port
     websockify [options] --token-plugin=CLASS [source_addr:]source_port
     websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE
+    websockify [options] --unix-listen=FILE | --inetd  target_addr:target_port
 
 Options may follow the positional arguments, as upstream's optparse allows.
+Under systemd socket activation the source address may be left out.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from . import __version__
 from . import config as defaults
 from .config import build_config
 from .errors import ConfigError
+from .service.activation import activated
 
 USAGE_EPILOG = """\b
 Examples:
@@ -103,6 +106,24 @@ class _Command(click.Command):
               show_default=True, metavar="BYTES", help="Largest request head (request line and headers).")
 @click.option("--max-headers", type=click.IntRange(min=1), default=defaults.DEFAULT_MAX_HEADERS,
               show_default=True, metavar="N", help="Most header lines in a request.")
+@click.option("--unix-listen", metavar="FILE", help="Listen on the Unix socket FILE instead of TCP.")
+@click.option("--unix-listen-mode", metavar="MODE", default=defaults.DEFAULT_UNIX_LISTEN_MODE, show_default=True,
+              help="Permissions of the --unix-listen socket (octal).")
+@click.option("--inetd", is_flag=True, help="The listening socket is on standard input (inetd's wait mode).")
+@click.option("-D", "--daemon", is_flag=True,
+              help="Run in the background; the command returns once websockify listens.")
+@click.option("--pid-file", metavar="FILE", help="Write the process id to FILE once listening.")
+@click.option("--log-file", metavar="FILE", help="Also log to FILE (reopened when logrotate moves it).")
+@click.option("--syslog", metavar="ADDR", help="Also log to syslog: a socket path (/dev/log) or HOST:PORT (UDP).")
+@click.option("--legacy-syslog", is_flag=True, help="BSD syslog lines instead of RFC 5424.")
+@click.option("--traffic", is_flag=True, help="Log a line for every relayed message (debugging).")
+@click.option("--heartbeat", "heartbeat_s", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Ping a client idle for SECONDS; close it if it does not answer within SECONDS.")
+@click.option("--idle-timeout", "idle_timeout_s", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Exit after SECONDS with no WebSocket session open.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Stop accepting SECONDS after start; exit when the last session ends.")
+@click.option("--run-once", is_flag=True, help="Exit after the first WebSocket session ends.")
 @click.version_option(__version__, "--version")
 @click.pass_context
 def command(ctx: click.Context, /, arguments: tuple[str, ...], **options: Any) -> int:
@@ -110,15 +131,8 @@ def command(ctx: click.Context, /, arguments: tuple[str, ...], **options: Any) -
     so that its listening port is served through the bridge."""
     from .app import run  # imported late: --help must not pay for asyncio
 
-    wrap_command = ctx.meta.get("wrap_command", ())
-    listen = arguments[0] if arguments else None
-    target = None
-    extra = arguments[1:]
-    if not wrap_command and extra and options.get("unix_target") is None \
-            and options.get("token_plugin") is None:
-        target, extra = extra[0], extra[1:]
-    config = build_config(listen=listen, target=target, extra_args=tuple(extra),
-                          wrap_command=wrap_command, **options)
+    config = build_config(arguments=arguments, wrap_command=ctx.meta.get("wrap_command", ()),
+                          socket_activated=activated(), **options)
     return run(config)
 
 

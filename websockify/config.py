@@ -6,11 +6,14 @@ two together); everything below it only reads the frozen dataclasses.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Literal, Optional, Union, cast, get_args
+from typing import Literal, Optional, cast, get_args
 
+from .addresses import Target as Target  # re-exported: settings hold addresses
+from .addresses import TcpAddress as TcpAddress
+from .addresses import UnixAddress as UnixAddress
+from .addresses import parse_listen, parse_target
 from .errors import ConfigError
 
 WrapMode = Literal["exit", "ignore", "respawn"]
@@ -38,26 +41,7 @@ DEFAULT_WRITE_BUFFER_BYTES = 256 * 1024
 # Upstream's default certificate name, used when TLS is asked for without --cert.
 DEFAULT_CERT = "self.pem"
 ANY_ORIGIN = "*"
-
-
-@dataclass(frozen=True)
-class TcpAddress:
-    host: str  # "" = every address (listen side only)
-    port: int
-
-    def __str__(self) -> str:
-        return format_host_port(self.host, self.port)
-
-
-@dataclass(frozen=True)
-class UnixAddress:
-    path: str
-
-    def __str__(self) -> str:
-        return f"unix:{self.path}"
-
-
-Target = Union[TcpAddress, UnixAddress]
+DEFAULT_UNIX_LISTEN_MODE = "0600"
 
 
 @dataclass(frozen=True)
@@ -89,8 +73,29 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    verbose: bool = False
+    log_file: Optional[str] = None
+    syslog: Optional[str] = None
+    legacy_syslog: bool = False
+    daemon: bool = False  # syslog facility DAEMON instead of USER
+    traffic: bool = False
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """When websockify ends by itself, and how idle clients are kept alive. 0 = never."""
+    heartbeat_s: float = 0.0
+    idle_timeout_s: float = 0.0
+    timeout_s: float = 0.0
+    run_once: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
-    listen: TcpAddress
+    # None when the listening socket comes from --unix-listen, --inetd or systemd;
+    # with wrapping it is then the port the program binds.
+    listen: Optional[TcpAddress]
     target: Optional[Target] = None
     wrap_command: tuple[str, ...] = ()
     wrap_mode: WrapMode = DEFAULT_WRAP_MODE
@@ -98,7 +103,13 @@ class Config:
     token_source: Optional[str] = None
     web_dir: Optional[str] = None
     prefer_ipv6: bool = False
-    verbose: bool = False
+    unix_listen: Optional[str] = None
+    unix_listen_mode: int = int(DEFAULT_UNIX_LISTEN_MODE, 8)
+    inetd: bool = False
+    daemon: bool = False
+    pid_file: Optional[str] = None
+    logs: LogSettings = LogSettings()
+    lifetime: Lifetime = Lifetime()
     limits: Limits = Limits()
     tls: TlsSettings = TlsSettings()
     ssl_target: bool = False
@@ -114,6 +125,11 @@ class Config:
     connect_timeout_s: float = 10.0
     listen_backlog: int = 1024
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S
+    working_dir: Optional[str] = None  # where relative paths were given; the wrapped program runs there
+
+    @property
+    def verbose(self) -> bool:
+        return self.logs.verbose
 
     @property
     def max_message_bytes(self) -> int:
@@ -122,72 +138,6 @@ class Config:
     @property
     def handshake_timeout_s(self) -> float:
         return self.limits.handshake_timeout_s
-
-
-def format_host_port(host: str, port: int) -> str:
-    """`host:port`, with an IPv6 literal in brackets."""
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
-
-
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
-
-
-def parse_port(text: str, what: str, allow_zero: bool = False) -> int:
-    if not text.isdigit():
-        raise ConfigError(f"{what}: port {text!r} is not a number")
-    port = int(text)
-    low = 0 if allow_zero else 1
-    if not low <= port <= 65535:
-        raise ConfigError(f"{what}: port {port} is out of range {low}-65535")
-    return port
-
-
-def parse_host(text: str, what: str) -> str:
-    """Validate a host: an IPv4/IPv6 literal (brackets removed) or a DNS name."""
-    if text.startswith("[") or text.endswith("]"):
-        if not (text.startswith("[") and text.endswith("]")):
-            raise ConfigError(f"{what}: unbalanced brackets in {text!r}")
-        inner = text[1:-1]
-        try:
-            ipaddress.IPv6Address(inner)
-        except ValueError:
-            raise ConfigError(f"{what}: {inner!r} is not an IPv6 address") from None
-        return inner
-    if ":" in text:
-        raise ConfigError(f"{what}: IPv6 address {text!r} must be written in brackets, e.g. [{text}]")
-    if re.fullmatch(r"[0-9.]+", text):
-        try:
-            ipaddress.IPv4Address(text)
-        except ValueError:
-            raise ConfigError(f"{what}: {text!r} is not a valid IPv4 address") from None
-        return text
-    if _HOSTNAME.match(text):
-        return text
-    raise ConfigError(f"{what}: {text!r} is not a valid host name or address")
-
-
-def parse_listen(text: str) -> TcpAddress:
-    """`[host:]port` as upstream accepts it: `6080`, `0.0.0.0:6080`, `[::1]:6080`."""
-    what = "source address"
-    if text.startswith("[") and "]:" not in text:
-        raise ConfigError(f"{what}: {text!r} has no port; write [ADDRESS]:PORT")
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        return TcpAddress("", parse_port(text, what, allow_zero=True))
-    if not host:
-        raise ConfigError(f"{what}: empty host in {text!r}")
-    return TcpAddress(parse_host(host, what), parse_port(port_text, what, allow_zero=True))
-
-
-def parse_target(text: str) -> TcpAddress:
-    """`host:port`; the host is required, as upstream requires it."""
-    what = "target address"
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(f"{what}: {text!r} must be HOST:PORT")
-    return TcpAddress(parse_host(host, what), parse_port(port_text, what))
 
 
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$")
@@ -210,15 +160,45 @@ def _positive(value: float, option: str, allow_zero: bool = False) -> None:
         raise ConfigError(f"{option}: must be {'zero or more' if allow_zero else 'positive'}")
 
 
+def split_positionals(arguments: tuple[str, ...], *, wrapping: bool, other_target: bool,
+                      listen_elsewhere: bool) -> tuple[Optional[str], Optional[str]]:
+    """(source, target) from the positional arguments.
+
+    Normally the source comes first and is required. When the listening socket
+    comes from --unix-listen, --inetd or systemd, a lone argument is the target;
+    with wrapping or another kind of target it is the source (the port the
+    wrapped program binds, or one that must match an inherited socket).
+    """
+    needs_target = not (wrapping or other_target)
+    if listen_elsewhere and needs_target and len(arguments) == 1:
+        return None, arguments[0]
+    if not arguments:
+        if listen_elsewhere:
+            return None, None
+        raise ConfigError("missing source address: give [SOURCE_ADDR:]SOURCE_PORT")
+    if len(arguments) > (2 if needs_target else 1):
+        extra = arguments[2:] if needs_target else arguments[1:]
+        raise ConfigError(f"too many arguments: {' '.join(extra)}")
+    return arguments[0], arguments[1] if len(arguments) > 1 else None
+
+
+def _mode(text: str) -> int:
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise ConfigError(f"--unix-listen-mode: {text!r} is not an octal mode like 0600")
+    return int(text, 8)
+
+
 def build_config(
     *,
-    listen: Optional[str],
-    target: Optional[str] = None,
-    extra_args: tuple[str, ...] = (),
+    arguments: tuple[str, ...] = (),
     wrap_command: tuple[str, ...] = (),
+    socket_activated: bool = False,
     verbose: bool = False,
     prefer_ipv6: bool = False,
     unix_target: Optional[str] = None,
+    unix_listen: Optional[str] = None,
+    unix_listen_mode: str = DEFAULT_UNIX_LISTEN_MODE,
+    inetd: bool = False,
     web: Optional[str] = None,
     wrap_mode: str = DEFAULT_WRAP_MODE,
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
@@ -246,20 +226,35 @@ def build_config(
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     max_headers: int = DEFAULT_MAX_HEADERS,
+    daemon: bool = False,
+    pid_file: Optional[str] = None,
+    log_file: Optional[str] = None,
+    syslog: Optional[str] = None,
+    legacy_syslog: bool = False,
+    traffic: bool = False,
+    heartbeat_s: float = 0.0,
+    idle_timeout_s: float = 0.0,
+    timeout_s: float = 0.0,
+    run_once: bool = False,
 ) -> Config:
     """Check the combination of arguments the way upstream does and build a Config.
 
     `file_only` is accepted for upstream's command lines: directories are never listed.
     """
     del file_only
-    if listen is None:
-        raise ConfigError("missing source address: give [SOURCE_ADDR:]SOURCE_PORT")
-    if extra_args:
-        raise ConfigError(f"too many arguments: {' '.join(extra_args)}")
-    listen_address = parse_listen(listen)
-
     if token_source is not None and token_plugin is None:
         raise ConfigError("--token-source requires --token-plugin")
+    if unix_listen is not None and inetd:
+        raise ConfigError("--unix-listen and --inetd are two listening sockets: give one")
+    if unix_listen is not None and not unix_listen:
+        raise ConfigError("--unix-listen: empty path")
+    listen_elsewhere = unix_listen is not None or inetd or socket_activated
+    listen, target = split_positionals(
+        arguments, wrapping=bool(wrap_command), listen_elsewhere=listen_elsewhere,
+        other_target=unix_target is not None or token_plugin is not None)
+    listen_address = parse_listen(listen) if listen is not None else None
+    if listen_address is not None and (unix_listen is not None or inetd) and not wrap_command:
+        raise ConfigError(f"a source address cannot be given with {'--inetd' if inetd else '--unix-listen'}")
 
     routes = [name for name, given in (
         ("a target address", target is not None),
@@ -281,8 +276,11 @@ def build_config(
             raise ConfigError("--unix-target: empty path")
         resolved_target = UnixAddress(unix_target)
 
-    if wrap_command and listen_address.port == 0:
-        raise ConfigError("a wrapped command needs a fixed source port, not 0")
+    if wrap_command:
+        if listen_address is None and not (inetd or socket_activated):
+            raise ConfigError("a wrapped command with --unix-listen needs the port it binds: give SOURCE_PORT")
+        if listen_address is not None and listen_address.port == 0:
+            raise ConfigError("a wrapped command needs a fixed source port, not 0")
     if wrap_mode not in WRAP_MODES:
         raise ConfigError(f"--wrap-mode: {wrap_mode!r} is not one of {', '.join(WRAP_MODES)}")
     _positive(grace_period_s, "--grace-period", allow_zero=True)
@@ -294,6 +292,10 @@ def build_config(
     if max_header_bytes < 1024:
         raise ConfigError("--max-header-bytes: must be at least 1024")
     _positive(max_headers, "--max-headers")
+    for value, option in ((heartbeat_s, "--heartbeat"), (idle_timeout_s, "--idle-timeout"), (timeout_s, "--timeout")):
+        _positive(value, option, allow_zero=True)
+    if legacy_syslog and syslog is None:
+        raise ConfigError("--legacy-syslog requires --syslog")
 
     tls = _tls_settings(cert, key, key_password, ssl_only, ssl_ciphers, ssl_version, verify_client, cafile)
     if ssl_target and not (resolved_target is not None or token_plugin):
@@ -314,7 +316,15 @@ def build_config(
         token_source=token_source,
         web_dir=web,
         prefer_ipv6=prefer_ipv6,
-        verbose=verbose,
+        unix_listen=unix_listen,
+        unix_listen_mode=_mode(unix_listen_mode),
+        inetd=inetd,
+        daemon=daemon,
+        pid_file=pid_file,
+        logs=LogSettings(verbose=verbose, log_file=log_file, syslog=syslog, legacy_syslog=legacy_syslog,
+                         daemon=daemon, traffic=traffic),
+        lifetime=Lifetime(heartbeat_s=heartbeat_s, idle_timeout_s=idle_timeout_s, timeout_s=timeout_s,
+                          run_once=run_once),
         limits=Limits(
             max_connections=max_connections,
             max_connections_per_ip=max_connections_per_ip,

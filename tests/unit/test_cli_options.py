@@ -12,7 +12,7 @@ OPTIONS = [p for p in command.params if isinstance(p, click.Option) and not p.is
 def test_every_option_is_a_build_config_parameter_and_back():
     options = {p.name for p in OPTIONS}
     parameters = set(inspect.signature(config.build_config).parameters)
-    positional = {"listen", "target", "extra_args", "wrap_command"}
+    positional = {"arguments", "wrap_command", "socket_activated"}
     assert parameters - positional == options
 
 

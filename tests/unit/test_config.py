@@ -2,7 +2,8 @@ import dataclasses
 
 import pytest
 
-from websockify.config import TcpAddress, UnixAddress, build_config, parse_listen, parse_target
+from websockify.addresses import TcpAddress, UnixAddress, parse_listen, parse_target
+from websockify.config import build_config
 from websockify.errors import ConfigError
 
 
@@ -34,14 +35,16 @@ def test_bad_targets(text):
 
 
 def test_routes_are_exclusive_and_required():
-    assert build_config(listen="1", target=None, unix_target="/s").target == UnixAddress("/s")
+    assert build_config(arguments=("1",), unix_target="/s").target == UnixAddress("/s")
     with pytest.raises(ConfigError, match="missing target"):
-        build_config(listen="1", target=None)
-    with pytest.raises(ConfigError, match="conflicting"):
-        build_config(listen="1", target="a:1", wrap_command=("x",))
+        build_config(arguments=("1",))
+    with pytest.raises(ConfigError, match="too many arguments: a:1"):
+        build_config(arguments=("1", "a:1"), wrap_command=("x",))
+    with pytest.raises(ConfigError, match="conflicting targets: --unix-target and --token-plugin"):
+        build_config(arguments=("1",), unix_target="/s", token_plugin="T")
 
 
 def test_config_is_frozen():
-    config = build_config(listen="1", target="a:1")
+    config = build_config(arguments=("1", "a:1"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.listen = None  # type: ignore[misc]

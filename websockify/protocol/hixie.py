@@ -120,6 +120,9 @@ class HixieSession:
         if self._open:
             self._out.append(b"\x00" + base64.b64encode(data) + b"\xff")
 
+    def ping(self) -> None:
+        """Hixie-76 has no ping: the heartbeat only watches such a client."""
+
     def close(self, code: int, reason: str = "") -> None:
         if self._open:
             self._open = False

@@ -32,6 +32,7 @@ class RelaySession(Protocol):
     def receive_eof(self) -> list[bytes]: ...
     def send_payload(self, data: bytes) -> None: ...
     def close(self, code: int, reason: str = "") -> None: ...
+    def ping(self) -> None: ...
     def data_to_send(self) -> list[bytes]: ...
     @property
     def is_open(self) -> bool: ...
@@ -114,6 +115,11 @@ class WebSocketSession:
             self._protocol.send_text(payload)
         else:
             self._protocol.send_binary(payload)
+
+    def ping(self) -> None:
+        """Queue a ping (the heartbeat); the client's pong is handled by websockets."""
+        if self._protocol.state is State.OPEN:
+            self._protocol.send_ping(b"")
 
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake, once."""

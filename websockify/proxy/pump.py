@@ -31,16 +31,18 @@ import asyncio
 import logging
 import select
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from ..errors import CloseCode, TargetUnavailable
 from ..protocol.recording import CLIENT_TO_TARGET, TARGET_TO_CLIENT
 from ..protocol.websocket import RelaySession
 from ..sockopts import unsent_bytes
+from .heartbeat import Heartbeat
 from .recorder import SessionRecording
 from .target import Connector
 
 log = logging.getLogger(__name__)
+traffic_log = logging.getLogger("websockify.traffic")
 
 SLICE_BYTES = 16 * 1024
 READ_BUDGET_S = 0.002
@@ -80,6 +82,8 @@ class Relay:
         write_buffer_bytes: int,
         close_timeout_s: float,
         recording: Optional[SessionRecording] = None,
+        heartbeat_s: float = 0.0,
+        on_end: Optional[Callable[[], None]] = None,
     ):
         self._loop = asyncio.get_running_loop()
         self._client = client
@@ -105,6 +109,9 @@ class Relay:
         self._failure: Optional[str] = None
         self._done = False
         self._started = time.monotonic()
+        self._on_end = on_end
+        self._traffic = traffic_log.isEnabledFor(logging.INFO)
+        self._heartbeat = Heartbeat(heartbeat_s, self._ping, self._client_dead) if heartbeat_s else None
         self.bytes_up = 0
         self.bytes_down = 0
         client.set_write_buffer_limits(high=write_buffer_bytes)
@@ -146,6 +153,8 @@ class Relay:
     # -- client events ---------------------------------------------------
 
     def client_data(self, data: bytes) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.heard()
         if self._backlog is not None:  # bytes read before a pause took effect wait their turn
             self._backlog = memoryview(bytes(self._backlog) + data)
         elif len(data) <= SLICE_BYTES and not self._client_read_blockers:
@@ -213,6 +222,8 @@ class Relay:
             self.bytes_up += len(payload)
             if self._recording is not None:
                 self._recording.record(CLIENT_TO_TARGET, payload)
+            if self._traffic:
+                traffic_log.info("%s: client > target %d bytes", self._peer, len(payload))
         if self._target is not None and not self._target_eof_sent:
             self._target.writelines(payloads)
         elif self._target is None and not self._target_gone:
@@ -253,6 +264,15 @@ class Relay:
         else:
             self._client.abort()
 
+    def _ping(self) -> None:
+        self._session.ping()
+        self._flush_client()
+
+    def _client_dead(self) -> None:
+        log.info("%s: no answer to a heartbeat ping: dropping the client", self._peer)
+        self._failure = "heartbeat: the client did not answer"
+        self._client.abort()
+
     # -- target events ---------------------------------------------------
 
     def target_data(self, data: bytes) -> None:
@@ -261,6 +281,8 @@ class Relay:
         self.bytes_down += len(data)
         if self._recording is not None:
             self._recording.record(TARGET_TO_CLIENT, data)
+        if self._traffic:
+            traffic_log.info("%s: client < target %d bytes", self._peer, len(data))
         self._session.send_payload(data)
         self._flush_client()
 
@@ -391,6 +413,10 @@ class Relay:
         if self._done or not (self._client_gone and self._target_gone):
             return
         self._done = True
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._on_end is not None:
+            self._on_end()
         self._cancel(self._client_linger)
         self._cancel(self._target_linger)
         self._cancel(self._stall_watch)

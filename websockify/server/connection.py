@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Optional
 
-from ..config import format_host_port
+from ..addresses import format_host_port
 from ..errors import HttpError
 from ..protocol import hixie
 from ..protocol import sniff as sniffing
@@ -229,7 +229,10 @@ class ClientConnection(asyncio.Protocol):
             write_buffer_bytes=self._config.write_buffer_bytes,
             close_timeout_s=self._config.close_timeout_s,
             recording=self._server.recorder.session() if self._server.recorder else None,
+            heartbeat_s=self._config.lifetime.heartbeat_s,
+            on_end=self._server.on_session_end,
         )
+        self._server.on_session_start()
         self._relay.start(leftover)
 
     def _reply_error(self, exc: HttpError, head: Optional[RequestHead]) -> None:

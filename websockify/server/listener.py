@@ -1,4 +1,4 @@
-"""Listening sockets and the accept loop.
+"""Listening sockets (TCP, Unix, inherited from systemd or inetd) and the accept loop.
 
 We accept ourselves (rather than through loop.create_server) so that a
 connection can be looked at before a transport owns it: a TLS client must be
@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
-from typing import Any, Callable
+import stat
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-from ..config import TcpAddress
-from ..errors import StartupError
+from ..addresses import TcpAddress, format_host_port
+from ..errors import ConfigError, StartupError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,90 @@ def _listen_addresses(address: TcpAddress, prefer_ipv6: bool) -> list[tuple[Any,
         raise StartupError(f"cannot resolve source address {address.host!r}: {exc.strerror}") from None
     infos.sort(key=lambda info: (info[0] == socket.AF_INET6) != prefer_ipv6)
     return infos
+
+
+@dataclass
+class ListeningSocket:
+    sock: socket.socket
+    unix_path: Optional[str] = None  # a socket file we created, removed at exit if still ours
+    unix_inode: Optional[int] = None
+
+    @property
+    def port(self) -> Optional[int]:
+        """The TCP port, None for a Unix socket."""
+        if self.sock.family in (socket.AF_INET, socket.AF_INET6):
+            return int(self.sock.getsockname()[1])
+        return None
+
+    def __str__(self) -> str:
+        name = self.sock.getsockname()
+        if self.sock.family == socket.AF_UNIX:
+            return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name or '(unnamed)'}"
+        return format_host_port(name[0], name[1])
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.unix_path is not None:
+            try:
+                if os.lstat(self.unix_path).st_ino == self.unix_inode:
+                    os.unlink(self.unix_path)
+            except OSError:
+                pass
+
+
+def open_unix_listener(path: str, mode: int, backlog: int) -> ListeningSocket:
+    """Listen on a Unix socket at `path` with permissions `mode`.
+
+    A socket file left by a dead process is replaced; a regular file, or a
+    socket that something still listens on, is never removed (ConfigError).
+    """
+    what = f"--unix-listen {path}"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ConfigError(f"{what}: {exc.strerror}") from None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ConfigError(f"{what}: the path exists and is not a socket; not removing it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(2)
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)  # stale: nobody listens any more
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot tell whether it is in use: {exc.strerror or exc}") from None
+        else:
+            raise ConfigError(f"{what}: another process listens on it")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o777 & ~mode)  # the file is born with its mode: no window
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"{what}: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old_umask)
+    sock.setblocking(False)
+    return ListeningSocket(sock, path, os.lstat(path).st_ino)
+
+
+def adopt_listener(fd: int, what: str) -> ListeningSocket:
+    """A listening socket handed to us (systemd socket activation, inetd's wait mode)."""
+    try:
+        sock = socket.socket(fileno=fd)  # family and type are read from the descriptor
+    except OSError as exc:
+        raise StartupError(f"{what}: descriptor {fd} is not a socket: {exc.strerror or exc}") from None
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()
+        raise StartupError(f"{what}: descriptor {fd} is not a listening stream socket")
+    sock.setblocking(False)
+    return ListeningSocket(sock)
 
 
 def open_listener(address: TcpAddress, prefer_ipv6: bool, backlog: int) -> socket.socket:

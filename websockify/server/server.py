@@ -1,13 +1,13 @@
-"""The proxy server: one listener, many client connections, graceful stop."""
+"""The proxy server: its listening sockets, many client connections, graceful stop."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
 import ssl
-from typing import Optional
+from typing import Callable, Optional
 
-from ..config import Config, format_host_port
+from ..config import Config
 from ..errors import ConfigError
 from ..protocol.http import error_response
 from ..protocol.sniff import Kind, sniff
@@ -16,34 +16,43 @@ from ..proxy.recorder import Recorder
 from ..proxy.target import Connector
 from .admission import Admission, Ticket
 from .connection import ClientConnection, format_peer
-from .listener import Listener, open_listener
+from .listener import Listener, ListeningSocket
 from .tls import server_context
 
 log = logging.getLogger(__name__)
 
 
+def _nothing() -> None:
+    pass
+
+
 class ProxyServer:
-    def __init__(self, config: Config, connector: Connector, tls: Optional[ssl.SSLContext] = None,
-                 authenticator: Optional[Authenticator] = None):
+    def __init__(self, config: Config, connector: Connector, sockets: list[ListeningSocket],
+                 tls: Optional[ssl.SSLContext] = None, authenticator: Optional[Authenticator] = None):
         self.config = config
         self.connector = connector
+        self.sockets = sockets
         self.connections: set[ClientConnection] = set()
         self._all_closed = asyncio.Event()
-        self._listener: Optional[Listener] = None
+        self._listeners: list[Listener] = []
+        # WebSocket sessions starting and ending, for the lifetime options and status.
+        self.on_session_start: Callable[[], None] = _nothing
+        self.on_session_end: Callable[[], None] = _nothing
         self._loop = asyncio.get_running_loop()
         self._tls = tls
         self.authenticator = authenticator
         self._peeking: dict[socket.socket, tuple[asyncio.TimerHandle, Ticket]] = {}
         self.admission = Admission(config.limits.max_connections, config.limits.max_connections_per_ip)
         self.recorder: Optional[Recorder] = Recorder(config.record) if config.record else None
-        self.port = 0
+        # The Flash policy names one port: the first TCP one.
+        self.port = next((s.port for s in sockets if s.port is not None), 0)
 
     def start(self) -> None:
-        sock = open_listener(self.config.listen, self.config.prefer_ipv6, self.config.listen_backlog)
-        host, self.port = sock.getsockname()[:2]
-        self._listener = Listener(sock, self._on_accept)
-        self._listener.start()
-        log.info("listening on %s", format_host_port(host, self.port))
+        for listening in self.sockets:
+            listener = Listener(listening.sock, self._on_accept)
+            listener.start()
+            self._listeners.append(listener)
+            log.info("listening on %s", listening)
         if self.config.web_dir:
             log.info("serving web files from %s", self.config.web_dir)
         log.info("proxying to %s", self.connector.description)
@@ -144,9 +153,11 @@ class ProxyServer:
             self._all_closed.set()
 
     def stop_accepting(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
+        for listening in self.sockets:
+            listening.close()
         for sock in list(self._peeking):
             ticket = self._stop_peeking(sock)
             if ticket is not None:

@@ -36,6 +36,8 @@ _SLOW_START_WARNING_S = 10.0
 class WrappedService:
     def __init__(self, config: Config, library: Path):
         self._config = config
+        assert config.listen is not None, "the port the program binds"
+        self.public_port = config.listen.port
         self._library = library
         self._argv = config.wrap_command
         self.description = f"wrapped command {os.path.basename(self._argv[0])}"
@@ -64,7 +66,7 @@ class WrappedService:
     def _spawn(self) -> None:
         self._respawn = None
         port_file = os.path.join(self._workdir, f"port.{self._supervisor.starts + 1}")
-        env = child_environment(dict(os.environ), self._library, self._config.listen.port,
+        env = child_environment(dict(os.environ), self._library, self.public_port,
                                 port_file, self.marker)
         try:
             self._main_pid = process.spawn(self._argv, env)
@@ -86,7 +88,7 @@ class WrappedService:
                 warn_at = float("inf")
                 log.warning("%s has not bound port %d after %.0fs: does it listen on that port? "
                             "(programs that bypass libc's bind(), like Go ones, cannot be moved)",
-                            self._argv[0], self._config.listen.port, _SLOW_START_WARNING_S)
+                            self._argv[0], self.public_port, _SLOW_START_WARNING_S)
         with open(port_file) as file:
             host, port_text = file.read().split()
         port = int(port_text)
@@ -96,9 +98,16 @@ class WrappedService:
         self._supervisor.ready()
         self._ready.set()
         log.info("service ready on %s (public port %d)", self._connector.description,
-                 self._config.listen.port)
+                 self.public_port)
 
     # -- the proxy's connector -------------------------------------------
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    def status_text(self) -> str:
+        state = self._supervisor.state.value
+        return f"wrapped program {state}" + (f" (pid {self._main_pid})" if self._main_pid else "")
 
     async def connect(self, factory: ProtocolFactory) -> asyncio.Transport:
         if not self._ready.is_set():

@@ -1,0 +1,98 @@
+"""Addresses as the command line writes them: `[host:]port`, `host:port`, `[v6]:port`.
+
+Pure parsing and validation, shared by the command line, token files and logs.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Union
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TcpAddress:
+    host: str  # "" = every address (listen side only)
+    port: int
+
+    def __str__(self) -> str:
+        return format_host_port(self.host, self.port)
+
+
+@dataclass(frozen=True)
+class UnixAddress:
+    path: str
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+
+Target = Union[TcpAddress, UnixAddress]
+
+
+def format_host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 literal in brackets."""
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
+
+
+def parse_port(text: str, what: str, allow_zero: bool = False) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"{what}: port {text!r} is not a number")
+    port = int(text)
+    low = 0 if allow_zero else 1
+    if not low <= port <= 65535:
+        raise ConfigError(f"{what}: port {port} is out of range {low}-65535")
+    return port
+
+
+def parse_host(text: str, what: str) -> str:
+    """Validate a host: an IPv4/IPv6 literal (brackets removed) or a DNS name."""
+    if text.startswith("[") or text.endswith("]"):
+        if not (text.startswith("[") and text.endswith("]")):
+            raise ConfigError(f"{what}: unbalanced brackets in {text!r}")
+        inner = text[1:-1]
+        try:
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            raise ConfigError(f"{what}: {inner!r} is not an IPv6 address") from None
+        return inner
+    if ":" in text:
+        raise ConfigError(f"{what}: IPv6 address {text!r} must be written in brackets, e.g. [{text}]")
+    if re.fullmatch(r"[0-9.]+", text):
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            raise ConfigError(f"{what}: {text!r} is not a valid IPv4 address") from None
+        return text
+    if _HOSTNAME.match(text):
+        return text
+    raise ConfigError(f"{what}: {text!r} is not a valid host name or address")
+
+
+def parse_listen(text: str) -> TcpAddress:
+    """`[host:]port` as upstream accepts it: `6080`, `0.0.0.0:6080`, `[::1]:6080`."""
+    what = "source address"
+    if text.startswith("[") and "]:" not in text:
+        raise ConfigError(f"{what}: {text!r} has no port; write [ADDRESS]:PORT")
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        return TcpAddress("", parse_port(text, what, allow_zero=True))
+    if not host:
+        raise ConfigError(f"{what}: empty host in {text!r}")
+    return TcpAddress(parse_host(host, what), parse_port(port_text, what, allow_zero=True))
+
+
+def parse_target(text: str) -> TcpAddress:
+    """`host:port`; the host is required, as upstream requires it."""
+    what = "target address"
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{what}: {text!r} must be HOST:PORT")
+    return TcpAddress(parse_host(host, what), parse_port(port_text, what))

@@ -1,0 +1,43 @@
+"""--heartbeat: keep idle clients' NAT and proxy timers alive, and reap dead peers.
+
+Every interval, a client that sent nothing since the last tick gets a ping; a
+client that then stays silent for another interval (no pong, no data) is
+taken for dead. Upstream pinged blindly and never looked for the answer.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Optional
+
+
+class Heartbeat:
+    def __init__(self, interval_s: float, ping: Callable[[], None], dead: Callable[[], None]):
+        self._interval_s = interval_s
+        self._ping = ping
+        self._dead = dead
+        self._loop = asyncio.get_running_loop()
+        self._heard = True
+        self._waiting_for_pong = False
+        self._timer: Optional[asyncio.TimerHandle] = self._loop.call_later(interval_s, self._tick)
+
+    def heard(self) -> None:
+        """Anything from the client: data, a pong, a ping."""
+        self._heard = True
+
+    def _tick(self) -> None:
+        if self._heard:
+            self._heard = False
+            self._waiting_for_pong = False
+        elif self._waiting_for_pong:
+            self._timer = None
+            self._dead()
+            return
+        else:
+            self._waiting_for_pong = True
+            self._ping()
+        self._timer = self._loop.call_later(self._interval_s, self._tick)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,1 @@
+"""Running as a service: daemon mode, pid file, systemd notification and socket activation, logs."""

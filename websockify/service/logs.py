@@ -1,0 +1,115 @@
+"""Where log lines go: standard error (or the journal), a file, syslog.
+
+- Standard error gets timestamped lines, except when it is the journal
+  (JOURNAL_STREAM names it): then `<N>` priority prefixes and no timestamps, so
+  `journalctl -p warning` works and journald's own timestamps are not doubled.
+- `--log-file`: timestamped lines; the file is reopened when it was moved or
+  removed (logrotate without copytruncate), which WatchedFileHandler checks
+  before each line.
+- `--syslog`: RFC 5424 (or BSD with `--legacy-syslog`), ident `websockify`,
+  facility DAEMON under `-D`, else USER, to a Unix socket such as /dev/log or
+  to `host:port` over UDP.
+
+Handlers are opened after daemonizing, so their descriptors are never closed
+or reused under them (upstream's `-D --syslog` wrote log lines into clients).
+"""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import socket
+import sys
+import time
+from ..addresses import parse_host, parse_port
+from ..config import LogSettings
+from ..errors import ConfigError
+
+_TIMESTAMPED = "%(asctime)s websockify[%(process)d] %(levelname)s %(message)s"
+# sd-daemon(3) priorities, by logging level.
+_JOURNAL_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+                     logging.CRITICAL: 2}
+TRAFFIC_LOGGER = "websockify.traffic"
+
+
+class _JournalFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _JOURNAL_PRIORITY.get(record.levelno, 6)
+        # One journal entry per line: each line of a traceback gets the prefix.
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
+class _SyslogFormatter(logging.Formatter):
+    """The part after `<PRI>`: RFC 5424's `1 TIMESTAMP HOST APP PROCID MSGID SD MSG`, or BSD's
+    `websockify[PID]: MSG`. A record is one line: newlines in tracebacks become ` | `."""
+
+    def __init__(self, legacy: bool) -> None:
+        super().__init__("%(message)s")
+        self._legacy = legacy
+        self._host = socket.gethostname() or "-"
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = " | ".join(super().format(record).splitlines())
+        if self._legacy:
+            return f"websockify[{record.process}]: {text}"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        stamp += f".{int(record.msecs):03d}Z"
+        return f"1 {stamp} {self._host} websockify {record.process} - - {text}"
+
+
+def stderr_is_journal() -> bool:
+    """systemd sets JOURNAL_STREAM=DEV:INODE for a service whose stderr is the journal."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return device.isdigit() and inode.isdigit() and (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
+def syslog_address(text: str) -> "str | tuple[str, int]":
+    """`--syslog`: a Unix socket path (contains a `/`), or `host:port` for UDP."""
+    if "/" in text:
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"--syslog: {text!r} is neither a socket path nor HOST:PORT")
+    return parse_host(host, "--syslog"), parse_port(port, "--syslog")
+
+
+def setup_logging(settings: LogSettings) -> None:
+    """Install the handlers; ConfigError if a log file or syslog cannot be opened."""
+    handlers: list[logging.Handler] = []
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(_JournalFormatter() if stderr_is_journal() else logging.Formatter(_TIMESTAMPED))
+    handlers.append(stderr)
+    if settings.log_file is not None:
+        try:
+            file_handler = logging.handlers.WatchedFileHandler(settings.log_file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--log-file: cannot open {settings.log_file}: {exc.strerror}") from None
+        file_handler.setFormatter(logging.Formatter(_TIMESTAMPED))
+        handlers.append(file_handler)
+    if settings.syslog is not None:
+        address = syslog_address(settings.syslog)
+        facility = (logging.handlers.SysLogHandler.LOG_DAEMON if settings.daemon
+                    else logging.handlers.SysLogHandler.LOG_USER)
+        try:
+            syslog = logging.handlers.SysLogHandler(address=address, facility=facility)
+        except OSError as exc:
+            raise ConfigError(f"--syslog: cannot reach {settings.syslog}: {exc.strerror or exc}") from None
+        syslog.append_nul = False
+        syslog.setFormatter(_SyslogFormatter(settings.legacy_syslog))
+        handlers.append(syslog)
+    root = logging.getLogger()
+    for old in root.handlers:
+        old.close()
+    root.handlers[:] = handlers
+    root.setLevel(logging.DEBUG if settings.verbose else logging.INFO)
+    # websockets logs frames with their contents at DEBUG: payloads never reach our logs.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger(TRAFFIC_LOGGER).setLevel(logging.INFO if settings.traffic else logging.WARNING)

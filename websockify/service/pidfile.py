@@ -1,0 +1,61 @@
+"""--pid-file: written atomically once listening, removed on a clean exit.
+
+A file naming a process that no longer runs websockify is stale and replaced;
+one naming a live websockify is an error, so two instances cannot share it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from ..errors import StartupError
+
+
+def _running_websockify(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return b"websockify" in file.read()
+    except OSError:
+        return False
+
+
+class PidFile:
+    def __init__(self, path: str):
+        self.path = path
+
+    def owner(self) -> Optional[int]:
+        try:
+            with open(self.path) as file:
+                text = file.read().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StartupError(f"--pid-file {self.path}: {exc.strerror}") from None
+        return int(text) if text.isdigit() else None
+
+    def check(self) -> None:
+        """StartupError if another live websockify holds the file."""
+        pid = self.owner()
+        if pid is not None and pid != os.getpid() and _running_websockify(pid):
+            raise StartupError(f"--pid-file {self.path}: websockify is already running as pid {pid}")
+
+    def write(self) -> None:
+        self.check()
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(temporary, "w") as file:
+                file.write(f"{os.getpid()}\n")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise StartupError(f"--pid-file {self.path}: {exc.strerror}") from None
+
+    def remove(self) -> None:
+        try:
+            if self.owner() == os.getpid():
+                os.unlink(self.path)
+        except (OSError, StartupError):
+            pass
