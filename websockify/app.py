@@ -281,7 +281,8 @@ async def _run_wrapped(service: "WrappedService", stop: _Stop, status: "_Status"
     if service.exited.done():
         return service.exited.result()
     log.info("%s: stopping the wrapped service", stop.describe())
-    return await service.stop(stop.signal, stop.force)
+    code = await service.stop(stop.signal, stop.force)
+    return code if stop.signals else 0  # ending by a lifetime option is a success
 
 
 class _Status:

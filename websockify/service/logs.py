@@ -15,6 +15,7 @@ or reused under them (upstream's `-D --syslog` wrote log lines into clients).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
 import os
@@ -81,6 +82,17 @@ def syslog_address(text: str) -> "str | tuple[str, int]":
     return parse_host(host, "--syslog"), parse_port(port, "--syslog")
 
 
+def _probe_unix_socket(path: str) -> None:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):  # the two kinds syslog daemons listen with
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(path)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EPROTOTYPE:
+                    raise
+
+
 def setup_logging(settings: LogSettings) -> None:
     """Install the handlers; ConfigError if a log file or syslog cannot be opened."""
     handlers: list[logging.Handler] = []
@@ -99,6 +111,8 @@ def setup_logging(settings: LogSettings) -> None:
         facility = (logging.handlers.SysLogHandler.LOG_DAEMON if settings.daemon
                     else logging.handlers.SysLogHandler.LOG_USER)
         try:
+            if isinstance(address, str):
+                _probe_unix_socket(address)  # the handler would ignore a missing socket for ever
             syslog = logging.handlers.SysLogHandler(address=address, facility=facility)
         except OSError as exc:
             raise ConfigError(f"--syslog: cannot reach {settings.syslog}: {exc.strerror or exc}") from None
