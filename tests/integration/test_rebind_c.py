@@ -4,15 +4,17 @@ import socket
 import subprocess
 import sys
 
+from websockify.wrap.cflags import compile_command
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCE = os.path.join(ROOT, "rebind", "rebind.c")
 
 
 def build(tmp_path):
     out = tmp_path / "rebind.so"
-    result = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-o", str(out), SOURCE, "-ldl"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and result.stderr == "", result.stderr
+    result = subprocess.run(compile_command("cc", SOURCE, str(out)), capture_output=True, text=True, timeout=120)
+    # No -Werror in the flags (a user's newer compiler must not fail): no warning at all is checked here.
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError
+from .cflags import compile_command
 from .process import run_tool
 
 _HERE = Path(__file__).resolve().parent
@@ -24,7 +25,6 @@ _HERE = Path(__file__).resolve().parent
 _LIB = _HERE / "lib"
 _SOURCES = (_LIB / "rebind.c", _HERE.parents[1] / "rebind" / "rebind.c")
 _PACKAGED = _LIB / "rebind.so"
-CFLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
 
 
 class RebindUnavailable(ConfigError):
@@ -84,7 +84,7 @@ def build(source: Path, destination: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".rebind-", suffix=".so", dir=destination.parent)
     os.close(fd)
     try:
-        result = run_tool([compiler, *CFLAGS, "-o", tmp, str(source), "-ldl"])
+        result = run_tool(compile_command(compiler, str(source), tmp))
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["no output"])[0]
             raise RebindUnavailable(f"cannot build rebind.so with {compiler}: {first}")
