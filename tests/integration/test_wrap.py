@@ -331,6 +331,8 @@ def test_two_instances_build_the_cache_at_once(source_tree, tmp_path):
                 if started(proxies[index], 60):
                     break
                 proxies[index] = launch(m, args, picked_port(), **options)
+            else:
+                raise AssertionError("the picked port was taken 5 times in a row")
             private_address(proxies[index])
         for proxy in proxies:
             echo_through(f"ws://127.0.0.1:{proxy.port}/")
