@@ -8,6 +8,9 @@ PORT   ?= 6080
 
 REBIND := websockify/wrap/lib/rebind.so
 CC     ?= cc
+# The flags live in one place, shared with setup.py and first-use builds.
+REBIND_CFLAGS = $(shell $(PYTHON) websockify/wrap/cflags.py)
+REBIND_LIBS   = $(shell $(PYTHON) websockify/wrap/cflags.py --libs)
 
 .PHONY: all run test bench clean rebind
 
@@ -15,9 +18,9 @@ all: $(VENV)/.installed $(REBIND)
 
 # rebind.so inside the package, where websockify looks first (pip builds it too).
 rebind: $(REBIND)
-$(REBIND): rebind/rebind.c
+$(REBIND): rebind/rebind.c websockify/wrap/cflags.py
 	mkdir -p $(dir $@)
-	$(CC) -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $< -ldl
+	$(CC) $(REBIND_CFLAGS) -o $@ $< $(REBIND_LIBS)
 
 $(VENV)/.installed: setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

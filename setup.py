@@ -1,4 +1,6 @@
+import ast
 import os
+import runpy
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,7 +10,17 @@ from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 REBIND_SOURCE = HERE / "rebind" / "rebind.c"
-REBIND_CFLAGS = ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra"]
+# The compiler flags and the version each live in one place inside the package,
+# read here without importing it (its dependencies may not be installed yet).
+compile_command = runpy.run_path(str(HERE / "websockify" / "wrap" / "cflags.py"))["compile_command"]
+
+
+def package_version():
+    tree = ast.parse((HERE / "websockify" / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__version__"]:
+            return ast.literal_eval(node.value)
+    raise RuntimeError("websockify/__init__.py does not set __version__")
 
 
 class BuildPyWithRebind(build_py):
@@ -29,15 +41,14 @@ class BuildPyWithRebind(build_py):
         if compiler is None:
             print("warning: no C compiler; rebind.so will be built on first use")
             return
-        result = subprocess.run([compiler, *REBIND_CFLAGS, "-o", str(target / "rebind.so"),
-                                 str(REBIND_SOURCE), "-ldl"])
+        result = subprocess.run(compile_command(compiler, str(REBIND_SOURCE), str(target / "rebind.so")))
         if result.returncode != 0:
             print("warning: building rebind.so failed; it will be built on first use")
 
 
 setup(
     name="websockify",
-    version="1.0.0.dev0",
+    version=package_version(),
     description="WebSocket-to-TCP bridge and program-wrapping launcher",
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",

@@ -5,7 +5,7 @@
  * the program believes it listens on the public port while websockify itself
  * owns that port and relays WebSocket clients to the program.
  *
- * How it works: bind() is interposed. A bind of a TCP socket whose port is
+ * Moving: bind() is interposed. A bind of a TCP socket whose port is
  * REBIND_OLD_PORT, on any address of either family (0.0.0.0, a specific IPv4
  * address, ::, ::1, an IPv4-mapped address), is turned into a bind on loopback
  * of the same family (127.0.0.1, ::1, or ::ffff:127.0.0.1) at REBIND_NEW_PORT.
@@ -14,34 +14,53 @@
  *
  * Race-free private port: with REBIND_NEW_PORT=0 the kernel chooses the port at
  * the first moved bind; later moved binds in the same process (the other address
- * family, say) reuse it. If REBIND_PORT_FILE is set, the address and port are
- * written there ("HOST PORT\n", written to a temporary file and renamed, so the
- * reader never sees half a line) for websockify to connect to. Children inherit
- * LD_PRELOAD and the variables, so a daemonizing program's server is moved too.
+ * family, say) and in its forked children reuse it.
+ *
+ * Readiness: listen() is interposed too. When a moved socket (bound on loopback
+ * at the private port) starts listening, "HOST PORT" is sent as one datagram to
+ * the Unix socket REBIND_NOTIFY_SOCKET, where websockify waits for it. Children
+ * inherit LD_PRELOAD and these variables, so a daemonizing program's server is
+ * moved and reported too.
+ *
+ * Child setup: websockify runs no code of its own between fork and exec; this
+ * library's constructor does the setup instead, from variables it then removes,
+ * so that they apply to the program itself and not to what the program starts:
+ *   WEBSOCKIFY_NOFILE=SOFT:HARD  the open-file limit websockify was started with
+ *                                (a number or "infinity" each)
+ *   WEBSOCKIFY_PDEATHSIG=N       receive signal N when websockify dies
+ *   WEBSOCKIFY_PARENT_PID=PID    websockify's pid: if our parent is already
+ *                                another process, websockify died before we
+ *                                could ask, so take signal N now
  *
  * Used by hand, upstream's way still works:
  *   REBIND_OLD_PORT=5901 REBIND_NEW_PORT=15901 LD_PRELOAD=./rebind.so vncserver :1
  * REBIND_DEBUG=1 prints each moved bind on standard error.
+ *
+ * Every interposed call leaves errno as the real call left it.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 typedef int (*bind_fn)(int, const struct sockaddr *, socklen_t);
+typedef int (*listen_fn)(int, int);
 
 /* Private port the kernel chose for this process; 0 until the first moved bind. */
 static int chosen_port;
 
-/* A port from the environment: 0..65535, or -1 when unset or not a number. */
-static int env_port(const char *name)
+/* A decimal number from the environment within [low, high], or -1 when unset or invalid. */
+static long env_number(const char *name, long low, long high)
 {
     const char *text = getenv(name);
     char *end;
@@ -51,39 +70,48 @@ static int env_port(const char *name)
         return -1;
     errno = 0;
     value = strtol(text, &end, 10);
-    if (errno != 0 || *end != '\0' || value < 0 || value > 65535)
+    if (errno != 0 || *end != '\0' || value < low || value > high)
         return -1;
-    return (int)value;
+    return value;
+}
+
+static int env_port(const char *name)
+{
+    return (int)env_number(name, 0, 65535);
+}
+
+/* The next definition of `name` (libc's), looked up once; threads may race to store the same value. */
+static void *next_symbol(const char *name, void **cache)
+{
+    void *fn = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+
+    if (fn == NULL) {
+        fn = dlsym(RTLD_NEXT, name);
+        __atomic_store_n(cache, fn, __ATOMIC_RELEASE);
+    }
+    return fn;
 }
 
 static bind_fn real_bind(void)
 {
-    static bind_fn fn;
+    static void *cache;
 
-    if (fn == NULL)
-        fn = (bind_fn)dlsym(RTLD_NEXT, "bind");
-    return fn;
+    return (bind_fn)next_symbol("bind", &cache);
 }
 
-static void report(const char *host, int port)
+static listen_fn real_listen(void)
 {
-    const char *path = getenv("REBIND_PORT_FILE");
-    char tmp[4096], line[80];
-    int fd, len, saved_errno = errno;
+    static void *cache;
 
-    if (path == NULL || *path == '\0')
-        return;
-    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp)
-        return;
-    len = snprintf(line, sizeof line, "%s %d\n", host, port);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        if (write(fd, line, (size_t)len) == len && close(fd) == 0)
-            rename(tmp, path);
-        else
-            unlink(tmp);
-    }
-    errno = saved_errno;
+    return (listen_fn)next_symbol("listen", &cache);
+}
+
+/* The private port in use: REBIND_NEW_PORT, or the one the kernel chose; 0 if none yet. */
+static int private_port(void)
+{
+    int port = env_port("REBIND_NEW_PORT");
+
+    return port > 0 ? port : __atomic_load_n(&chosen_port, __ATOMIC_SEQ_CST);
 }
 
 static int is_stream_socket(int fd)
@@ -94,8 +122,62 @@ static int is_stream_socket(int fd)
     return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) == 0 && type == SOCK_STREAM;
 }
 
+/*
+ * Where `fd` is bound, if on loopback: returns "127.0.0.1" (also for IPv4-mapped
+ * on an IPv6 socket) or "::1" and sets *port; NULL for any other address.
+ */
+static const char *moved_address(int fd, int *port)
+{
+    static const unsigned char ipv4_loopback[4] = {127, 0, 0, 1};
+    struct sockaddr_storage bound;
+    socklen_t size = sizeof bound;
+
+    if (getsockname(fd, (struct sockaddr *)&bound, &size) != 0)
+        return NULL;
+    if (bound.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&bound;
+
+        *port = ntohs(in->sin_port);
+        return in->sin_addr.s_addr == htonl(INADDR_LOOPBACK) ? "127.0.0.1" : NULL;
+    }
+    if (bound.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&bound;
+
+        *port = ntohs(in6->sin6_port);
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return "::1";
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && memcmp(&in6->sin6_addr.s6_addr[12], ipv4_loopback, 4) == 0)
+            return "127.0.0.1";
+    }
+    return NULL;
+}
+
+/* Tell websockify, if it is waiting, that HOST PORT accepts connections now. */
+static void notify_listening(const char *host, int port)
+{
+    const char *path = getenv("REBIND_NOTIFY_SOCKET");
+    struct sockaddr_un to;
+    char message[64];
+    int fd, len;
+
+    if (path == NULL || strlen(path) >= sizeof to.sun_path)
+        return;
+    memset(&to, 0, sizeof to);
+    to.sun_family = AF_UNIX;
+    memcpy(to.sun_path, path, strlen(path) + 1);
+    len = snprintf(message, sizeof message, "%s %d", host, port);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    /* Never block the program. websockify reads at once; if its queue were full anyway,
+     * the report is lost and websockify's slow-start warning tells the user. */
+    sendto(fd, message, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, sizeof to);
+    close(fd);
+}
+
 int bind(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
+    int saved_errno = errno;
     int old_port = env_port("REBIND_OLD_PORT");
     int new_port = env_port("REBIND_NEW_PORT");
     struct sockaddr_storage moved;
@@ -106,10 +188,13 @@ int bind(int fd, const struct sockaddr *addr, socklen_t addrlen)
         errno = ENOSYS;
         return -1;
     }
-    if (old_port <= 0 || new_port < 0 || addr == NULL || !is_stream_socket(fd))
+    if (old_port <= 0 || new_port < 0 || addr == NULL || !is_stream_socket(fd)) {
+        errno = saved_errno;
         return real_bind()(fd, addr, addrlen);
+    }
+    port = private_port();
+    errno = saved_errno;
 
-    port = new_port ? new_port : __atomic_load_n(&chosen_port, __ATOMIC_SEQ_CST);
     memset(&moved, 0, sizeof moved);
     if (addr->sa_family == AF_INET && addrlen >= sizeof(struct sockaddr_in)) {
         struct sockaddr_in *in = (struct sockaddr_in *)&moved;
@@ -142,22 +227,80 @@ int bind(int fd, const struct sockaddr *addr, socklen_t addrlen)
         return real_bind()(fd, addr, addrlen);
     }
 
+    errno = saved_errno;
     rc = real_bind()(fd, (struct sockaddr *)&moved, addrlen);
     if (rc != 0)
         return rc;
-    if (port == 0) {
-        struct sockaddr_storage bound;
-        socklen_t size = sizeof bound;
-
-        if (getsockname(fd, (struct sockaddr *)&bound, &size) == 0) {
-            port = bound.ss_family == AF_INET
-                ? ntohs(((struct sockaddr_in *)&bound)->sin_port)
-                : ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
-            __atomic_store_n(&chosen_port, port, __ATOMIC_SEQ_CST);
-        }
-    }
+    saved_errno = errno;
+    if (port == 0 && moved_address(fd, &port) != NULL)
+        __atomic_store_n(&chosen_port, port, __ATOMIC_SEQ_CST);
     if (getenv("REBIND_DEBUG") != NULL)
         fprintf(stderr, "rebind: port %d moved to %s:%d\n", old_port, host, port);
-    report(host, port);
+    errno = saved_errno;
     return rc;
+}
+
+int listen(int fd, int backlog)
+{
+    const char *host;
+    int rc, saved_errno, port = 0, private;
+
+    if (real_listen() == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    rc = real_listen()(fd, backlog);
+    if (rc != 0)
+        return rc;
+    saved_errno = errno;
+    private = private_port();
+    if (env_port("REBIND_OLD_PORT") > 0 && private > 0 && (host = moved_address(fd, &port)) != NULL &&
+        port == private)
+        notify_listening(host, port);
+    errno = saved_errno;
+    return rc;
+}
+
+/* "123", or "infinity" for no limit; 0 when the text is neither. */
+static int parse_limit(const char *text, size_t len, rlim_t *limit)
+{
+    char digits[32];
+    char *end;
+
+    if (len == 8 && strncmp(text, "infinity", 8) == 0) {
+        *limit = RLIM_INFINITY;
+        return 1;
+    }
+    if (len == 0 || len >= sizeof digits || text[0] < '0' || text[0] > '9')
+        return 0;
+    memcpy(digits, text, len);
+    digits[len] = '\0';
+    errno = 0;
+    *limit = (rlim_t)strtoull(digits, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+__attribute__((constructor)) static void websockify_child_setup(void)
+{
+    int saved_errno = errno;
+    const char *nofile = getenv("WEBSOCKIFY_NOFILE");
+    long signal_number = env_number("WEBSOCKIFY_PDEATHSIG", 1, SIGRTMAX);
+    long parent = env_number("WEBSOCKIFY_PARENT_PID", 1, 0x7fffffffL);
+
+    if (nofile != NULL) {
+        const char *colon = strchr(nofile, ':');
+        struct rlimit limit;
+
+        if (colon != NULL && parse_limit(nofile, (size_t)(colon - nofile), &limit.rlim_cur) &&
+            parse_limit(colon + 1, strlen(colon + 1), &limit.rlim_max))
+            setrlimit(RLIMIT_NOFILE, &limit);
+    }
+    if (signal_number > 0 && prctl(PR_SET_PDEATHSIG, (unsigned long)signal_number, 0, 0, 0) == 0 &&
+        parent > 0 && getppid() != (pid_t)parent)
+        raise((int)signal_number);
+    /* The program's own children are not websockify's concern: a daemon it starts must not die with it. */
+    unsetenv("WEBSOCKIFY_NOFILE");
+    unsetenv("WEBSOCKIFY_PDEATHSIG");
+    unsetenv("WEBSOCKIFY_PARENT_PID");
+    errno = saved_errno;
 }

@@ -1,8 +1,11 @@
-"""Program wrapping with real programs: rebind.so, supervision, signals, cleanup."""
+"""Program wrapping with real programs: rebind.so, supervision, signals, cleanup.
+
+Public ports: see wrapping.py (a fixed port is needed; a start is retried if
+the picked port was taken meanwhile).
+"""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import shutil
 import signal
@@ -15,50 +18,14 @@ import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from helpers import ROOT, assert_one_line_error, free_port, start_proxy, timeout, wait_for, ws_connect
-
-SERVERS = os.path.join(ROOT, "tests", "servers")
-ECHO = [sys.executable, os.path.join(SERVERS, "tcp_echo.py")]
-
-
-def marked(marker: str) -> list[int]:
-    """Pids whose environment holds TEST_MARKER=marker: the wrapped tree, found without names."""
-    needle = f"\0TEST_MARKER={marker}\0".encode()
-    pids = []
-    for proc in psutil.process_iter():
-        try:
-            with open(f"/proc/{proc.pid}/environ", "rb") as f:
-                if needle in b"\0" + f.read() + b"\0" and proc.status() != psutil.STATUS_ZOMBIE:
-                    pids.append(proc.pid)
-        except (OSError, psutil.Error):
-            continue
-    return pids
+from helpers import ROOT, assert_one_line_error, timeout, wait_for, ws_connect
+from wrapping import (ECHO, SERVERS, echo_through, launch, marked, marker_fixture, picked_port, private_address,
+                      started, stop_and_check, wrap)
 
 
 @pytest.fixture
 def marker():
-    value = uuid.uuid4().hex
-    yield value
-    leftovers = marked(value)
-    for pid in leftovers:  # never leak into other tests, but report it
-        os.kill(pid, signal.SIGKILL)
-    assert not leftovers, f"processes of the wrapped tree were left behind: {leftovers}"
-
-
-def wrap(marker: str, *args: str, **kwargs):
-    """Start websockify wrapping a command; the command (not websockify) carries the marker."""
-    split = args.index("--") + 1
-    args = (*args[:split], "env", f"TEST_MARKER={marker}", *args[split:])
-    return start_proxy(*args, **kwargs)
-
-
-def echo_through(url: str, payload: bytes = b"through the wrapper") -> None:
-    async def scenario():
-        async with asyncio.timeout(timeout(20)):
-            async with ws_connect(url) as ws:
-                await ws.send(payload)
-                assert await ws.recv() == payload
-    asyncio.run(scenario())
+    yield from marker_fixture()
 
 
 def alive(process: psutil.Process) -> bool:
@@ -68,12 +35,10 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
-def listening_sockets(pids: list[int]) -> list:
-    found = []
-    for conn in psutil.net_connections("tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
-            found.append(conn)
-    return found
+def listening(pids: list[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket these processes listen on."""
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.pid in pids}
 
 
 def reaches_proxy(host: str, port: int) -> bool:
@@ -86,26 +51,20 @@ def reaches_proxy(host: str, port: int) -> bool:
         return sock.recv(100).startswith(b"HTTP/1.1 426")
 
 
-def stop_and_check(proxy, marker: str, sig: int = signal.SIGTERM) -> int:
-    code = proxy.stop(sig)
-    wait_for(lambda: not marked(marker), 10, "the wrapped tree to be gone")
-    return code
+LOOPBACK = {"v4": {"127.0.0.1"}, "v6": {"::1"}, "both": {"127.0.0.1", "::1"}, "mapped": {"::ffff:127.0.0.1"},
+            "v4-specific": {"127.0.0.1"}}
 
 
-@pytest.mark.parametrize("family", ["v4", "v6", "both", "mapped", "v4-specific"])
+@pytest.mark.parametrize("family", sorted(LOOPBACK))
 def test_wrapped_server_is_moved_to_loopback(marker, family):
-    port = free_port()
-    proxy = wrap(marker, "-6", str(port), "--", *ECHO, "--port", str(port), "--bind", family)
+    proxy = wrap(marker, "-6", "{port}", "--", *ECHO, "--port", "{port}", "--bind", family)
     try:
-        proxy.wait_log("service ready")
-        echo_through(f"ws://127.0.0.1:{port}/")
-        echo_through(f"ws://[::1]:{port}/")
-        sockets = listening_sockets(marked(marker))
-        assert sockets, "the wrapped server listens nowhere"
-        for conn in sockets:
-            assert ipaddress.ip_address(conn.laddr.ip.replace("::ffff:", "")).is_loopback, conn
-            assert conn.laddr.port != port, conn
-        assert reaches_proxy("127.0.0.1", port) and reaches_proxy("::1", port)
+        _, private_port = private_address(proxy)
+        echo_through(f"ws://127.0.0.1:{proxy.port}/")
+        echo_through(f"ws://[::1]:{proxy.port}/")
+        assert private_port != proxy.port
+        assert listening(marked(marker)) == {(ip, private_port) for ip in LOOPBACK[family]}
+        assert reaches_proxy("127.0.0.1", proxy.port) and reaches_proxy("::1", proxy.port)
     finally:
         assert stop_and_check(proxy, marker) == 128 + signal.SIGTERM
 
@@ -114,15 +73,14 @@ def test_socat_as_wrapped_echo_server(marker):
     socat = shutil.which("socat")
     if socat is None:
         pytest.fail("socat is not installed (.ci/run installs it)")
-    port = free_port()
-    proxy = wrap(marker, str(port), "--", socat, f"TCP-LISTEN:{port},reuseaddr,fork", "EXEC:cat")
+    proxy = wrap(marker, "{port}", "--", socat, "TCP-LISTEN:{port},reuseaddr,fork", "EXEC:cat")
     try:
-        proxy.wait_log("service ready")
-        echo_through(f"ws://127.0.0.1:{port}/", b"socat echo")
-        for conn in listening_sockets(marked(marker)):
-            assert conn.laddr.ip == "127.0.0.1" and conn.laddr.port != port
+        address = private_address(proxy)
+        echo_through(f"ws://127.0.0.1:{proxy.port}/", b"socat echo")
+        assert address[1] != proxy.port
+        assert listening(marked(marker)) == {address}
     finally:
-        stop_and_check(proxy, marker)
+        assert stop_and_check(proxy, marker) == 128 + signal.SIGTERM
 
 
 def _free_display() -> int:
@@ -136,103 +94,121 @@ def test_xvnc_greets_through_a_websocket(marker):
     xvnc = shutil.which("Xvnc")
     if xvnc is None:
         pytest.fail("Xvnc is not installed (.ci/run installs tigervnc-standalone-server)")
-    port = free_port()
-    proxy = wrap(marker, str(port), "--", xvnc, f":{_free_display()}", "-rfbport", str(port),
+    proxy = wrap(marker, "{port}", "--", xvnc, f":{_free_display()}", "-rfbport", "{port}",
                  "-SecurityTypes", "None", "-geometry", "320x240")
     try:
-        proxy.wait_log("service ready", 30)
+        _, private_port = private_address(proxy)
 
         async def greeting():
             async with asyncio.timeout(timeout(20)):
-                async with ws_connect(f"ws://127.0.0.1:{port}/", subprotocols=["binary"]) as ws:
+                async with ws_connect(f"ws://127.0.0.1:{proxy.port}/", subprotocols=["binary"]) as ws:
                     return await ws.recv()
-        assert asyncio.run(greeting()).startswith(b"RFB 003.00")
-        sockets = listening_sockets(marked(marker))
-        assert sockets
-        for conn in sockets:
-            assert ipaddress.ip_address(conn.laddr.ip).is_loopback and conn.laddr.port != port, conn
+        assert asyncio.run(greeting()) == b"RFB 003.008\n"
+        assert listening(marked(marker)) == {("127.0.0.1", private_port), ("::1", private_port)}
     finally:
         stop_and_check(proxy, marker)
 
 
 def test_daemonizing_program_is_still_proxied_and_stopped(marker):
-    port = free_port()
-    proxy = wrap(marker, str(port), "--", os.path.join(SERVERS, "daemonize.sh"), "--port", str(port),
+    proxy = wrap(marker, "{port}", "--", os.path.join(SERVERS, "daemonize.sh"), "--port", "{port}",
                  env={"PYTHON": sys.executable})
     try:
-        proxy.wait_log("service ready")
+        private_address(proxy)
         proxy.wait_log(r"env \(pid \d+\) exited with status 0")
-        echo_through(f"ws://127.0.0.1:{port}/")
+        echo_through(f"ws://127.0.0.1:{proxy.port}/")
         assert proxy.proc.poll() is None, "exit mode must wait for the daemonized server"
-        assert marked(marker), "the daemonized server should be running"
+        [server] = marked(marker)
+        assert psutil.Process(server).cmdline()[1:] == [os.path.join(SERVERS, "tcp_echo.py"), "--port",
+                                                         str(proxy.port)]
     finally:
         assert stop_and_check(proxy, marker) == 128 + signal.SIGTERM
 
 
+def watchdog_of(proxy, marker: str) -> psutil.Process:
+    """websockify's one child outside the wrapped tree: a fresh interpreter, not a fork of websockify."""
+    tree = marked(marker)
+    [watchdog] = [p for p in psutil.Process(proxy.proc.pid).children() if p.pid not in tree and alive(p)]
+    assert watchdog.cmdline()[1:4] == ["-P", "-m", "websockify.wrap.watchdog"]
+    return watchdog
+
+
 @pytest.mark.parametrize("daemonizing", [True, False])
 def test_sigkill_of_websockify_leaves_no_process(marker, daemonizing):
-    port = free_port()
     command = [os.path.join(SERVERS, "daemonize.sh")] if daemonizing else ECHO
-    proxy = wrap(marker, str(port), "--", *command, "--port", str(port), env={"PYTHON": sys.executable})
-    proxy.wait_log("service ready")
-    assert marked(marker)
-    [watchdog] = [p for p in psutil.Process(proxy.proc.pid).children() if p.pid not in marked(marker)]
+    proxy = wrap(marker, "{port}", "--", *command, "--port", "{port}", env={"PYTHON": sys.executable})
+    private_address(proxy)
+    [server] = marked(marker)
+    watchdog = watchdog_of(proxy, marker)
     proxy.proc.kill()
     proxy.proc.wait(timeout(10))
     wait_for(lambda: not marked(marker), 10, "the wrapped tree to die with websockify")
     wait_for(lambda: not alive(watchdog), 10, "the watchdog to exit after its sweep")
 
 
+def test_the_program_dies_with_websockify_by_its_death_signal_alone(marker):
+    proxy = wrap(marker, "{port}", "--", *ECHO, "--port", "{port}")
+    private_address(proxy)
+    [server] = marked(marker)
+    watchdog = watchdog_of(proxy, marker)
+    watchdog.suspend()  # the watchdog cannot sweep: only PR_SET_PDEATHSIG can end the program now
+    try:
+        proxy.proc.kill()
+        proxy.proc.wait(timeout(10))
+        wait_for(lambda: not marked(marker), 10, "the program to die of its parent's death")
+    finally:
+        watchdog.resume()
+    wait_for(lambda: not alive(watchdog), 10, "the watchdog to exit after its sweep")
+
+
+def test_the_program_gets_its_own_setup_and_its_children_do_not(marker, tmp_path):
+    import resource
+
+    def low_limit():  # websockify itself starts with a low soft limit, which it raises
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    report = tmp_path / "setup"
+    proxy = wrap(marker, "{port}", "--", sys.executable, os.path.join(SERVERS, "report_setup.py"),
+                 "--child", "--out", str(report), "--port", "{port}", preexec_fn=low_limit)
+    try:
+        private_address(proxy)
+        # The program: SIGKILL (9) when websockify dies, the original soft limit, no setup variables left.
+        # Its child: no death signal (a daemon it starts must not die with it), nothing to set up again.
+        assert report.read_text() == "9 256 []\n0 256 []\n"
+        assert psutil.Process(proxy.proc.pid).rlimit(psutil.RLIMIT_NOFILE)[0] > 256
+    finally:
+        assert stop_and_check(proxy, marker) == 128 + signal.SIGTERM
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_is_forwarded_and_exit_mode_returns_the_programs_status(marker, sig):
-    port = free_port()
-    proxy = wrap(marker, str(port), "--", *ECHO, "--port", str(port))
-    proxy.wait_log("service ready")
-    echo_through(f"ws://127.0.0.1:{port}/")
+    proxy = wrap(marker, "{port}", "--", *ECHO, "--port", "{port}")
+    private_address(proxy)
+    echo_through(f"ws://127.0.0.1:{proxy.port}/")
     [child] = marked(marker)
     assert os.getsid(child) == child != os.getsid(proxy.proc.pid), "the program runs in its own session"
     # The echo server dies of the forwarded signal: exit mode reports that, 128+N.
     assert stop_and_check(proxy, marker, sig) == 128 + sig
 
 
-def test_the_program_keeps_the_file_limit_websockify_was_given(marker, tmp_path):
-    import resource
-
-    def low_limit():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-
-    port, seen = free_port(), tmp_path / "limit"
-    script = f'ulimit -Sn > {seen}; exec "$0" "$@"'
-    proxy = wrap(marker, str(port), "--", "sh", "-c", script, *ECHO, "--port", str(port), preexec_fn=low_limit)
-    try:
-        proxy.wait_log("service ready")
-        assert seen.read_text().strip() == "256"
-        assert psutil.Process(proxy.proc.pid).rlimit(psutil.RLIMIT_NOFILE)[0] > 256
-    finally:
-        stop_and_check(proxy, marker)
-
-
 def test_grace_period_then_sigkill(marker):
-    port = free_port()
-    stubborn = ("import signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                f"s = socket.socket(); s.bind(('0.0.0.0', {port})); s.listen(); time.sleep(600)")
-    proxy = wrap(marker, "--grace-period", "1", str(port), "--", sys.executable, "-c", stubborn)
-    proxy.wait_log("service ready")
+    stubborn = ("import signal, socket, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "s = socket.socket(); s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(); time.sleep(600)")
+    proxy = wrap(marker, "--grace-period", "1", "{port}", "--", sys.executable, "-c", stubborn, "{port}")
+    private_address(proxy)
     assert stop_and_check(proxy, marker) == 128 + signal.SIGKILL
     assert "killing 1 process(es) still running 1s after SIGTERM" in proxy.log
 
 
 @pytest.mark.parametrize("code", [0, 7])
 def test_exit_mode_ends_with_the_programs_status(marker, code):
-    proxy = wrap(marker, str(free_port()), "--", "sh", "-c", f"exit {code}")
+    proxy = wrap(marker, "{port}", "--", "sh", "-c", f"exit {code}")
     assert proxy.proc.wait(timeout(20)) == code
 
 
 def test_respawn_after_sigkill(marker):
-    port = free_port()
-    proxy = wrap(marker, "--wrap-mode", "respawn", str(port), "--", *ECHO, "--port", str(port))
+    proxy = wrap(marker, "--wrap-mode", "respawn", "{port}", "--", *ECHO, "--port", "{port}")
     try:
-        proxy.wait_log("service ready")
+        private_address(proxy)
         first = marked(marker)
         assert len(first) == 1
         os.kill(first[0], signal.SIGKILL)
@@ -240,13 +216,13 @@ def test_respawn_after_sigkill(marker):
         wait_for(lambda: proxy.log.count("service ready") == 2, 20, "the respawned service")
         second = marked(marker)
         assert len(second) == 1 and second != first
-        echo_through(f"ws://127.0.0.1:{port}/")
+        echo_through(f"ws://127.0.0.1:{proxy.port}/")
     finally:
         assert stop_and_check(proxy, marker) == 143
 
 
 def test_ignore_mode_keeps_the_proxy_up_with_a_clear_close_reason(marker):
-    proxy = wrap(marker, "--wrap-mode", "ignore", str(free_port()), "--", "sh", "-c", "exit 3")
+    proxy = wrap(marker, "--wrap-mode", "ignore", "{port}", "--", "sh", "-c", "exit 3")
     try:
         proxy.wait_log("proxying on without it")
 
@@ -263,41 +239,24 @@ def test_ignore_mode_keeps_the_proxy_up_with_a_clear_close_reason(marker):
         assert stop_and_check(proxy, marker) == 143
 
 
-def test_a_program_that_never_binds_the_port_is_reported(marker):
-    proxy = wrap(marker, str(free_port()), "--", "sleep", "60")
-    try:
-        proxy.wait_log(r"has not bound port \d+ after 10s", 25)
-    finally:
-        stop_and_check(proxy, marker)
-
-
-def test_clients_wait_for_a_slow_service(marker):
-    port = free_port()
-    proxy = wrap(marker, str(port), "--", *ECHO, "--port", str(port), "--delay", "1.5")
-    try:
-        assert "service ready" not in proxy.log
-        echo_through(f"ws://127.0.0.1:{port}/")  # connects before the service listens
-        assert "service ready" in proxy.log
-    finally:
-        stop_and_check(proxy, marker)
-
-
 def test_hup_usr1_usr2_are_forwarded(marker, tmp_path):
-    port = free_port()
     log = tmp_path / "signals"
-    proxy = wrap(marker, str(port), "--", *ECHO, "--port", str(port), "--signal-log", str(log))
+    proxy = wrap(marker, "{port}", "--", *ECHO, "--port", "{port}", "--signal-log", str(log))
     try:
-        proxy.wait_log("service ready")
+        private_address(proxy)
+        received = []
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            received.append(signal.Signals(sig).name)
             proxy.proc.send_signal(sig)
-            wait_for(lambda sig=sig: log.exists() and signal.Signals(sig).name in log.read_text(), 10,
+            wait_for(lambda: log.exists() and log.read_text().split() == received, 10,
                      f"{signal.Signals(sig).name} to reach the program")
         assert proxy.proc.poll() is None
     finally:
-        stop_and_check(proxy, marker)
+        assert stop_and_check(proxy, marker) == 143
 
 
 # -- refusing what cannot work ---------------------------------------------------------
+# websockify refuses these before it listens, so their port is never bound.
 
 def run_websockify(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "websockify", *args], capture_output=True, text=True,
@@ -316,14 +275,14 @@ def static_binary(tmp_path_factory):
 
 
 def test_static_binary_is_refused(static_binary):
-    assert_one_line_error(run_websockify(str(free_port()), "--", str(static_binary)), "statically linked")
+    assert_one_line_error(run_websockify(str(picked_port()), "--", str(static_binary)), "statically linked")
 
 
 def test_script_whose_interpreter_is_static_is_refused(static_binary, tmp_path):
     script = tmp_path / "script"
     script.write_text(f"#!{static_binary}\n")
     script.chmod(0o755)
-    assert_one_line_error(run_websockify(str(free_port()), "--", str(script)), "statically linked")
+    assert_one_line_error(run_websockify(str(picked_port()), "--", str(script)), "statically linked")
 
 
 def test_setuid_binary_of_another_user_is_refused(tmp_path):
@@ -334,11 +293,11 @@ def test_setuid_binary_of_another_user_is_refused(tmp_path):
     os.chown(binary, 65534, 65534)
     binary.chmod(0o4755)
     tmp_path.chmod(0o755)
-    assert_one_line_error(run_websockify(str(free_port()), "--", str(binary), "60"), "set-uid")
+    assert_one_line_error(run_websockify(str(picked_port()), "--", str(binary), "60"), "set-uid")
 
 
 def test_missing_command_is_refused():
-    assert_one_line_error(run_websockify(str(free_port()), "--", "no-such-command-xyz"), "not found")
+    assert_one_line_error(run_websockify(str(picked_port()), "--", "no-such-command-xyz"), "not found")
 
 
 @pytest.fixture
@@ -353,7 +312,7 @@ def source_tree(tmp_path):
 
 
 def test_missing_compiler_is_a_clear_error(source_tree, tmp_path):
-    result = run_websockify(str(free_port()), "--", *ECHO, "--port", "1",
+    result = run_websockify(str(picked_port()), "--", *ECHO, "--port", "1",
                             env={"PATH": "/nonexistent", "CC": "", "XDG_CACHE_HOME": str(tmp_path / "cache"),
                                  "PYTHONPATH": str(source_tree)}, cwd=str(source_tree))
     assert_one_line_error(result, "no C compiler found")
@@ -362,16 +321,21 @@ def test_missing_compiler_is_a_clear_error(source_tree, tmp_path):
 def test_two_instances_build_the_cache_at_once(source_tree, tmp_path):
     cache = tmp_path / "cache"
     markers = [uuid.uuid4().hex, uuid.uuid4().hex]
-    ports = [free_port(), free_port()]
-    env = {"XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(source_tree)}
-    proxies = [wrap(m, str(p), "--", *ECHO, "--port", str(p), env=env,
-                    wait_listening=False, cwd=str(source_tree))
-               for p, m in zip(ports, markers)]
+    args = ("{port}", "--", *ECHO, "--port", "{port}")
+    options = {"env": {"XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(source_tree)}, "cwd": str(source_tree)}
+    # Both start at once, so both find no rebind.so and compile it, before either listens.
+    proxies = [launch(m, args, picked_port(), **options) for m in markers]
     try:
+        for index, m in enumerate(markers):
+            for _ in range(5):  # a picked port taken meanwhile: start that one again
+                if started(proxies[index], 60):
+                    break
+                proxies[index] = launch(m, args, picked_port(), **options)
+            else:
+                raise AssertionError("the picked port was taken 5 times in a row")
+            private_address(proxies[index])
         for proxy in proxies:
-            proxy.wait_log("service ready", 60)
-        for port in ports:
-            echo_through(f"ws://127.0.0.1:{port}/")
+            echo_through(f"ws://127.0.0.1:{proxy.port}/")
         built = list((cache / "websockify").glob("rebind-*.so"))
         assert len(built) == 1, built
         assert not list((cache / "websockify").glob(".rebind-*")), "a temporary file was left"

@@ -1,7 +1,8 @@
 """A plain TCP echo server for wrapping tests: knows nothing of websockify.
 
 --bind v4|v6|both|mapped  which address(es) to bind the port on
---delay S                 wait before binding (a slow-starting service)
+--listen-gate FIFO        bind, then wait until someone opens FIFO for writing and closes
+                          it, then listen (a slow start that a test controls)
 --signal-log FILE         append the name of each SIGHUP/SIGUSR1/SIGUSR2 received
 """
 import argparse
@@ -29,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bind", default="v4", choices=["v4", "v6", "both", "mapped", "v4-specific"])
-    parser.add_argument("--delay", type=float, default=0)
+    parser.add_argument("--listen-gate")
     parser.add_argument("--signal-log")
     args = parser.parse_args()
     if args.signal_log:
@@ -38,7 +39,6 @@ def main() -> None:
                 log.write(signal.Signals(signum).name + "\n")
         for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(signum, note)
-    time.sleep(args.delay)
     listeners = []
     if args.bind in ("v4", "both", "v4-specific"):
         s = socket.socket(socket.AF_INET)
@@ -51,6 +51,9 @@ def main() -> None:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if args.bind == "both" else 0)
         s.bind(("::ffff:0.0.0.0" if args.bind == "mapped" else "::", args.port))
         listeners.append(s)
+    if args.listen_gate:
+        with open(args.listen_gate) as gate:  # blocks until a writer opens it
+            gate.read()  # and returns at its close
     for s in listeners:
         s.listen(64)
         threading.Thread(target=serve, args=(s,), daemon=True).start()

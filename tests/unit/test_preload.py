@@ -1,3 +1,4 @@
+import resource
 import shutil
 import struct
 import sys
@@ -39,7 +40,21 @@ def test_shebang():
 
 def test_child_environment_puts_rebind_first_and_leaves_ours_alone(tmp_path):
     base = {"LD_PRELOAD": "/lib/other.so", "PATH": "/bin"}
-    env = child_environment(base, tmp_path / "rebind.so", 5901, "/run/x/port", "MARK=1")
-    assert env["LD_PRELOAD"] == f"{tmp_path / 'rebind.so'}:/lib/other.so"
-    assert (env["REBIND_OLD_PORT"], env["REBIND_NEW_PORT"], env["MARK"]) == ("5901", "0", "1")
+    env = child_environment(base, tmp_path / "rebind.so", 5901, "/run/x/notify.1", "MARK=1", 4242, (256, 4096))
+    assert env == {
+        "LD_PRELOAD": f"{tmp_path / 'rebind.so'}:/lib/other.so",
+        "PATH": "/bin",
+        "REBIND_OLD_PORT": "5901",
+        "REBIND_NEW_PORT": "0",
+        "REBIND_NOTIFY_SOCKET": "/run/x/notify.1",
+        "WEBSOCKIFY_PDEATHSIG": "9",
+        "WEBSOCKIFY_PARENT_PID": "4242",
+        "WEBSOCKIFY_NOFILE": "256:4096",
+        "MARK": "1",
+    }
     assert base == {"LD_PRELOAD": "/lib/other.so", "PATH": "/bin"}
+
+
+def test_child_environment_writes_an_unlimited_file_limit_as_infinity(tmp_path):
+    env = child_environment({}, tmp_path / "rebind.so", 5901, "/n", "MARK=1", 1, (1024, resource.RLIM_INFINITY))
+    assert (env["LD_PRELOAD"], env["WEBSOCKIFY_NOFILE"]) == (str(tmp_path / "rebind.so"), "1024:infinity")

@@ -3,35 +3,53 @@
 websockify makes itself a child subreaper, so a wrapped program that
 daemonizes (forks a server, then exits) leaves that server as our child: the
 wrapped service is "the tree", every descendant of websockify except the
-watchdog. The watchdog is a forked helper that outlives a SIGKILLed websockify
-and then kills every process carrying this run's marker in its environment.
+watchdog. The watchdog is a separate small process (watchdog.py) that outlives
+a SIGKILLed websockify and then kills every process carrying this run's marker
+in its environment.
+
+No Python code runs between fork and exec here: once websockify has threads
+(the recorder's writer, asyncio.to_thread workers), a forked copy of the
+interpreter could deadlock on a lock some other thread held. What the wrapped
+program needs set up in its own process (its death signal, its file limit)
+rebind.so's constructor does after exec; see rebind.c.
 """
 from __future__ import annotations
 
-import ctypes
+import functools
 import logging
 import os
-import resource
 import signal
 import subprocess
+import sys
 import time
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import psutil
 
-from ..fdlimit import INITIAL_NOFILE
+from ..errors import StartupError
+
+if TYPE_CHECKING:
+    import ctypes
 
 Process = psutil.Process
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
-_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _libc() -> ctypes.CDLL:
+    # Loaded on first use: only a wrapping websockify needs prctl().
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _prctl(option: int, value: int) -> None:
-    if _libc.prctl(option, value, 0, 0, 0) != 0:
+    if _libc().prctl(option, value, 0, 0, 0) != 0:
+        import ctypes
+
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
 
@@ -41,22 +59,13 @@ def become_subreaper() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
-def _in_child_before_exec() -> None:
-    # Runs between fork and exec, so only system calls: die with us even if we
-    # are SIGKILLed, and give the program the file limit it would have had.
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    resource.setrlimit(resource.RLIMIT_NOFILE, INITIAL_NOFILE)
-
-
-def spawn(argv: Sequence[str], env: dict[str, str]) -> int:
-    """Start the wrapped command in its own session; return its pid.
+def spawn(argv: Sequence[str], env: dict[str, str], cwd: Optional[str] = None) -> int:
+    """Start the wrapped command in its own session, in `cwd`; return its pid.
 
     The caller reaps it (see reap), so the Popen object is dropped at once.
     """
-    process = subprocess.Popen(
-        list(argv), env=env, start_new_session=True, close_fds=True,
-        preexec_fn=_in_child_before_exec, restore_signals=True,
-    )
+    process = subprocess.Popen(list(argv), env=env, cwd=cwd, start_new_session=True, close_fds=True,
+                               restore_signals=True)
     process.returncode = 0  # reaped by reap(), never by Popen; silences its destructor
     return process.pid
 
@@ -120,36 +129,32 @@ def send(processes: Sequence[psutil.Process], signum: int) -> None:
 
 
 def start_watchdog(marker: str) -> int:
-    """Fork a helper that kills the marked tree once websockify is gone, however it went.
+    """Start the helper that kills the marked tree once websockify is gone, however it went.
 
     It waits for EOF on a pipe whose only write end websockify holds (the kernel
-    closes it even on SIGKILL). Returns the helper's pid.
+    closes it even on SIGKILL). It is a fresh interpreter (`python -m
+    websockify.wrap.watchdog FD MARKER`) in its own session, holding none of
+    our descriptors but the pipe. Returns its pid.
     """
+    if not sys.executable:
+        raise StartupError("cannot start the watchdog: the Python interpreter's path is unknown")
     read_end, write_end = os.pipe()  # both close-on-exec: the wrapped tree never holds them
-    pid = os.fork()
-    if pid == 0:  # the watchdog: no event loop, no logging, just wait and sweep
-        try:
-            # Hold nothing of websockify's (listening sockets above all) but the pipe.
-            os.closerange(3, read_end)
-            os.closerange(read_end + 1, _max_fd())
-            os.setsid()  # a Ctrl-C at the terminal must not take it down early
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            while os.read(read_end, 1):
-                pass
-            for _ in range(3):  # a process may fork while we sweep
-                for victim in find_marked(marker):
-                    try:
-                        os.kill(victim, signal.SIGKILL)
-                    except OSError:
-                        pass
-                time.sleep(0.02)
-        finally:
-            os._exit(0)
-    os.close(read_end)
-    _watchdog_pipes[pid] = write_end
-    return pid
+    # Our own import path, first and without the working directory (-P), so the
+    # watchdog imports the very websockify that is running.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(entry) for entry in sys.path)}
+    try:
+        watchdog = subprocess.Popen(
+            [sys.executable, "-P", "-m", "websockify.wrap.watchdog", str(read_end), marker],
+            pass_fds=[read_end], env=env, cwd="/", start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, restore_signals=True)
+    except OSError as exc:
+        os.close(write_end)
+        raise StartupError(f"cannot start the watchdog: {exc.strerror or exc}") from None
+    finally:
+        os.close(read_end)
+    watchdog.returncode = 0  # reaped by reap() or stop_watchdog(), never by Popen
+    _watchdog_pipes[watchdog.pid] = write_end
+    return watchdog.pid
 
 
 _watchdog_pipes: dict[int, int] = {}  # watchdog pid -> write end, open for our whole life
@@ -172,11 +177,6 @@ def stop_watchdog(pid: int, timeout_s: float = 2.0) -> None:
     os.waitpid(pid, 0)
 
 
-def _max_fd() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if soft != resource.RLIM_INFINITY else 65536
-
-
 def find_marked(marker: str) -> list[int]:
     """Pids whose environment holds the marker (NAME=VALUE), except our own."""
     needle = b"\0" + marker.encode() + b"\0"
@@ -193,10 +193,12 @@ def find_marked(marker: str) -> list[int]:
     return found
 
 
-def is_listening(port: int) -> bool:
-    """Whether some TCP socket listens on `port` (any family): the service is ready."""
-    try:
-        connections = psutil.net_connections("tcp")
-    except psutil.Error:
-        return False
-    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections)
+def kill_marked(marker: str) -> int:
+    """SIGKILL every process carrying the marker; return how many were found."""
+    found = find_marked(marker)
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return len(found)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import resource
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError
+from .cflags import compile_command
 from .process import run_tool
 
 _HERE = Path(__file__).resolve().parent
@@ -24,7 +27,6 @@ _HERE = Path(__file__).resolve().parent
 _LIB = _HERE / "lib"
 _SOURCES = (_LIB / "rebind.c", _HERE.parents[1] / "rebind" / "rebind.c")
 _PACKAGED = _LIB / "rebind.so"
-CFLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
 
 
 class RebindUnavailable(ConfigError):
@@ -84,7 +86,7 @@ def build(source: Path, destination: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".rebind-", suffix=".so", dir=destination.parent)
     os.close(fd)
     try:
-        result = run_tool([compiler, *CFLAGS, "-o", tmp, str(source), "-ldl"])
+        result = run_tool(compile_command(compiler, str(source), tmp))
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["no output"])[0]
             raise RebindUnavailable(f"cannot build rebind.so with {compiler}: {first}")
@@ -96,16 +98,28 @@ def build(source: Path, destination: Path) -> Path:
     return destination
 
 
-def child_environment(base: dict[str, str], library: Path, public_port: int, port_file: str,
-                      marker: str) -> dict[str, str]:
-    """The wrapped program's environment; websockify's own stays untouched."""
+def child_environment(base: dict[str, str], library: Path, public_port: int, notify_socket: str,
+                      marker: str, parent_pid: int, nofile: tuple[int, int]) -> dict[str, str]:
+    """The wrapped program's environment; websockify's own stays untouched.
+
+    The variables are read by rebind.so (see rebind.c): the REBIND_* ones move
+    the port and report readiness in the whole tree; the WEBSOCKIFY_* ones set
+    up the program's own process, and rebind.so removes them at once.
+    """
     env = dict(base)
     preload = env.get("LD_PRELOAD", "")
     # rebind.so goes first, so its bind() wins over other preloads (nss_wrapper...).
     env["LD_PRELOAD"] = f"{library}:{preload}" if preload else str(library)
     env["REBIND_OLD_PORT"] = str(public_port)
-    env["REBIND_NEW_PORT"] = "0"  # the kernel chooses; rebind.so reports it in the port file
-    env["REBIND_PORT_FILE"] = port_file
+    env["REBIND_NEW_PORT"] = "0"  # the kernel chooses; rebind.so reports it when it listens
+    env["REBIND_NOTIFY_SOCKET"] = notify_socket
+    env["WEBSOCKIFY_PDEATHSIG"] = str(int(signal.SIGKILL))  # dies with websockify, even a SIGKILLed one
+    env["WEBSOCKIFY_PARENT_PID"] = str(parent_pid)
+    env["WEBSOCKIFY_NOFILE"] = ":".join(_limit_text(limit) for limit in nofile)
     name, _, value = marker.partition("=")
     env[name] = value
     return env
+
+
+def _limit_text(limit: int) -> str:
+    return "infinity" if limit == resource.RLIM_INFINITY else str(limit)

@@ -3,6 +3,10 @@
 The supervisor (pure) decides; this module carries its decisions out on the
 event loop, and process.py does the process work. Clients that arrive while the
 service starts or respawns wait for it, within the connect timeout.
+
+Ready means: a moved socket of the program listens. rebind.so says so with a
+datagram (notify.py), so nothing polls while the program starts, however long
+it takes, and a program that binds but never listens is simply never ready.
 """
 from __future__ import annotations
 
@@ -18,15 +22,17 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import Config, TcpAddress
-from ..errors import TargetUnavailable
+from ..errors import StartupError, TargetUnavailable
+from ..fdlimit import INITIAL_NOFILE
 from ..proxy.target import AddressConnector, ProtocolFactory
 from . import process
+from .notify import MAX_PATH_BYTES, ReadinessSocket
 from .rebind import child_environment
 from .supervisor import Exit, KeepProxying, Respawn, State, Supervisor
 
 log = logging.getLogger(__name__)
 
-_POLL_S = 0.02
+_STOP_POLL_S = 0.04
 # uvloop keeps SIGCHLD for itself, so children are reaped by polling waitpid (a
 # cheap syscall); the process tree is only walked when something was reaped.
 _REAP_POLL_S = 0.05
@@ -44,13 +50,20 @@ class WrappedService:
         self._supervisor = Supervisor(config.wrap_mode)
         self.marker = f"WEBSOCKIFY_WRAP_ID={os.getpid()}-{secrets.token_hex(8)}"
         self._workdir = tempfile.mkdtemp(prefix="websockify-wrap-", dir=os.environ.get("XDG_RUNTIME_DIR"))
+        if len(self._notify_path(99999).encode()) > MAX_PATH_BYTES:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            variable = "XDG_RUNTIME_DIR" if os.environ.get("XDG_RUNTIME_DIR") else "TMPDIR"
+            raise StartupError(f"the temporary directory {os.path.dirname(self._workdir)} has too long a path "
+                               f"for a Unix socket: set {variable} to a shorter one")
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
+        self._address: Optional[TcpAddress] = None
         self._connector: Optional[AddressConnector] = None
         self._main_pid: Optional[int] = None
         self._last_status: Optional[int] = None
         self._watchdog_pid: Optional[int] = None
-        self._readiness: Optional[asyncio.Task[None]] = None
+        self._readiness: Optional[ReadinessSocket] = None
+        self._slow_start: Optional[asyncio.TimerHandle] = None
         self._respawn: Optional[asyncio.TimerHandle] = None
         self._reap_timer: Optional[asyncio.TimerHandle] = None
         self.exited: asyncio.Future[int] = self._loop.create_future()
@@ -63,13 +76,17 @@ class WrappedService:
         self._schedule_reap_poll()
         self._spawn()
 
+    def _notify_path(self, start: int) -> str:
+        return os.path.join(self._workdir, f"notify.{start}")
+
     def _spawn(self) -> None:
         self._respawn = None
-        port_file = os.path.join(self._workdir, f"port.{self._supervisor.starts + 1}")
-        env = child_environment(dict(os.environ), self._library, self.public_port,
-                                port_file, self.marker)
+        start = self._supervisor.starts + 1
         try:
-            self._main_pid = process.spawn(self._argv, env)
+            self._readiness = ReadinessSocket(self._notify_path(start), self._on_listening)
+            env = child_environment(dict(os.environ), self._library, self.public_port,
+                                    self._readiness.path, self.marker, os.getpid(), INITIAL_NOFILE)
+            self._main_pid = process.spawn(self._argv, env, self._config.working_dir)
         except OSError as exc:
             log.error("cannot start %s: %s", self._argv[0], exc.strerror or exc)
             self._supervisor.spawned(time.monotonic())
@@ -77,28 +94,42 @@ class WrappedService:
             return
         self._supervisor.spawned(time.monotonic())
         log.info("started %s (pid %d)", " ".join(self._argv), self._main_pid)
-        self._readiness = self._loop.create_task(self._await_ready(port_file))
+        self._slow_start = self._loop.call_later(_SLOW_START_WARNING_S, self._warn_slow_start)
 
-    async def _await_ready(self, port_file: str) -> None:
-        """Ready = rebind.so reported the private port and something listens there."""
-        warn_at = self._loop.time() + _SLOW_START_WARNING_S
-        while not os.path.exists(port_file):
-            await asyncio.sleep(_POLL_S)
-            if self._loop.time() > warn_at:
-                warn_at = float("inf")
-                log.warning("%s has not bound port %d after %.0fs: does it listen on that port? "
-                            "(programs that bypass libc's bind(), like Go ones, cannot be moved)",
-                            self._argv[0], self.public_port, _SLOW_START_WARNING_S)
-        with open(port_file) as file:
-            host, port_text = file.read().split()
-        port = int(port_text)
-        while not process.is_listening(port):
-            await asyncio.sleep(_POLL_S)
-        self._connector = AddressConnector(TcpAddress(host, port), self._config.connect_timeout_s)
+    def _on_listening(self, address: TcpAddress) -> None:
+        """rebind.so reported a moved socket listening: the service is ready there."""
+        if self._supervisor.state not in (State.STARTING, State.RUNNING):
+            return
+        if self._address is not None and self._address.port == address.port:
+            return  # the same port again (its other address family, a second listen())
+        moved = self._address is not None
+        self._address = address
+        self._connector = AddressConnector(address, self._config.connect_timeout_s)
+        if moved:  # it closed the port and listens on a new one (a re-exec, a launcher's probe...)
+            log.info("service moved to %s", self._connector.description)
+            return
+        self._cancel_slow_start()
         self._supervisor.ready()
         self._ready.set()
-        log.info("service ready on %s (public port %d)", self._connector.description,
-                 self.public_port)
+        log.info("service ready on %s (public port %d)", self._connector.description, self.public_port)
+
+    def _warn_slow_start(self) -> None:
+        self._slow_start = None
+        log.warning("%s has not listened on port %d after %.0fs: does it listen on that port? "
+                    "(programs that bypass libc's bind() and listen(), like Go ones, cannot be moved)",
+                    self._argv[0], self.public_port, _SLOW_START_WARNING_S)
+
+    def _cancel_slow_start(self) -> None:
+        if self._slow_start is not None:
+            self._slow_start.cancel()
+            self._slow_start = None
+
+    def _stop_waiting_for_readiness(self) -> None:
+        self._cancel_slow_start()
+        if self._readiness is not None:
+            self._readiness.close()
+            self._readiness = None
+        self._address = None
 
     # -- the proxy's connector -------------------------------------------
 
@@ -150,8 +181,7 @@ class WrappedService:
 
     def _tree_gone(self, status: int) -> None:
         self._ready.clear()
-        if self._readiness is not None:
-            self._readiness.cancel()
+        self._stop_waiting_for_readiness()
         decision = self._supervisor.tree_exited(time.monotonic(), status)
         if isinstance(decision, Exit):
             log.info("wrapped service ended with status %d; exiting (wrap mode exit)", decision.code)
@@ -180,8 +210,7 @@ class WrappedService:
         self._supervisor.stop(signum)
         if self._respawn is not None:
             self._respawn.cancel()
-        if self._readiness is not None:
-            self._readiness.cancel()
+        self._stop_waiting_for_readiness()
         survivors = self._alive()
         process.send(survivors, signum)
         grace_s = self._config.grace_period_s
@@ -201,12 +230,13 @@ class WrappedService:
             self._children_changed()
             if not self._alive():
                 return True
-            await asyncio.sleep(_POLL_S * 2)
+            await asyncio.sleep(_STOP_POLL_S)
         return not self._alive()
 
     def close(self) -> None:
         if self._reap_timer is not None:
             self._reap_timer.cancel()
+        self._stop_waiting_for_readiness()
         if self._watchdog_pid is not None:
             process.stop_watchdog(self._watchdog_pid)
         shutil.rmtree(self._workdir, ignore_errors=True)
