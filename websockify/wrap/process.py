@@ -92,17 +92,24 @@ def reap() -> list[tuple[int, int]]:
 
 
 def tree(exclude: Sequence[int] = ()) -> list[psutil.Process]:
-    """Our living descendants (zombies are not alive), minus `exclude`."""
+    """Our descendants that still count, minus `exclude`.
+
+    A zombie that is our own child counts until we have reaped it: its exit
+    status is the service's, and a multi-threaded process shows as a zombie
+    before waitpid() can collect it (its other threads are still exiting).
+    Another process's zombie does not count.
+    """
     try:
         children = psutil.Process().children(recursive=True)
     except psutil.Error:
         return []
+    me = os.getpid()
     alive = []
     for child in children:
         if child.pid in exclude:
             continue
         try:
-            if child.status() != psutil.STATUS_ZOMBIE:
+            if child.status() != psutil.STATUS_ZOMBIE or child.ppid() == me:
                 alive.append(child)
         except psutil.Error:
             continue
