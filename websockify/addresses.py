@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from typing import Union
 
@@ -63,29 +64,32 @@ def parse_host(text: str, what: str) -> str:
         except ValueError:
             raise ConfigError(f"{what}: {inner!r} is not an IPv6 address") from None
         return inner
-    if ":" in text:
-        raise ConfigError(f"{what}: IPv6 address {text!r} must be written in brackets, e.g. [{text}]")
+    if ":" in text:  # upstream splits at the last colon: `::1:5900` works without brackets
+        try:
+            return str(ipaddress.IPv6Address(text))
+        except ValueError:
+            raise ConfigError(f"{what}: {text!r} is not an IPv6 address (write it in brackets: "
+                              f"[ADDRESS]:PORT)") from None
     if re.fullmatch(r"[0-9.]+", text):
         try:
-            ipaddress.IPv4Address(text)
-        except ValueError:
+            # The forms getaddrinfo accepts, as upstream passed them on: 127.1, 0, 10.1.2.
+            return socket.inet_ntoa(socket.inet_aton(text))
+        except OSError:
             raise ConfigError(f"{what}: {text!r} is not a valid IPv4 address") from None
-        return text
     if _HOSTNAME.match(text):
         return text
     raise ConfigError(f"{what}: {text!r} is not a valid host name or address")
 
 
 def parse_listen(text: str) -> TcpAddress:
-    """`[host:]port` as upstream accepts it: `6080`, `0.0.0.0:6080`, `[::1]:6080`."""
+    """`[host:]port` as upstream accepts it: `6080`, `:6080` (every address),
+    `0.0.0.0:6080`, `[::1]:6080`, `::1:6080`."""
     what = "source address"
     if text.startswith("[") and "]:" not in text:
         raise ConfigError(f"{what}: {text!r} has no port; write [ADDRESS]:PORT")
     host, sep, port_text = text.rpartition(":")
-    if not sep:
-        return TcpAddress("", parse_port(text, what, allow_zero=True))
-    if not host:
-        raise ConfigError(f"{what}: empty host in {text!r}")
+    if not sep or not host:
+        return TcpAddress("", parse_port(port_text, what, allow_zero=True))
     return TcpAddress(parse_host(host, what), parse_port(port_text, what, allow_zero=True))
 
 

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .addresses import TcpAddress
 from .config import Config
-from .errors import ConfigError, StartupError, WebsockifyError
+from .errors import ConfigError, WebsockifyError
 from .fdlimit import raise_file_limit
 from .proxy.plugins import Authenticator, load_authenticator
+from .proxy.routing import RoutedTargets, TokenRouter, load_token_plugin
 from .proxy.target import AddressConnector, Connector
 from .server.listener import ListeningSocket, adopt_listener, open_listener, open_unix_listener
 from .server.server import ProxyServer
@@ -75,8 +76,9 @@ def absolute_paths(config: Config, cwd: str) -> Config:
         unix_listen=absolute(config.unix_listen), working_dir=cwd)
 
 
-def run(config: Config) -> int:
-    """Run until stopped; return the process exit code."""
+def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None) -> int:
+    """Run until stopped; return the process exit code. Plugin objects built
+    already (upstream's WebSocketProxy API) replace loading them by name."""
     config = absolute_paths(config, os.getcwd())
     pid_file = PidFile(config.pid_file) if config.pid_file else None
     report = NO_REPORT
@@ -91,13 +93,15 @@ def run(config: Config) -> int:
         raise_file_limit()  # two descriptors per client: 1024 would cap us near 500 clients
         _check_record_path(config.record)
         tls = server_context(config.tls) if config.tls.enabled else None
-        authenticator = _load_authenticator(config)
+        authenticator = _load_authenticator(config, auth_plugin)
+        router = _load_router(config, token_plugin)
         library = _prepare_wrapping(config) if config.wrap_command else None
         sockets = _listening_sockets(config, inherited)
         if config.wrap_command:
             config = dataclasses.replace(config, listen=_public_address(config, sockets))
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve(config, sockets, library, tls, authenticator, notifier, report, pid_file))
+            return runner.run(_serve(config, sockets, library, tls, authenticator, router, notifier, report,
+                                     pid_file))
     except WebsockifyError as exc:
         line = f"websockify: error: {exc}"
         print(line, file=sys.stderr)
@@ -110,12 +114,22 @@ def run(config: Config) -> int:
             pid_file.remove()
 
 
-def _load_authenticator(config: Config) -> Optional[Authenticator]:
+def _load_authenticator(config: Config, plugin: Any) -> Optional[Authenticator]:
     if config.auth_plugin is None:
         return None
     host = config.target.host if isinstance(config.target, TcpAddress) else None
     port = config.target.port if isinstance(config.target, TcpAddress) else None
+    if plugin is not None:
+        return Authenticator(plugin, host, port)
     return load_authenticator(config.auth_plugin, config.auth_source, host, port)
+
+
+def _load_router(config: Config, plugin: Any) -> Optional[TokenRouter]:
+    if config.token_plugin is None:
+        return None
+    if plugin is None:
+        plugin = load_token_plugin(config.token_plugin, config.token_source)
+    return TokenRouter(plugin, config.connect_timeout_s, target_context() if config.ssl_target else None)
 
 
 def _check_record_path(prefix: Optional[str]) -> None:
@@ -197,26 +211,26 @@ class _Stop:
 
 
 async def _serve(config: Config, sockets: list[ListeningSocket], library: Optional[Path],
-                 tls: Optional[ssl.SSLContext], authenticator: Optional[Authenticator], notifier: Notifier,
-                 report: StartupReport, pid_file: Optional[PidFile]) -> int:
+                 tls: Optional[ssl.SSLContext], authenticator: Optional[Authenticator],
+                 router: Optional[TokenRouter], notifier: Notifier, report: StartupReport,
+                 pid_file: Optional[PidFile]) -> int:
     loop = asyncio.get_running_loop()
     stop = _Stop()
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.on_signal, signum)
-    if config.token_plugin is not None:
-        raise StartupError("token plugins are not available in this version yet")
-
     service: Optional[WrappedService] = None
     connector: Connector
     if library is not None:
         from .wrap.service import WrappedService
         service = WrappedService(config, library)
         connector = service
+    elif router is not None:
+        connector = RoutedTargets(config.token_plugin or "")
     else:
         assert config.target is not None
         connector = AddressConnector(config.target, config.connect_timeout_s,
                                      target_context() if config.ssl_target else None)
-    server = ProxyServer(config, connector, sockets, tls, authenticator)
+    server = ProxyServer(config, connector, sockets, tls, authenticator, router)
     status = _Status(notifier, server, service)
     lifetimes = Lifetimes(config.lifetime, stop.by_lifetime, server.stop_accepting, status.sessions_changed)
     server.on_session_start = lifetimes.session_started
@@ -235,6 +249,8 @@ async def _serve(config: Config, sockets: list[ListeningSocket], library: Option
             if signum == signal.SIGHUP:
                 notifier.reloading()
                 server.reload_tls()
+                if router is not None:
+                    router.reload()
                 status.ready()
             if service is not None:
                 service.forward(signum)
@@ -261,6 +277,8 @@ async def _serve(config: Config, sockets: list[ListeningSocket], library: Option
         lifetimes.close()
         status.close()
         notifier.close()
+        if router is not None:
+            await router.close()
         if service is not None:
             await asyncio.to_thread(service.close)  # waits for the watchdog process: not on the loop
         for listening in sockets:

@@ -91,6 +91,9 @@ class _Command(click.Command):
 @click.option("--auth-source", metavar="ARG", help="Argument passed to the auth plugin.")
 @click.option("--token-plugin", metavar="CLASS", help="Choose the target per client by token.")
 @click.option("--token-source", metavar="ARG", help="Argument passed to the token plugin.")
+@click.option("--host-token", is_flag=True, help="Take the token from the Host header instead of ?token=.")
+@click.option("--target-config", metavar="FILE", help="A token file (deprecated: --token-plugin TokenFile "
+              "--token-source FILE).")
 @click.option("--allowed-origins", metavar="LIST",
               help="Browser origins (https://host[:port], comma-separated) that may open a WebSocket; "
                    "* for any. Default: the same origin with --web, any without.")

@@ -101,6 +101,7 @@ class Config:
     wrap_mode: WrapMode = DEFAULT_WRAP_MODE
     token_plugin: Optional[str] = None
     token_source: Optional[str] = None
+    host_token: bool = False
     web_dir: Optional[str] = None
     prefer_ipv6: bool = False
     unix_listen: Optional[str] = None
@@ -220,6 +221,8 @@ def build_config(
     auth_source: Optional[str] = None,
     token_plugin: Optional[str] = None,
     token_source: Optional[str] = None,
+    host_token: bool = False,
+    target_config: Optional[str] = None,
     allowed_origins: Optional[str] = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -242,8 +245,14 @@ def build_config(
     `file_only` is accepted for upstream's command lines: directories are never listed.
     """
     del file_only
+    if target_config is not None:  # upstream's deprecated spelling of a token file
+        if token_plugin is not None or token_source is not None:
+            raise ConfigError("--target-config is a token file: give it or --token-plugin, not both")
+        token_plugin, token_source = "TokenFile", target_config
     if token_source is not None and token_plugin is None:
         raise ConfigError("--token-source requires --token-plugin")
+    if host_token and token_plugin is None:
+        raise ConfigError("--host-token requires --token-plugin")
     if unix_listen is not None and inetd:
         raise ConfigError("--unix-listen and --inetd are two listening sockets: give one")
     if unix_listen is not None and not unix_listen:
@@ -314,6 +323,7 @@ def build_config(
         wrap_mode=cast(WrapMode, wrap_mode),  # checked against WRAP_MODES above
         token_plugin=token_plugin,
         token_source=token_source,
+        host_token=host_token,
         web_dir=web,
         prefer_ipv6=prefer_ipv6,
         unix_listen=unix_listen,

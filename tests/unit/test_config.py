@@ -28,7 +28,7 @@ def test_target_forms(text, expected):
     assert str(expected) in (text, text.replace("[", "").replace("]", "")) or "[" in str(expected)
 
 
-@pytest.mark.parametrize("text", ["5900", "host:", "host:65536", ":1", "[::1]5900", "::1:5900", "a b:1"])
+@pytest.mark.parametrize("text", ["5900", "host:", "host:65536", ":1", "[::1]5900", "a b:1", "1.2.3.4.5:1", "::g:1"])
 def test_bad_targets(text):
     with pytest.raises(ConfigError):
         parse_target(text)
@@ -48,3 +48,21 @@ def test_config_is_frozen():
     config = build_config(arguments=("1", "a:1"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.listen = None  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("127.1:5900", TcpAddress("127.0.0.1", 5900)),   # the short forms getaddrinfo takes
+    ("0:5900", TcpAddress("0.0.0.0", 5900)),
+    ("::1:5900", TcpAddress("::1", 5900)),           # split at the last colon, as upstream does
+    ("fe80::1:22", TcpAddress("fe80::1", 22)),
+])
+def test_upstream_target_forms(text, expected):
+    assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    (":6080", TcpAddress("", 6080)),                  # every address
+    ("::1:6080", TcpAddress("::1", 6080)),
+])
+def test_upstream_listen_forms(text, expected):
+    assert parse_listen(text) == expected

@@ -39,7 +39,18 @@ class InvalidOriginError(AuthenticationError):
                          log_msg=f"Invalid Origin Header: Expected one of {expected}, got '{actual}'")
 
 
-class BasicHTTPAuth:
+class BasePlugin:
+    """Upstream's base class: custom plugins written for upstream subclass it."""
+
+    def __init__(self, src: Optional[str] = None):
+        self.source = src
+
+    def authenticate(self, headers: Mapping[str, str], target_host: Optional[str],
+                     target_port: Optional[int]) -> None:
+        pass
+
+
+class BasicHTTPAuth(BasePlugin):
     """`--auth-source user:password`: HTTP Basic authentication with one credential."""
 
     def __init__(self, src: Optional[str] = None):
@@ -70,7 +81,7 @@ class BasicHTTPAuth:
                                   response_headers={"WWW-Authenticate": 'Basic realm="Websockify"'})
 
 
-class ExpectOrigin:
+class ExpectOrigin(BasePlugin):
     """`--auth-source "https://a.example https://b.example"`: only pages from these origins."""
 
     def __init__(self, src: Optional[str] = None):
@@ -83,7 +94,7 @@ class ExpectOrigin:
             raise InvalidOriginError(expected=self.source, actual=origin)
 
 
-class ClientCertCNAuth:
+class ClientCertCNAuth(BasePlugin):
     """`--auth-source "alice bob"`: TLS client certificates with one of these common names."""
 
     def __init__(self, src: Optional[str] = None):

@@ -18,9 +18,11 @@ from ..protocol import hixie
 from ..protocol import sniff as sniffing
 from ..protocol.handshake import perform_handshake
 from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response, origin_allowed
-from ..protocol.logsafe import printable
+from ..protocol.logsafe import printable, printable_target
+from ..protocol.tokens import token_from_host, token_from_target
 from ..protocol.websocket import RelaySession, WebSocketSession
 from ..proxy.pump import Relay
+from ..proxy.target import Connector
 from ..sockopts import set_nodelay
 from . import web
 from .admission import Ticket
@@ -57,6 +59,7 @@ class ClientConnection(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._hixie: Optional[tuple[RequestHead, bytearray]] = None  # head, bytes after it
+        self._connector: Connector = server.connector  # a token may choose another
 
     # -- asyncio.Protocol ------------------------------------------------
 
@@ -147,27 +150,41 @@ class ClientConnection(asyncio.Protocol):
             raise HttpError(403, "origin not allowed",
                             log_message=f"origin {printable(head.headers.get('Origin'))} not allowed "
                                         "(see --allowed-origins)")
-        authenticator = self._server.authenticator
-        if authenticator is not None and (websocket or self._config.web_auth):
+        needs_auth = self._server.authenticator is not None and (websocket or self._config.web_auth)
+        router = self._server.router if websocket else None
+        token = self._token(head) if router is not None else None
+        if needs_auth or (router is not None and not router.immediate):
             assert self._transport is not None
             self._transport.pause_reading()  # the head is complete; more waits in the kernel
-            self._task = asyncio.get_running_loop().create_task(self._authenticate(head, websocket))
-        else:
-            self._accept(head, websocket)
+            self._task = asyncio.get_running_loop().create_task(self._prepare(head, websocket, needs_auth, token))
+            return
+        if router is not None and token is not None:
+            self._connector = router.resolve_now(token)
+        self._accept(head, websocket)
 
-    async def _authenticate(self, head: RequestHead, websocket: bool) -> None:
-        assert self._server.authenticator is not None and self._transport is not None
-        client_cn = peer_common_name(self._transport.get_extra_info("ssl_object"))
+    def _token(self, head: RequestHead) -> str:
+        if self._config.host_token:
+            token = token_from_host(head.headers.get("Host"))
+        else:
+            token = token_from_target(head.target)
+        if token is None:
+            where = "Host header" if self._config.host_token else "?token= in the path"
+            raise HttpError(404, "no token given", log_message=f"no token ({where})")
+        return token
+
+    async def _prepare(self, head: RequestHead, websocket: bool, needs_auth: bool, token: Optional[str]) -> None:
+        """Authentication first (an unauthenticated client must not probe tokens), then the token."""
+        assert self._transport is not None
+        loop = asyncio.get_running_loop()
         try:
-            # A little before the deadline, so a stuck plugin still gets the client an answer.
-            remaining_s = max(self._deadline_at - asyncio.get_running_loop().time() - 0.1, 0.01)
-            await self._server.authenticator.check(auth_headers(head.headers, client_cn), remaining_s)
+            if needs_auth:
+                await self._authenticate(head)
+            if token is not None:
+                assert self._server.router is not None
+                remaining_s = max(self._deadline_at - loop.time() - 0.1, 0.01)
+                self._connector = await self._server.router.resolve(token, remaining_s)
         except HttpError as exc:
             self._reply_error(exc, head)
-            return
-        except Exception:  # a plugin may raise anything: the client must still get an answer
-            log.exception("%s: the auth plugin failed", self._peer)
-            self._reply_error(HttpError(500, "authentication failed"), head)
             return
         finally:
             self._task = None
@@ -175,6 +192,19 @@ class ClientConnection(asyncio.Protocol):
             return
         self._transport.resume_reading()
         self._accept(head, websocket)
+
+    async def _authenticate(self, head: RequestHead) -> None:
+        assert self._server.authenticator is not None and self._transport is not None
+        client_cn = peer_common_name(self._transport.get_extra_info("ssl_object"))
+        # A little before the deadline, so a stuck plugin still gets the client an answer.
+        remaining_s = max(self._deadline_at - asyncio.get_running_loop().time() - 0.1, 0.01)
+        try:
+            await self._server.authenticator.check(auth_headers(head.headers, client_cn), remaining_s)
+        except HttpError:
+            raise
+        except Exception:  # a plugin may raise anything: the client must still get an answer
+            log.exception("%s: the auth plugin failed", self._peer)
+            raise HttpError(500, "authentication failed") from None
 
     def _accept(self, head: RequestHead, websocket: bool) -> None:
         if websocket:
@@ -199,7 +229,7 @@ class ClientConnection(asyncio.Protocol):
             self._finish(b"")
             return
         session = WebSocketSession(result.protocol, result.subprotocol)
-        log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, printable(head.target),
+        log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, printable_target(head.target),
                   result.subprotocol)
         self._start_relay(session, self._reader.leftover)
 
@@ -217,14 +247,14 @@ class ClientConnection(asyncio.Protocol):
             self._reply_error(exc, head)
             return
         self._transport.write(response)
-        log.debug("%s: Hixie-76 WebSocket open, path %s", self._peer, printable(head.target))
+        log.debug("%s: Hixie-76 WebSocket open, path %s", self._peer, printable_target(head.target))
         self._start_relay(hixie.HixieSession(self._config.max_message_bytes), bytes(received[8:]))
 
     def _start_relay(self, session: RelaySession, leftover: bytes) -> None:
         assert self._transport is not None
         self._cancel_deadline()
         self._relay = Relay(
-            self._transport, session, self._server.connector,
+            self._transport, session, self._connector,
             peer=self._peer,
             write_buffer_bytes=self._config.write_buffer_bytes,
             close_timeout_s=self._config.close_timeout_s,
@@ -236,7 +266,7 @@ class ClientConnection(asyncio.Protocol):
         self._relay.start(leftover)
 
     def _reply_error(self, exc: HttpError, head: Optional[RequestHead]) -> None:
-        target = f" {head.method} {printable(head.target)}" if head is not None else ""
+        target = f" {head.method} {printable_target(head.target)}" if head is not None else ""
         log.info("%s:%s HTTP %d: %s", self._peer, target, exc.status, printable(exc.log_message))
         self._finish(error_response(exc.status, str(exc), exc.headers,
                                     include_body=head is None or head.method != "HEAD"))

@@ -13,6 +13,7 @@ from ..protocol.http import error_response
 from ..protocol.sniff import Kind, sniff
 from ..proxy.plugins import Authenticator
 from ..proxy.recorder import Recorder
+from ..proxy.routing import TokenRouter
 from ..proxy.target import Connector
 from .admission import Admission, Ticket
 from .connection import ClientConnection, format_peer
@@ -28,9 +29,11 @@ def _nothing() -> None:
 
 class ProxyServer:
     def __init__(self, config: Config, connector: Connector, sockets: list[ListeningSocket],
-                 tls: Optional[ssl.SSLContext] = None, authenticator: Optional[Authenticator] = None):
+                 tls: Optional[ssl.SSLContext] = None, authenticator: Optional[Authenticator] = None,
+                 router: Optional[TokenRouter] = None):
         self.config = config
-        self.connector = connector
+        self.connector = connector  # the target when no token router chooses one
+        self.router = router
         self.sockets = sockets
         self.connections: set[ClientConnection] = set()
         self._all_closed = asyncio.Event()

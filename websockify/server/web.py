@@ -15,6 +15,7 @@ import stat
 from typing import Optional
 
 from ..errors import HttpError
+from ..protocol.logsafe import printable_target
 from ..protocol.http import SECURITY_HEADERS, RequestHead, content_type, error_response, http_date, \
     response_head, static_path
 
@@ -66,7 +67,7 @@ async def serve(transport: asyncio.Transport, head: RequestHead, web_root: str, 
         status = exc.status
         transport.write(error_response(exc.status, str(exc), exc.headers, include_body))
         transport.close()
-        log.info("%s: %s %s -> %d", peer, head.method, head.target, status)
+        log.info("%s: %s %s -> %d", peer, head.method, printable_target(head.target), status)
         return
     with file:
         st = os.fstat(file.fileno())
@@ -93,7 +94,7 @@ async def serve(transport: asyncio.Transport, head: RequestHead, web_root: str, 
                     break
                 transport.write(chunk)
     transport.close()
-    log.info("%s: %s %s -> %d", peer, head.method, head.target, status)
+    log.info("%s: %s %s -> %d", peer, head.method, printable_target(head.target), status)
 
 
 def _not_modified(head: RequestHead, etag: str, mtime: float) -> bool:

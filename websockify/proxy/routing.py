@@ -1,0 +1,160 @@
+"""Token routing: one port, many targets, chosen per client by a token plugin.
+
+The plugin contract is upstream's: `Class(source)`, `lookup(token)` returning
+`(host, port)`, `("unix_socket", path)` or None. How a lookup is run:
+
+- `async def lookup`: awaited on the event loop (TokenRedis);
+- `loop_safe = True` (a table lookup plus a stat): called on the loop directly,
+  so a token file costs no thread hop per connection;
+- otherwise (upstream's plugins, HTTP APIs): on a worker thread, with a timeout,
+  so one slow lookup never stalls other clients.
+
+What a client gets: unknown token → 404; the plugin's backend is down or slow
+→ 503; the plugin raised or returned something malformed → 500 and a log line
+with the exception. Never a hang, never a dead process.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import ssl
+from typing import Any, Optional
+
+from ..addresses import Target, TcpAddress, UnixAddress
+from ..errors import ConfigError, HttpError, TargetUnavailable, WebsockifyError
+from ..protocol.logsafe import printable
+from ..protocol.tokens import redact
+from .plugins import load_plugin
+from .target import AddressConnector
+from .workers import CallTimedOut, WorkerPool
+
+log = logging.getLogger(__name__)
+
+LOOKUP_WORKERS = 16
+_CACHED_CONNECTORS = 4096
+
+
+def load_token_plugin(name: str, source: Optional[str]) -> Any:
+    """A built-in from websockify.token_plugins, or the user's `package.module.Class`."""
+    builtins = importlib.import_module("websockify.token_plugins")
+    return load_plugin(name, source, builtins, "--token-plugin")
+
+
+def _backend_unavailable(exc: BaseException) -> bool:
+    return type(exc).__name__ == "TokenBackendUnavailable" and isinstance(exc, WebsockifyError)
+
+
+class TokenRouter:
+    def __init__(self, plugin: Any, connect_timeout_s: float, tls: Optional[ssl.SSLContext]):
+        self.plugin = plugin
+        self._connect_timeout_s = connect_timeout_s
+        self._tls = tls
+        self._coroutine = inspect.iscoroutinefunction(plugin.lookup)
+        self.immediate = not self._coroutine and bool(getattr(plugin, "loop_safe", False))
+        self._workers = WorkerPool(LOOKUP_WORKERS, "token")
+        self._connectors: dict[Target, AddressConnector] = {}
+
+    def resolve_now(self, token: str) -> AddressConnector:
+        """For a loop-safe plugin: the connector for the token's target, or HttpError."""
+        try:
+            result = self.plugin.lookup(token)
+        except Exception as exc:
+            raise self._failure(token, exc) from None
+        return self._connector(token, result)
+
+    async def resolve(self, token: str, timeout_s: float) -> AddressConnector:
+        try:
+            if self._coroutine:
+                async with asyncio.timeout(timeout_s):
+                    result = await self.plugin.lookup(token)
+            elif self.immediate:
+                result = self.plugin.lookup(token)
+            else:
+                result = await self._workers.run(self.plugin.lookup, token, timeout_s=timeout_s)
+        except (TimeoutError, CallTimedOut):
+            raise HttpError(503, "token lookup timed out",
+                            log_message=f"token {redact(token)}: the lookup took longer than {timeout_s:.1f}s") from None
+        except Exception as exc:
+            raise self._failure(token, exc) from None
+        return self._connector(token, result)
+
+    def _failure(self, token: str, exc: Exception) -> HttpError:
+        if _backend_unavailable(exc):
+            return HttpError(503, "token lookup unavailable", log_message=f"token {redact(token)}: {printable(exc)}")
+        log.error("token %s: the token plugin failed", redact(token), exc_info=exc)
+        return HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: plugin error {exc!r}")
+
+    def _connector(self, token: str, result: Any) -> AddressConnector:
+        if result is None:
+            raise HttpError(404, "unknown token", log_message=f"token {redact(token)} not found")
+        target = _target(result)
+        if target is None:
+            log.error("token %s: the token plugin returned %s, not (host, port) or ('unix_socket', path)",
+                      redact(token), printable(repr(result)))
+            raise HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: malformed result")
+        connector = self._connectors.get(target)
+        if connector is None:
+            if len(self._connectors) >= _CACHED_CONNECTORS:
+                self._connectors.clear()
+            connector = AddressConnector(target, self._connect_timeout_s,
+                                         self._tls if isinstance(target, TcpAddress) else None)
+            self._connectors[target] = connector
+        log.debug("token %s routes to %s", redact(token), connector.description)
+        return connector
+
+    def reload(self) -> None:
+        """SIGHUP: token files are read again, a JWT key reloaded."""
+        reload = getattr(self.plugin, "reload", None)
+        if callable(reload):
+            try:
+                reload()
+            except ConfigError as exc:
+                log.error("token plugin not reloaded: %s", exc)
+            else:
+                log.info("token plugin reloaded")
+
+    async def close(self) -> None:
+        aclose = getattr(self.plugin, "aclose", None)
+        close = getattr(self.plugin, "close", None)
+        try:
+            if callable(aclose):
+                await aclose()
+            elif callable(close):
+                close()
+        except Exception:  # shutting down: a plugin's failure to close is only worth a line
+            log.warning("closing the token plugin failed", exc_info=True)
+        self._workers.close()
+
+
+def _target(result: Any) -> Optional[Target]:
+    """Normalize a lookup result; None if it is not one upstream's plugins return."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        return None
+    host, port = result
+    if isinstance(host, bytes):
+        host = host.decode("utf-8", "replace")
+    if isinstance(port, bytes):
+        port = port.decode("ascii", "replace")
+    if not isinstance(host, str) or not host:
+        return None
+    if host == "unix_socket":
+        return UnixAddress(port) if isinstance(port, str) and port else None
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        return None
+    if not 0 < number < 65536:
+        return None
+    return TcpAddress(host.strip("[]"), number)
+
+
+class RoutedTargets:
+    """The server's default connector when a token chooses each client's target."""
+
+    def __init__(self, plugin_name: str):
+        self.description = f"targets chosen by token ({plugin_name})"
+
+    async def connect(self, factory: Any) -> asyncio.Transport:
+        raise TargetUnavailable("no target chosen for this client")
