@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from typing import Mapping, NoReturn, Optional
+from typing import Any, Mapping, NoReturn, Optional
 
 
 class AuthenticationError(Exception):
@@ -43,7 +43,7 @@ class BasePlugin:
     """Upstream's base class: custom plugins written for upstream subclass it."""
 
     def __init__(self, src: Optional[str] = None):
-        self.source = src
+        self.source: Any = src  # upstream's plugins keep what they need here, parsed or not
 
     def authenticate(self, headers: Mapping[str, str], target_host: Optional[str],
                      target_port: Optional[int]) -> None:
