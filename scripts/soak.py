@@ -9,10 +9,10 @@ messages of random size whose every byte is checked, and connections close
 descriptors are sampled every --sample-every seconds.
 
 It fails (exit 1) when a session loses or corrupts bytes or fails otherwise,
-when websockify's RSS grows more than 10% after the warm-up (the first 10% of
-the churn, at least two samples), when its descriptors exceed what its
-connections explain during the run, or when they do not come back to their
-starting count once every connection is closed. Exit 2: it cannot start
+when websockify's RSS grows more than 10% after the warm-up (see --warmup),
+when its descriptors exceed what its connections explain during the run, or
+when they do not come back to their starting count once every connection is
+closed. Exit 2: it cannot start
 (e.g. the open-file limit is too low for the connection count).
 
     .venv/bin/python scripts/soak.py --connections 2000 --duration 30
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import shutil
 import signal
 import sys
@@ -39,34 +40,48 @@ from soak_ws import SessionError
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     epilog="Exit status: 0 pass, 1 fail, 2 cannot start, 130 interrupted.")
     add = parser.add_argument
-    add("--connections", type=int, default=10000, help="connections held open at once")
-    add("--duration", type=float, default=600, help="seconds of churn (3600 for a release)")
-    add("--sample-every", type=float, default=5, help="seconds between samples of websockify")
-    add("--hold", type=float, default=10, help="seconds to hold every connection open before the churn")
-    add("--warmup", type=float, help="seconds of churn before RSS must stay flat "
-                                     "(default: 10%% of --duration, at least two samples)")
-    add("--echo-fraction", type=float, default=0.1, help="share of the connections that echo messages")
-    add("--echo-rate", type=float, default=2000, help="echoed messages per second, all connections together")
-    add("--max-message", type=int, default=4096, help="largest message, bytes (sizes are uniform from 1)")
+    add("--connections", type=int, default=10000, help="connections held open at once (%(default)s)")
+    add("--duration", type=float, default=600, help="seconds of churn; 3600 for a release (%(default)s)")
+    add("--sample-every", type=float, default=5, help="seconds between samples of websockify (%(default)s)")
+    add("--hold", type=float, default=10, help="seconds all connections are held before the churn (%(default)s)")
+    add("--warmup", type=float, help="seconds of churn before RSS must stay flat (default: the longest of 60 s, "
+                                     "10%% of --duration and one connection lifetime, --connections / "
+                                     "--churn-rate; at most half of --duration)")
+    add("--echo-fraction", type=float, default=0.1, help="share of the connections that echo (%(default)s)")
+    add("--echo-rate", type=float, default=2000,
+        help="echoed messages per second, all connections together (%(default)s)")
+    add("--max-message", type=int, default=4096, help="largest message in bytes; sizes are uniform from 1 "
+                                                      "(%(default)s)")
     add("--churn-rate", type=float, help="reconnects per second (default: --connections / 100)")
     add("--abrupt-fraction", type=float, default=0.2,
-        help="share of the churn's closes without a close frame (half FIN, half reset)")
-    add("--handshakes", type=int, default=64, help="most connections opening at once")
-    add("--timeout", type=float, default=30, help="seconds allowed for one handshake, echo or clean close")
-    add("--settle", type=float, default=30, help="seconds for websockify's descriptors to come back at the end")
-    add("--seed", type=int, default=1, help="seed of the message contents, sizes and lifetimes")
+        help="share of the churn's closes without a close frame, half FIN and half reset (%(default)s)")
+    add("--handshakes", type=int, default=64, help="most connections opening at once (%(default)s)")
+    add("--timeout", type=float, default=30,
+        help="seconds allowed for one handshake, echo or clean close (%(default)s)")
+    add("--settle", type=float, default=30,
+        help="seconds for websockify's descriptors to come back at the end (%(default)s)")
+    add("--seed", type=int, default=1, help="seed of message contents, sizes and lifetimes (%(default)s)")
+    add("--websockify", metavar="COMMAND", help="command that runs websockify, before its arguments "
+                                               "(default: the one beside this Python)")
     args = parser.parse_args(argv)
     for name in ("connections", "duration", "sample_every", "handshakes", "max_message", "timeout", "settle"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    for name in ("hold", "warmup", "echo_rate", "churn_rate"):
+        if (getattr(args, name) or 0) < 0:
+            parser.error(f"--{name.replace('_', '-')} must not be negative")
     if not (0 <= args.echo_fraction <= 1 and 0 <= args.abrupt_fraction <= 1):
         parser.error("--echo-fraction and --abrupt-fraction must be between 0 and 1")
     if args.churn_rate is None:
         args.churn_rate = args.connections / 100
     if args.warmup is None:
-        args.warmup = max(args.duration / 10, 2 * args.sample_every)
+        # websockify's RSS climbs to a plateau over its first few thousand
+        # reconnects (garbage awaiting the cycle collector, and the holes it
+        # leaves); once every connection has been replaced it is there.
+        lifetime = args.connections / args.churn_rate if args.churn_rate > 0 else float("inf")
+        args.warmup = min(args.duration / 2, max(60, args.duration / 10, lifetime))
     return args
 
 
@@ -87,6 +102,7 @@ class Soak:
         self.websockify = procs.Probe(ws_pid)
         self.own_cpu = procs.OwnCpu()
         self.phase = "probe"
+        self._gone = asyncio.Event()  # websockify exited: every phase ends now
         self.t0 = time.monotonic()
         self._last = (self.t0, 0, 0)  # time, echoes, opens at the last sample
 
@@ -118,13 +134,13 @@ class Soak:
                 return
             run.ramp_seconds = time.monotonic() - self.t0
             self.phase = "hold"
-            await asyncio.sleep(args.hold)
+            await self._pause(args.hold)
             reading = self.websockify.read()
             run.rss_at_n, run.fds_at_n = reading.rss, reading.fds
             self.phase = "churn"
             run.churn_start = time.monotonic() - self.t0
             self.load.begin_churn()
-            await asyncio.sleep(args.duration)
+            await self._pause(args.duration)
             run.churn_end = time.monotonic() - self.t0
             self.sample()
             self.phase = "close"
@@ -140,9 +156,22 @@ class Soak:
                 run.settle_seconds = time.monotonic() - closed_at
             self.sample()
         except psutil.NoSuchProcess:
-            run.problems.append("websockify exited during the run")
+            self._websockify_gone()
         finally:
             sampler.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._gone.wait(), seconds)
+        except TimeoutError:
+            return
+        raise psutil.NoSuchProcess(0)
+
+    def _websockify_gone(self) -> None:
+        if not self._gone.is_set():
+            self._gone.set()
+            self.run.problems.append(f"websockify exited during the run ({self.phase} phase)")
+            self.load.abort()
 
     async def _steady_fds(self) -> int:
         """websockify's descriptor count once the probe's connection is fully closed."""
@@ -160,7 +189,7 @@ class Soak:
         while not condition():
             if time.monotonic() > deadline:
                 return False
-            await asyncio.sleep(poll)
+            await self._pause(poll)
         return True
 
     async def _sample_every(self) -> None:
@@ -169,8 +198,7 @@ class Soak:
                 await asyncio.sleep(self.args.sample_every)
                 self.sample()
         except psutil.NoSuchProcess:
-            self.run.problems.append("websockify exited during the run")
-            self.load.abort()
+            self._websockify_gone()
 
     def sample(self) -> None:
         stats, run = self.load.stats, self.run
@@ -227,7 +255,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         echo, echo_port = procs.start_echo_server()
         max_connections = args.connections + args.connections // 10 + 2 * args.handshakes
-        websockify, ws_port = procs.start_websockify(echo_port, max_connections, log_path)
+        command = shlex.split(args.websockify) if args.websockify else procs.websockify_command()
+        websockify, ws_port = procs.start_websockify(command, echo_port, max_connections, log_path)
         print(f"soak: websockify pid {websockify.pid} on 127.0.0.1:{ws_port}, echo server pid {echo.pid}; "
               f"{args.connections} connections, {args.duration:g}s of churn", flush=True)
         soak = Soak(args, ws_port, websockify.pid, run)
@@ -238,8 +267,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         run.interrupted = True
     finally:
-        if websockify is not None and websockify.poll() is not None and not run.interrupted and not run.problems:
-            run.problems.append(f"websockify exited with code {websockify.returncode} during the run")
+        if websockify is not None and websockify.poll() is not None and not run.interrupted:
+            run.problems.append(f"websockify's exit code: {websockify.returncode}")
         procs.stop(websockify)
         procs.stop(echo)
     if run.problems == ["setup"]:
@@ -248,6 +277,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.log_warnings, run.log_errors = procs.log_problems(log_path)
     print(run.summary(), flush=True)
     if run.interrupted:
+        shutil.rmtree(workdir, ignore_errors=True)
         return 130
     if run.failures():
         print(f"websockify's log is kept in {log_path}", file=sys.stderr)

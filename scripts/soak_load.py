@@ -18,7 +18,7 @@ from typing import Optional
 
 from soak_ws import Payloads, SessionError, WsConnection, request_head
 
-MAX_MESSAGES_KEPT = 20
+MESSAGES_KEPT_PER_KIND = 3
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,16 @@ class Stats:
     echo_bytes: int = 0
     closes: Counter[str] = field(default_factory=Counter)  # by style, during the churn
     errors: Counter[str] = field(default_factory=Counter)  # by kind
-    messages: list[str] = field(default_factory=list)  # the first few, for the report
+    messages: dict[str, list[str]] = field(default_factory=dict)  # the first few of each kind
     open_now: int = 0
     opening: int = 0
     closing: int = 0
 
     def error(self, exc: SessionError) -> None:
         self.errors[exc.kind] += 1
-        if len(self.messages) < MAX_MESSAGES_KEPT:
-            self.messages.append(f"{exc.kind}: {exc}")
+        kept = self.messages.setdefault(exc.kind, [])
+        if len(kept) < MESSAGES_KEPT_PER_KIND:
+            kept.append(str(exc))
 
     @property
     def error_count(self) -> int:
@@ -66,6 +67,7 @@ class Load:
         self.echoers = round(settings.connections * settings.echo_fraction)
         self.churning = False
         self.stopping = False
+        self.aborted = False  # what fails from here on is our doing, not websockify's
         self._head = request_head(settings.host, settings.port)
         self._live: set[WsConnection] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -84,13 +86,13 @@ class Load:
         self._wake_all()
         _, pending = await asyncio.wait(self._tasks, timeout=timeout) if self._tasks else ((), set())
         self.abort()
-        for task in pending:
-            task.cancel()
         return len(pending)
 
     def abort(self) -> None:
-        """Drop every connection at once (Ctrl-C, failure)."""
-        self.stopping = True
+        """Drop every connection and stop every slot at once (Ctrl-C, failure, the end)."""
+        self.stopping = self.aborted = True
+        for task in self._tasks:
+            task.cancel()
         for conn in list(self._live):
             conn.abort()
 
@@ -98,7 +100,7 @@ class Load:
         """One connection, one echo, one clean close: the relay works before the soak starts."""
         conn = await self._open()
         if conn is None:
-            raise SessionError("open", self.stats.messages[-1] if self.stats.messages else "cannot connect")
+            raise SessionError("open", self.stats.messages.get("open", ["cannot connect"])[-1])
         offset, size = self.payloads.pick(random.Random(self.settings.seed))
         await conn.echo(self.payloads.frame(offset, size), self.payloads.expected(offset, size), self.settings.timeout)
         await conn.close("clean", self.settings.timeout)
@@ -120,7 +122,8 @@ class Load:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must show, not just end one slot quietly
-            self.stats.error(SessionError("client", f"slot {index}: {exc!r}"))
+            if not self.aborted:
+                self.stats.error(SessionError("client", f"slot {index}: {exc!r}"))
 
     async def _session(self, conn: WsConnection, rng: random.Random, echoer: bool) -> None:
         error: Optional[SessionError] = None
@@ -147,7 +150,7 @@ class Load:
         except SessionError as exc:
             error = exc
         failure = conn.failure or error
-        if failure is not None:
+        if failure is not None and not self.aborted:
             self.stats.error(failure)
             conn.abort()
             await conn.finished

@@ -84,8 +84,9 @@ def websockify_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "websockify"]
 
 
-def start_websockify(target_port: int, max_connections: int, log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    argv = [*websockify_command(), "--max-connections", str(max_connections),
+def start_websockify(command: list[str], target_port: int, max_connections: int,
+                     log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    argv = [*command, "--max-connections", str(max_connections),
             "127.0.0.1:0", f"127.0.0.1:{target_port}"]
     with open(log_path, "wb") as log:
         proc = _spawn(argv, subprocess.DEVNULL, log)
@@ -117,8 +118,10 @@ class Probe:
         self._process.cpu_percent(None)
 
     def read(self) -> Reading:
-        """Raises psutil.NoSuchProcess when the process is gone."""
+        """Raises psutil.NoSuchProcess when the process is gone (or a zombie: exited, not yet reaped)."""
         with self._process.oneshot():
+            if self._process.status() == psutil.STATUS_ZOMBIE:
+                raise psutil.NoSuchProcess(self._process.pid)
             return Reading(self._process.memory_info().rss, self._process.num_fds(),
                            self._process.cpu_percent(None))
 

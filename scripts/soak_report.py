@@ -69,7 +69,7 @@ class Run:
             kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.errors.items()))
             found.append(f"{stats.error_count} session errors ({kinds})")
         settled = self.after_warmup()
-        if len(settled) >= 2:
+        if len(settled) >= 2 and settled[0].rss > 0:
             base = settled[0].rss
             peak = max(s.rss for s in settled)
             if peak > base * (1 + RSS_GROWTH_LIMIT):
@@ -104,7 +104,7 @@ class Run:
         goal = "" if self.rss_at_n is None else (" (goal: under %d MB)" % RSS_GOAL_MB)
         row(f"RSS at {self.connections}", _mb(self.rss_at_n) + goal)
         settled = self.after_warmup()
-        if len(settled) >= 2:
+        if len(settled) >= 2 and settled[0].rss > 0:
             base, low, high = settled[0].rss, min(s.rss for s in settled), max(s.rss for s in settled)
             row("RSS after warm-up", f"min {low / MB:.1f} MB, max {high / MB:.1f} MB: {100 * (high / base - 1):+.1f}% "
                                      f"over {base / MB:.1f} MB as the warm-up ended (limit +{100 * RSS_GROWTH_LIMIT:.0f}%)")
@@ -126,8 +126,9 @@ class Run:
         for failure in failures:
             lines.append(f"  - {failure}")
         if stats.messages:
-            lines.append("first session errors:")
-            lines.extend(f"  {message}" for message in stats.messages)
+            lines.append("first session errors of each kind:")
+            for kind, messages in sorted(stats.messages.items()):
+                lines.extend(f"  {kind}: {message}" for message in messages)
         return "\n".join(lines)
 
 

@@ -192,7 +192,9 @@ class WsConnection(asyncio.Protocol):
             self._fail("corrupt", f"{len(payload)} bytes arrived that were never sent")
             return
         if got + len(payload) > len(expected) or expected[got:got + len(payload)] != payload:
-            self._fail("corrupt", f"echo differs from what was sent at byte {got} of {len(expected)}")
+            where = got + next((i for i, (a, b) in enumerate(zip(payload, expected[got:])) if a != b),
+                               len(expected) - got)
+            self._fail("corrupt", f"echo of {len(expected)} bytes differs from what was sent at byte {where}")
             return
         self._got = got + len(payload)
         if self._got == len(expected):
