@@ -1,6 +1,8 @@
 # make run   - set up .venv, then run the demo: a plain TCP chat server behind websockify
 # make test  - set up .venv, then run every test
 # make bench - side-by-side benchmark: raw TCP vs websockify (and upstream)
+# make soak  - soak test: 10000 connections through one websockify, 10 minutes of churn;
+#              options go in SOAK_ARGS, e.g. make soak SOAK_ARGS="--duration 3600"
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +14,7 @@ CC     ?= cc
 REBIND_CFLAGS = $(shell $(PYTHON) websockify/wrap/cflags.py)
 REBIND_LIBS   = $(shell $(PYTHON) websockify/wrap/cflags.py --libs)
 
-.PHONY: all run test bench clean rebind
+.PHONY: all run test bench soak clean rebind
 
 all: $(VENV)/.installed $(REBIND)
 
@@ -44,6 +46,9 @@ test: $(VENV)/.test-installed $(REBIND)
 
 bench: $(VENV)/.installed $(REBIND)
 	scripts/bench.sh
+
+soak: $(VENV)/.installed
+	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache $(REBIND)
