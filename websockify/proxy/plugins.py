@@ -14,9 +14,12 @@ from .workers import CallTimedOut, WorkerPool
 AUTH_WORKERS = 8
 
 
-def load_plugin(name: str, source: Optional[str], builtins: ModuleType, option: str) -> Any:
-    """`Class` from `builtins`, or `package.module.Class`; built with `source`."""
+def load_plugin(name: str, source: Optional[str], builtins: "ModuleType | str", option: str) -> Any:
+    """`Class` from `builtins` (a module, or its name: imported only for a bare
+    class name), or `package.module.Class`; built with `source`."""
     module_name, _, class_name = name.rpartition(".")
+    if not module_name and isinstance(builtins, str):
+        module_name = builtins
     try:
         module = importlib.import_module(module_name) if module_name else builtins
         plugin_class = getattr(module, class_name)

@@ -16,7 +16,6 @@ with the exception. Never a hang, never a dead process.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 import ssl
@@ -38,8 +37,7 @@ _CACHED_CONNECTORS = 4096
 
 def load_token_plugin(name: str, source: Optional[str]) -> Any:
     """A built-in from websockify.token_plugins, or the user's `package.module.Class`."""
-    builtins = importlib.import_module("websockify.token_plugins")
-    return load_plugin(name, source, builtins, "--token-plugin")
+    return load_plugin(name, source, "websockify.token_plugins", "--token-plugin")
 
 
 def _backend_unavailable(exc: BaseException) -> bool:
