@@ -237,7 +237,7 @@ async def _serve(config: Config, sockets: list[ListeningSocket], library: Option
     server.on_session_end = lifetimes.session_ended
     notifier.start_watchdog()
     try:
-        server.start()  # the public port is ours before a wrapped program can try to take it
+        await server.start()  # the public port is ours before a wrapped program can try to take it
         if service is not None:
             service.start()
         if pid_file is not None:

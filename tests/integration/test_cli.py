@@ -52,7 +52,7 @@ def test_console_script_is_installed():
     (["6080", "localhost:x"], "is not a number"),
     (["999.1.1.1:6080", "localhost:5900"], "not a valid IPv4 address"),
     (["6080", "bad_host!:5900"], "not a valid host name"),
-    (["::1:6080", "localhost:5900"], "must be written in brackets"),
+    (["fe80::zz:6080", "localhost:5900"], "is not an IPv6 address"),
     (["[::1:6080", "localhost:5900"], "has no port"),
     (["[nothex]:6080", "localhost:5900"], "is not an IPv6 address"),
     (["6080", "a:1", "b:2"], "too many arguments"),

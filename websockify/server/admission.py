@@ -30,11 +30,23 @@ class Ticket:
             self._admission._release(self)
 
 
+# Descriptors kept for everything but clients: listeners, logs, the event loop, plugins.
+RESERVED_DESCRIPTORS = 32
+
+
 class Admission:
-    def __init__(self, max_connections: int, max_per_ip: int = 0):
+    def __init__(self, max_connections: int, max_per_ip: int = 0, descriptors: Optional[int] = None):
+        """`descriptors`: the open-file limit. A served client holds two (its socket
+        and its target's), a refused one one: past what the limit allows, accepting
+        more clients would only starve the target connections of those accepted."""
+        self.slack = max(64, max_connections // 8)
+        if descriptors is not None:
+            available = max(descriptors - RESERVED_DESCRIPTORS, 4)
+            if 2 * max_connections + self.slack > available:
+                self.slack = max(1, min(self.slack, available // 4))
+                max_connections = max(1, (available - self.slack) // 2)
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
-        self.slack = max(64, max_connections // 8)
         self.total = 0
         self.served = 0  # tickets without a refusal
         self._per_ip: dict[str, int] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 from ..addresses import format_host_port
 from ..errors import HttpError
@@ -41,7 +41,10 @@ def format_peer(address: object) -> str:
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, server: "ProxyServer", ticket: Ticket, deadline: float):
+    """Built by the accept loop with its admission ticket and deadline (TLS sniffing),
+    or by the event loop's own server (plain listeners), which admits it here."""
+
+    def __init__(self, server: "ProxyServer", ticket: Optional[Ticket] = None, deadline: float = 0.0):
         self._server = server
         self._config = server.config
         self._ticket = ticket
@@ -64,11 +67,22 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self._transport = cast(asyncio.Transport, transport)
+        address = transport.get_extra_info("peername")
+        self._peer = format_peer(address)
+        loop = asyncio.get_running_loop()
+        if self._ticket is None:
+            self._ticket = self._server.admission.admit(address[0] if isinstance(address, tuple) else "")
+            if self._ticket is None:
+                log.warning("%s: dropped: %d connections open", self._peer, self._server.admission.total)
+                self._finished = True
+                self._transport.abort()
+                return
+            self._deadline_at = loop.time() + self._config.handshake_timeout_s
         set_nodelay(transport)
-        self._peer = format_peer(transport.get_extra_info("peername"))
         self._server.connections.add(self)
-        self._deadline = asyncio.get_running_loop().call_at(self._deadline_at, self._handshake_timed_out)
+        self._deadline = loop.call_at(self._deadline_at, self._handshake_timed_out)
 
     def data_received(self, data: bytes) -> None:
         if self._relay is not None:
@@ -89,7 +103,8 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._server.connection_closed(self)
-        self._ticket.release()
+        if self._ticket is not None:
+            self._ticket.release()
         self._writable.set()  # a file sender waiting for room must see the close
         self._cancel_deadline()
         if self._relay is not None:
@@ -134,6 +149,7 @@ class ClientConnection(asyncio.Protocol):
                 self._reply_error(exc, head)
 
     def _route(self, head: RequestHead) -> None:
+        assert self._ticket is not None
         if self._ticket.refusal is not None:
             raise self._ticket.refusal
         websocket = head.wants_websocket and head.method == "GET"

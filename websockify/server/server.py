@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import socket
 import ssl
 from typing import Callable, Optional
@@ -38,6 +39,7 @@ class ProxyServer:
         self.connections: set[ClientConnection] = set()
         self._all_closed = asyncio.Event()
         self._listeners: list[Listener] = []
+        self._servers: list[asyncio.AbstractServer] = []
         # WebSocket sessions starting and ending, for the lifetime options and status.
         self.on_session_start: Callable[[], None] = _nothing
         self.on_session_end: Callable[[], None] = _nothing
@@ -45,16 +47,27 @@ class ProxyServer:
         self._tls = tls
         self.authenticator = authenticator
         self._peeking: dict[socket.socket, tuple[asyncio.TimerHandle, Ticket]] = {}
-        self.admission = Admission(config.limits.max_connections, config.limits.max_connections_per_ip)
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.admission = Admission(config.limits.max_connections, config.limits.max_connections_per_ip,
+                                   None if nofile == resource.RLIM_INFINITY else nofile)
+        if self.admission.max_connections < config.limits.max_connections:
+            log.warning("the open-file limit (%d) allows %d clients at once: --max-connections %d lowered",
+                        nofile, self.admission.max_connections, config.limits.max_connections)
         self.recorder: Optional[Recorder] = Recorder(config.record) if config.record else None
         # The Flash policy names one port: the first TCP one.
         self.port = next((s.port for s in sockets if s.port is not None), 0)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         for listening in self.sockets:
-            listener = Listener(listening.sock, self._on_accept)
-            listener.start()
-            self._listeners.append(listener)
+            if self._tls is None:
+                # The event loop accepts (in C with uvloop) and builds each connection.
+                self._servers.append(await self._loop.create_server(
+                    lambda: ClientConnection(self), sock=listening.sock, backlog=self.config.listen_backlog))
+            else:
+                # TLS and plain share the port: our own accept loop peeks at the first byte.
+                listener = Listener(listening.sock, self._on_accept)
+                listener.start()
+                self._listeners.append(listener)
             log.info("listening on %s", listening)
         if self.config.web_dir:
             log.info("serving web files from %s", self.config.web_dir)
@@ -159,6 +172,9 @@ class ProxyServer:
         for listener in self._listeners:
             listener.close()
         self._listeners.clear()
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
         for listening in self.sockets:
             listening.close()
         for sock in list(self._peeking):
