@@ -18,6 +18,13 @@ def test_head_in_pieces_and_leftover():
     (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
     (b"get / HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\n\r\n", 505),
+    (b"GET / HTTP/9.9\r\n\r\n", 505),  # well-formed, unknown to llhttp
+    (b"GET / HTTP/1.2\r\n\r\n", 505),
+    (b"GET /\r\n\r\n", 505),  # HTTP/0.9
+    (b"GET / HTTP/x.1\r\n\r\n", 400),
+    (b"GET / HTTPS/1.1\r\n\r\n", 400),
+    (b"BREW /pot HTTP/1.1\r\n\r\n", 400),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),  # the HTTP/2 preface
     (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
     (b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n\r\n", 414),
     (b"GET / HTTP/1.1\r\nX: " + b"a" * 17000 + b"\r\n\r\n", 431),
