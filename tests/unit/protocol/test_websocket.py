@@ -55,6 +55,18 @@ def test_missing_key_is_refused():
     assert not result.accepted and result.response.startswith(b"HTTP/1.1 400")
 
 
+def test_an_unknown_version_is_426_naming_version_13():
+    result = handshake_raw(KEY_HEAD.replace(b"Version: 13", b"Version: 8") + b"\r\n")
+    assert not result.accepted and result.response.startswith(b"HTTP/1.1 426 Upgrade Required\r\n")
+    assert b"\r\nSec-WebSocket-Version: 13\r\n" in result.response
+    assert result.error == "invalid Sec-WebSocket-Version header: 8"
+
+
+def test_a_missing_version_is_400():
+    result = handshake_raw(KEY_HEAD.replace(b"Sec-WebSocket-Version: 13\r\n", b"") + b"\r\n")
+    assert not result.accepted and result.response.startswith(b"HTTP/1.1 400")
+
+
 def test_binary_messages_and_fragments_reach_the_target():
     s = session("binary")
     data = client_frame(Opcode.BINARY, b"ab", fin=False) + client_frame(Opcode.CONT, b"cd")
