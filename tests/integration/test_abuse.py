@@ -200,12 +200,8 @@ def test_handshake_deadline_spans_tls_and_request(tmp_path_factory, echo_server)
         time.sleep(1.2)  # a slow client: each stage alone is within the timeout
         sock = context.wrap_socket(raw, server_hostname="localhost")
         time.sleep(1.2)
-        try:
-            sock.sendall(upgrade_request())
-            head = read_head(sock)
-        except (ssl.SSLError, OSError):
-            head = b""
-        assert status_of(head) != 101
+        sock.sendall(upgrade_request())
+        assert read_head(sock) == b""  # closed at the deadline, without a reply
         assert time.monotonic() - started < timeout(5)
         sock.close()
         proxy.wait_log("handshake not complete within 2s")
