@@ -199,9 +199,76 @@ def pattern_bytes(offset: int, length: int) -> bytes:
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. Racy: another process may take it before
+    it is used. Prefer port 0 read back, or reserved_port() for a fixed number."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A port number held for the block: bound on 0.0.0.0 with SO_REUSEADDR, never listening.
+
+    Connections to it are refused until a socket listens on it; only a socket that
+    also sets SO_REUSEADDR (websockify's listener does) may bind it, and the kernel
+    hands it to no one else (bind to port 0, outgoing connections) meanwhile.
+    """
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("0.0.0.0", 0))
+        yield holder.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class KernelSocket:
+    """One TCP socket as /proc/net/tcp shows it; the queues are in bytes."""
+    local_port: int
+    remote_port: int
+    state: int  # 1 is ESTABLISHED
+    send_queue: int  # written by the process, not yet acknowledged by the peer
+    receive_queue: int  # received, not yet read by the process
+
+
+def kernel_sockets() -> list[KernelSocket]:
+    """Every TCP socket of this network namespace, whatever process holds it."""
+    found = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                send_queue, receive_queue = (int(n, 16) for n in fields[4].split(":"))
+                found.append(KernelSocket(int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16),
+                                          int(fields[3], 16), send_queue, receive_queue))
+    return found
+
+
+def kernel_socket(local_port: int, remote_port: int) -> KernelSocket:
+    """The established loopback socket from `local_port` to `remote_port`."""
+    matches = [s for s in kernel_sockets() if (s.local_port, s.remote_port, s.state) == (local_port, remote_port, 1)]
+    assert len(matches) == 1, f"{len(matches)} established sockets {local_port} -> {remote_port}"
+    return matches[0]
+
+
+def wait_steady(sample: Callable[[], object], seconds: float, what: str, polls: int = 25,
+                interval: float = 0.02) -> object:
+    """Wait until `sample()` gives the same truthy value `polls` times in a row.
+
+    For states that show as numbers that stop moving, such as buffers that have
+    filled up: `sample` returns None while the state is not reached yet.
+    """
+    deadline = time.monotonic() + timeout(seconds)
+    last, same = None, 0
+    while True:
+        value = sample()
+        same = same + 1 if value and value == last else 1
+        last = value
+        if value and same >= polls:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}; last sample {value!r}")
+        time.sleep(interval)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, message: str, code: int = 2) -> None:
