@@ -3,6 +3,7 @@ and WebSocket clients from the websockets library. Every wait is bounded."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import queue
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -220,35 +222,17 @@ def reserved_port() -> Iterator[int]:
         yield holder.getsockname()[1]
 
 
-@dataclass(frozen=True)
-class KernelSocket:
-    """One TCP socket as /proc/net/tcp shows it; the queues are in bytes."""
-    local_port: int
-    remote_port: int
-    state: int  # 1 is ESTABLISHED
-    send_queue: int  # written by the process, not yet acknowledged by the peer
-    receive_queue: int  # received, not yet read by the process
+def unsent_bytes(sock: "socket.socket | int") -> int:
+    """Bytes in the kernel's send queue of `sock` (a socket or its descriptor): written,
+    not yet acknowledged by the peer. It stays put when the peer does not read."""
+    fd = sock if isinstance(sock, int) else sock.fileno()
+    return int.from_bytes(fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"), sys.byteorder)
 
 
-def kernel_sockets() -> list[KernelSocket]:
-    """Every TCP socket of this network namespace, whatever process holds it."""
-    found = []
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(name) as table:
-            next(table)
-            for line in table:
-                fields = line.split()
-                send_queue, receive_queue = (int(n, 16) for n in fields[4].split(":"))
-                found.append(KernelSocket(int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16),
-                                          int(fields[3], 16), send_queue, receive_queue))
-    return found
-
-
-def kernel_socket(local_port: int, remote_port: int) -> KernelSocket:
-    """The established loopback socket from `local_port` to `remote_port`."""
-    matches = [s for s in kernel_sockets() if (s.local_port, s.remote_port, s.state) == (local_port, remote_port, 1)]
-    assert len(matches) == 1, f"{len(matches)} established sockets {local_port} -> {remote_port}"
-    return matches[0]
+def unread_bytes(sock: "socket.socket | int") -> int:
+    """Bytes in the kernel's receive queue of `sock`: arrived, not yet read."""
+    fd = sock if isinstance(sock, int) else sock.fileno()
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
 
 
 def wait_steady(sample: Callable[[], object], seconds: float, what: str, polls: int = 25,

@@ -14,8 +14,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from helpers import (SinkRecorder, TcpServer, pattern_bytes, running_proxy, timeout,
-                     ws_connect)
+from helpers import (SinkRecorder, TcpServer, pattern_bytes, running_proxy, timeout, unread_bytes, unsent_bytes,
+                     wait_steady, ws_connect)
 
 MIB = 1024 * 1024
 
@@ -99,37 +99,52 @@ def test_500_concurrent_connections_all_echo(echo_proxy):
     assert sorted(run(scenario(), 120)) == list(range(count))
 
 
-def _pattern_source(conn: socket.socket, stop: threading.Event) -> None:
-    offset, block = 0, 64 * 1024
-    while not stop.is_set():
-        conn.sendall(pattern_bytes(offset, block) if offset < 4 * block else _FAST_BLOCKS[offset // block % 4])
-        offset += block
+class PatternSource:
+    """A target that sends a repeating pattern as fast as the proxy takes it, counting what it sent."""
 
+    BLOCK = 64 * 1024
 
-def _fast_blocks() -> list[bytes]:
-    # pattern_bytes is slow in Python; the stream repeats every 4 blocks after the first 4.
-    return [pattern_bytes(i * 64 * 1024, 64 * 1024) for i in range(4)]
+    def __init__(self) -> None:
+        # pattern_bytes is slow in Python: the stream is these 4 blocks, again and again.
+        self.blocks = [pattern_bytes(i * self.BLOCK, self.BLOCK) for i in range(4)]
+        self.sent = 0
+        self.conn: socket.socket | None = None
+        self._stop = threading.Event()
+        self.server = TcpServer(self._send)
 
+    def _send(self, conn: socket.socket) -> None:
+        self.conn = conn
+        while not self._stop.is_set():
+            conn.sendall(self.blocks[self.sent // self.BLOCK % 4])
+            self.sent += self.BLOCK
 
-_FAST_BLOCKS: list[bytes] = []
+    def close(self) -> None:
+        self._stop.set()
+        self.server.close()
 
 
 def test_stalled_client_bounds_proxy_memory_and_stream_resumes_intact():
     """The client stops reading while the target keeps sending as fast as it can."""
-    _FAST_BLOCKS[:] = _fast_blocks()
-    # The stream the source sends: blocks 0..3 from pattern_bytes, then those 4 blocks again.
-    expected_cycle = b"".join(_FAST_BLOCKS)
-    stop = threading.Event()
-    source = TcpServer(lambda conn: _pattern_source(conn, stop))
+    source = PatternSource()
     try:
-        with running_proxy("127.0.0.1:0", source.address) as proxy:
+        with running_proxy("127.0.0.1:0", source.server.address) as proxy:
             rss = psutil.Process(proxy.proc.pid).memory_info
+
+            def pipeline_full(client: socket.socket) -> object:
+                """The proxy takes nothing from the source (its bytes wait in the source's send
+                queue) and sends nothing to the client (whose receive queue stands still)."""
+                assert source.conn is not None
+                waiting_at_source, waiting_at_client = unsent_bytes(source.conn), unread_bytes(client)
+                return (source.sent, waiting_at_source, waiting_at_client) if waiting_at_source else None
 
             async def scenario():
                 async with ws_connect(proxy.url, subprotocols=["binary"], max_queue=2) as ws:
                     first = await ws.recv()
                     baseline = rss().rss
-                    await asyncio.sleep(timeout(3))  # not reading: every buffer fills up
+                    # From here the client reads nothing (websockets stops at max_queue).
+                    client = ws.transport.get_extra_info("socket")
+                    await asyncio.to_thread(wait_steady, lambda: pipeline_full(client), 30,
+                                            "every buffer between the source and the client to fill up")
                     stalled = rss().rss
                     received = bytearray(first)
                     while len(received) < 48 * MIB:
@@ -140,11 +155,11 @@ def test_stalled_client_bounds_proxy_memory_and_stream_resumes_intact():
             growth = stalled - baseline
             print(f"proxy RSS growth while stalled: {growth / MIB:.2f} MiB")
             assert growth < 16 * MIB, f"proxy RSS grew by {growth / MIB:.1f} MiB while the client stalled"
+            expected_cycle = b"".join(source.blocks)
             cycle = len(expected_cycle)
             for start in range(0, len(received) - cycle, cycle):
                 assert received[start:start + cycle] == expected_cycle, f"stream corrupted near byte {start}"
     finally:
-        stop.set()
         source.close()
 
 
