@@ -223,6 +223,10 @@ class Browser:
     def close(self, code: int = 1000, reason: str = "") -> bytes:
         return self.frame(Opcode.CLOSE, code.to_bytes(2, "big") + reason.encode())
 
+    def skip_http_head(self, transport: FakeTransport) -> None:
+        """Frames start after the 101 response written to `transport`."""
+        self._seen = transport.written.index(b"\r\n\r\n") + 4
+
     def received(self, transport: FakeTransport) -> list[Frame]:
         """The frames written to `transport` since the last call."""
         new = bytes(transport.written[self._seen:])
