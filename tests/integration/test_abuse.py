@@ -15,9 +15,9 @@ import psutil
 import pytest
 
 from certs import make_all
-from helpers import ROOT, TcpServer, running_proxy, timeout, unsent_bytes, wait_for, wait_steady
-from rawws import (exchange, frame, open_websocket, read_frame, read_head, read_until_close, status_of,
-                   upgrade_request, upgrade_status)
+from helpers import ROOT, TcpServer, running_proxy, timeout, wait_for
+from rawws import (exchange, frame, open_websocket, read_frame, read_head, read_until_close, send_until_stalled,
+                   status_of, upgrade_request, upgrade_status)
 
 PLUGINS = {"PYTHONPATH": os.path.join(ROOT, "tests", "plugins")}
 
@@ -110,31 +110,24 @@ def test_ping_flood_from_a_client_that_does_not_read_is_bounded(echo_server):
     with running_proxy("127.0.0.1:0", echo_server.address) as proxy:
         sock = open_websocket(proxy.port)
         before = rss(proxy)
-        ping = frame(0x9, b"p" * 125) * 512  # 65 KiB of pings, each asking for a 127-byte pong
-        sock.settimeout(timeout(2))
-        sent = 0
-        try:
-            while sent < 400 * 1024 * 1024:
-                sent += sock.send(ping)
-        except socket.timeout:
-            pass  # the proxy stopped reading: its pongs for us hit the write-buffer mark
+        one_ping = frame(0x9, b"p" * 125)  # asks for a 127-byte pong
+        sent, rest = send_until_stalled(sock, one_ping * 512)
+        # The proxy stopped reading: its pongs for us hit the write-buffer mark.
         assert sent < 64 * 1024 * 1024, f"the proxy kept reading {sent} bytes of pings"
         assert rss(proxy) - before < 16 * 1024 * 1024
         # Reading the pongs lets the proxy go on, and the session still works.
         sock.settimeout(timeout(10))
-        drained = threading.Thread(target=lambda: _drain_pongs(sock, sent // len(frame(0x9, b"p" * 125))))
+        pongs: list[tuple[int, bytes]] = []
+        drained = threading.Thread(target=lambda: pongs.extend(
+            read_frame(sock) for _ in range((sent + len(rest)) // len(one_ping))))
         drained.start()
+        sock.sendall(rest)
         drained.join(timeout(60))
         assert not drained.is_alive()
+        assert pongs == [(0xA, b"p" * 125)] * ((sent + len(rest)) // len(one_ping))
         sock.sendall(frame(0x2, b"still here"))
         assert read_frame(sock) == (0x2, b"still here")
         sock.close()
-
-
-def _drain_pongs(sock: socket.socket, count: int) -> None:
-    for _ in range(count):
-        opcode, payload = read_frame(sock)
-        assert opcode == 0xA and payload == b"p" * 125
 
 
 def test_endless_empty_continuation_frames_are_cut_off(echo_server):
@@ -222,21 +215,7 @@ def test_session_ends_when_client_leaves_a_target_that_does_not_read():
         with running_proxy("127.0.0.1:0", target.address) as proxy:
             sock = open_websocket(proxy.port)
             assert accepted.wait(timeout(10))
-            sock.setblocking(False)
-            chunk = frame(0x2, b"z" * 65000)
-            pending = memoryview(b"")
-
-            def proxy_stopped_reading() -> object:
-                """Send what the kernel takes; once the proxy reads no more, our send queue stands still."""
-                nonlocal pending
-                try:
-                    while True:
-                        pending = pending[sock.send(pending):] if pending else memoryview(chunk)
-                except BlockingIOError:
-                    pass
-                return unsent_bytes(sock) or None
-
-            wait_steady(proxy_stopped_reading, 30, "every buffer between the client and the target to fill up")
+            send_until_stalled(sock, frame(0x2, b"z" * 65000))  # every buffer on the way is full
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()  # reset
             started = time.monotonic()
