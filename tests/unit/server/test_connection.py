@@ -21,7 +21,7 @@ class Client:
 
     def __init__(self, config: Config, ticket: Optional[Ticket] = None, deadline_s: float = 10,
                  server: Optional[ProxyServer] = None) -> None:
-        self.server = server or ProxyServer(config, FakeConnector())
+        self.server = server or ProxyServer(config, FakeConnector(), [])
         self.ticket = ticket or self.server.admission.admit("127.0.0.1")
         assert self.ticket is not None
         loop = asyncio.get_running_loop()
@@ -40,7 +40,7 @@ class Client:
 
 
 def config(**options: Any) -> Config:
-    return build_config(listen="127.0.0.1:0", target="127.0.0.1:1", **options)
+    return build_config(arguments=("127.0.0.1:0", "127.0.0.1:1"), **options)
 
 
 async def answered(client: Client) -> tuple[int, dict[str, str], bytes]:
@@ -133,7 +133,7 @@ def test_malformed_requests_and_old_upgrades_get_400(request_bytes):
 
 def test_a_ticket_with_a_refusal_gets_503_and_is_released():
     async def scenario():
-        server = ProxyServer(config(max_connections=1), FakeConnector())
+        server = ProxyServer(config(max_connections=1), FakeConnector(), [])
         first = server.admission.admit("127.0.0.1")
         second = server.admission.admit("127.0.0.2")
         assert first is not None and first.refusal is None
@@ -150,7 +150,7 @@ def test_a_ticket_with_a_refusal_gets_503_and_is_released():
 
 def test_a_refused_head_request_gets_503_without_body():
     async def scenario():
-        server = ProxyServer(config(max_connections=1), FakeConnector())
+        server = ProxyServer(config(max_connections=1), FakeConnector(), [])
         server.admission.admit("127.0.0.1")
         client = Client(server.config, server.admission.admit("127.0.0.1"), server=server)
         client.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
