@@ -41,7 +41,12 @@ run: $(VENV)/.installed $(REBIND)
 	@echo "Open http://localhost:$(PORT)/ in a browser (Ctrl-C to stop)."
 	exec $(BIN)/websockify --web demo/web $(PORT) -- $(BIN)/python demo/chat_server.py --port $(PORT)
 
-test: $(VENV)/.test-installed $(REBIND)
+# System tools first, before anything is built: scripts/check_test_deps.sh
+# installs what is missing when it may (root, passwordless sudo), else names
+# it in one line and stops.
+test:
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/check_test_deps.sh
+	$(MAKE) --no-print-directory $(VENV)/.test-installed $(REBIND)
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed $(REBIND)

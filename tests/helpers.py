@@ -3,6 +3,7 @@ and WebSocket clients from the websockets library. Every wait is bounded."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import queue
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -199,9 +201,58 @@ def pattern_bytes(offset: int, length: int) -> bytes:
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. Racy: another process may take it before
+    it is used. Prefer port 0 read back, or reserved_port() for a fixed number."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A port number held for the block: bound on 0.0.0.0 with SO_REUSEADDR, never listening.
+
+    Connections to it are refused until a socket listens on it; only a socket that
+    also sets SO_REUSEADDR (websockify's listener does) may bind it, and the kernel
+    hands it to no one else (bind to port 0, outgoing connections) meanwhile.
+    """
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("0.0.0.0", 0))
+        yield holder.getsockname()[1]
+
+
+def unsent_bytes(sock: "socket.socket | int") -> int:
+    """Bytes in the kernel's send queue of `sock` (a socket or its descriptor): written,
+    not yet acknowledged by the peer. It stays put when the peer does not read."""
+    fd = sock if isinstance(sock, int) else sock.fileno()
+    return int.from_bytes(fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"), sys.byteorder)
+
+
+def unread_bytes(sock: "socket.socket | int") -> int:
+    """Bytes in the kernel's receive queue of `sock`: arrived, not yet read."""
+    fd = sock if isinstance(sock, int) else sock.fileno()
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+
+
+def wait_steady(sample: Callable[[], object], seconds: float, what: str, polls: int = 25,
+                interval: float = 0.02) -> object:
+    """Wait until `sample()` gives the same truthy value `polls` times in a row.
+
+    For states that show as numbers that stop moving, such as buffers that have
+    filled up: `sample` returns None while the state is not reached yet.
+    """
+    deadline = time.monotonic() + timeout(seconds)
+    last, same = None, 0
+    while True:
+        value = sample()
+        same = same + 1 if value and value == last else 1
+        last = value
+        if value and same >= polls:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}; last sample {value!r}")
+        time.sleep(interval)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, message: str, code: int = 2) -> None:

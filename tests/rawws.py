@@ -8,7 +8,7 @@ import socket
 import struct
 from typing import Optional
 
-from helpers import timeout
+from helpers import timeout, unsent_bytes, wait_steady
 
 
 def frame(opcode: int, payload: bytes = b"", fin: bool = True, mask: bytes = b"\x11\x22\x33\x44") -> bytes:
@@ -101,3 +101,27 @@ def exchange(port: int, request: bytes) -> bytes:
         while chunk := sock.recv(65536):
             data += chunk
         return data
+
+
+def send_until_stalled(sock: socket.socket, message: bytes, seconds: float = 30) -> tuple[int, bytes]:
+    """Send `message` again and again without blocking until the peer reads no more:
+    our send queue stands still. Returns the bytes sent and the unsent rest of the
+    last message, which must go out before anything else. The socket is left
+    non-blocking."""
+    sock.setblocking(False)
+    pending, sent = memoryview(b""), 0
+
+    def stalled() -> object:
+        nonlocal pending, sent
+        try:
+            while True:
+                if not pending:
+                    pending = memoryview(message)
+                count = sock.send(pending)
+                pending, sent = pending[count:], sent + count
+        except BlockingIOError:
+            pass
+        return unsent_bytes(sock) or None
+
+    wait_steady(stalled, seconds, "the peer to stop reading")
+    return sent, bytes(pending)

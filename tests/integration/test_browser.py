@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from browser import Browser, visit
-from helpers import ROOT, free_port, running_proxy, timeout
+from helpers import ROOT, reserved_port, running_proxy, timeout
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,10 @@ def browser():
 
 
 def test_demo_chat_page_talks_to_the_wrapped_tcp_server(browser, tmp_path):
-    port = free_port()
-    with running_proxy("--web", os.path.join(ROOT, "demo", "web"), str(port), "--",
-                       sys.executable, os.path.join(ROOT, "demo", "chat_server.py"), "--port", str(port)) as proxy:
+    # A wrapped program is told a fixed port; the reservation keeps anyone else off it.
+    with reserved_port() as port, running_proxy(
+            "--web", os.path.join(ROOT, "demo", "web"), str(port), "--",
+            sys.executable, os.path.join(ROOT, "demo", "chat_server.py"), "--port", str(port)) as proxy:
         proxy.wait_log("service ready")
 
         async def scenario():
@@ -50,9 +51,9 @@ def test_novnc_connects_to_a_wrapped_xvnc(browser, tmp_path):
     if not os.path.exists(os.path.join(novnc, "vnc.html")) or xvnc is None:
         pytest.fail("noVNC and Xvnc are needed (.ci/run installs novnc and tigervnc-standalone-server)")
     display = next(n for n in range(60, 99) if not os.path.exists(f"/tmp/.X11-unix/X{n}"))
-    port = free_port()
-    with running_proxy("--web", novnc, str(port), "--", xvnc, f":{display}", "-rfbport", str(port),
-                       "-SecurityTypes", "None", "-geometry", "640x480") as proxy:
+    with reserved_port() as port, running_proxy(
+            "--web", novnc, str(port), "--", xvnc, f":{display}", "-rfbport", str(port),
+            "-SecurityTypes", "None", "-geometry", "640x480") as proxy:
         proxy.wait_log("service ready", 30)
 
         async def scenario():

@@ -5,7 +5,7 @@ import socket
 import sys
 import time
 
-from helpers import running_proxy, start_proxy, timeout, wait_for
+from helpers import reserved_port, running_proxy, start_proxy, timeout, wait_for
 from rawws import exchange, frame, open_websocket, read_frame
 
 
@@ -106,19 +106,17 @@ def test_run_once_exits_after_the_first_websocket_session(echo_server):
 
 def test_idle_timeout_stops_a_wrapped_program(tmp_path):
     pid_file = tmp_path / "child.pid"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    script = (f"import os, socket, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
-              f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(120)")
-    proxy = start_proxy("--idle-timeout", "1", str(port), "--", sys.executable, "-c", script)
-    try:
-        wait_for(pid_file.exists, 20, "the wrapped program")
-        child = int(pid_file.read_text())
-        assert proxy.proc.wait(timeout(20)) == 0
-        wait_for(lambda: not _alive(child), 10, "the wrapped program to be gone")
-    finally:
-        proxy.stop()
+    with reserved_port() as port:
+        script = (f"import os, socket, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+                  f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(120)")
+        proxy = start_proxy("--idle-timeout", "1", str(port), "--", sys.executable, "-c", script)
+        try:
+            wait_for(pid_file.exists, 20, "the wrapped program")
+            child = int(pid_file.read_text())
+            assert proxy.proc.wait(timeout(20)) == 0
+            wait_for(lambda: not _alive(child), 10, "the wrapped program to be gone")
+        finally:
+            proxy.stop()
 
 
 def _alive(pid: int) -> bool:

@@ -14,8 +14,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from helpers import (SinkRecorder, TcpServer, free_port, pattern_bytes, running_proxy, timeout,
-                     ws_connect)
+from helpers import (SinkRecorder, TcpServer, pattern_bytes, running_proxy, timeout, unread_bytes, unsent_bytes,
+                     wait_steady, ws_connect)
 
 MIB = 1024 * 1024
 
@@ -99,37 +99,52 @@ def test_500_concurrent_connections_all_echo(echo_proxy):
     assert sorted(run(scenario(), 120)) == list(range(count))
 
 
-def _pattern_source(conn: socket.socket, stop: threading.Event) -> None:
-    offset, block = 0, 64 * 1024
-    while not stop.is_set():
-        conn.sendall(pattern_bytes(offset, block) if offset < 4 * block else _FAST_BLOCKS[offset // block % 4])
-        offset += block
+class PatternSource:
+    """A target that sends a repeating pattern as fast as the proxy takes it, counting what it sent."""
 
+    BLOCK = 64 * 1024
 
-def _fast_blocks() -> list[bytes]:
-    # pattern_bytes is slow in Python; the stream repeats every 4 blocks after the first 4.
-    return [pattern_bytes(i * 64 * 1024, 64 * 1024) for i in range(4)]
+    def __init__(self) -> None:
+        # pattern_bytes is slow in Python: the stream is these 4 blocks, again and again.
+        self.blocks = [pattern_bytes(i * self.BLOCK, self.BLOCK) for i in range(4)]
+        self.sent = 0
+        self.conn: socket.socket | None = None
+        self._stop = threading.Event()
+        self.server = TcpServer(self._send)
 
+    def _send(self, conn: socket.socket) -> None:
+        self.conn = conn
+        while not self._stop.is_set():
+            conn.sendall(self.blocks[self.sent // self.BLOCK % 4])
+            self.sent += self.BLOCK
 
-_FAST_BLOCKS: list[bytes] = []
+    def close(self) -> None:
+        self._stop.set()
+        self.server.close()
 
 
 def test_stalled_client_bounds_proxy_memory_and_stream_resumes_intact():
     """The client stops reading while the target keeps sending as fast as it can."""
-    _FAST_BLOCKS[:] = _fast_blocks()
-    # The stream the source sends: blocks 0..3 from pattern_bytes, then those 4 blocks again.
-    expected_cycle = b"".join(_FAST_BLOCKS)
-    stop = threading.Event()
-    source = TcpServer(lambda conn: _pattern_source(conn, stop))
+    source = PatternSource()
     try:
-        with running_proxy("127.0.0.1:0", source.address) as proxy:
+        with running_proxy("127.0.0.1:0", source.server.address) as proxy:
             rss = psutil.Process(proxy.proc.pid).memory_info
+
+            def pipeline_full(client: socket.socket) -> object:
+                """The proxy takes nothing from the source (its bytes wait in the source's send
+                queue) and sends nothing to the client (whose receive queue stands still)."""
+                assert source.conn is not None
+                waiting_at_source, waiting_at_client = unsent_bytes(source.conn), unread_bytes(client)
+                return (source.sent, waiting_at_source, waiting_at_client) if waiting_at_source else None
 
             async def scenario():
                 async with ws_connect(proxy.url, subprotocols=["binary"], max_queue=2) as ws:
                     first = await ws.recv()
                     baseline = rss().rss
-                    await asyncio.sleep(timeout(3))  # not reading: every buffer fills up
+                    # From here the client reads nothing (websockets stops at max_queue).
+                    client = ws.transport.get_extra_info("socket")
+                    await asyncio.to_thread(wait_steady, lambda: pipeline_full(client), 30,
+                                            "every buffer between the source and the client to fill up")
                     stalled = rss().rss
                     received = bytearray(first)
                     while len(received) < 48 * MIB:
@@ -140,42 +155,39 @@ def test_stalled_client_bounds_proxy_memory_and_stream_resumes_intact():
             growth = stalled - baseline
             print(f"proxy RSS growth while stalled: {growth / MIB:.2f} MiB")
             assert growth < 16 * MIB, f"proxy RSS grew by {growth / MIB:.1f} MiB while the client stalled"
+            expected_cycle = b"".join(source.blocks)
             cycle = len(expected_cycle)
             for start in range(0, len(received) - cycle, cycle):
                 assert received[start:start + cycle] == expected_cycle, f"stream corrupted near byte {start}"
     finally:
-        stop.set()
         source.close()
 
 
 def test_target_refused_closes_1011_and_proxy_keeps_serving():
-    port = free_port()
-    with running_proxy("127.0.0.1:0", f"127.0.0.1:{port}") as proxy:
-        async def refused():
-            async with ws_connect(proxy.url) as ws:
-                with pytest.raises(ConnectionClosed) as info:
-                    await ws.recv()
-                return info.value.rcvd
-        close = run(refused())
-        assert close.code == 1011
-        assert close.reason == "Failed to connect to downstream server"
-        proxy.wait_log(r"target unreachable: .*refused")
+    # Bound and not listening: connections are refused, and the port stays ours.
+    with socket.socket() as target:
+        target.bind(("127.0.0.1", 0))
+        with running_proxy("127.0.0.1:0", "127.0.0.1:%d" % target.getsockname()[1]) as proxy:
+            async def refused():
+                async with ws_connect(proxy.url) as ws:
+                    with pytest.raises(ConnectionClosed) as info:
+                        await ws.recv()
+                    return info.value.rcvd
+            close = run(refused())
+            assert close.code == 1011
+            assert close.reason == "Failed to connect to downstream server"
+            proxy.wait_log(r"target unreachable: .*refused")
 
-        # The same proxy serves normally once the target is up.
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", port))
-        server.listen(1)
-        try:
+            # The same proxy serves normally once the target is up.
+            target.listen(1)
+
             async def works():
                 async with ws_connect(proxy.url) as ws:
-                    conn = await asyncio.to_thread(server.accept)
+                    conn = await asyncio.to_thread(target.accept)
                     with conn[0]:
                         conn[0].sendall(b"up")
                         assert await ws.recv() == b"up"
             run(works())
-        finally:
-            server.close()
 
 
 def test_target_closing_mid_stream_delivers_everything_then_1000():
@@ -275,17 +287,16 @@ def test_oversized_message_closes_1009_without_disturbing_other_sessions(echo_se
 
 
 def test_protocol_error_closes_1002(echo_proxy):
-    if True:
-        sock = _raw_handshake(echo_proxy.port)
-        sock.sendall(Frame(Opcode.BINARY, b"x").serialize(mask=False))  # clients must mask
-        data = b""
-        while len(data) < 4:
-            chunk = sock.recv(100)
-            if not chunk:
-                break
-            data += chunk
-        sock.close()
-        assert data[0] == 0x88 and int.from_bytes(data[2:4], "big") == 1002
+    sock = _raw_handshake(echo_proxy.port)
+    sock.sendall(Frame(Opcode.BINARY, b"x").serialize(mask=False))  # clients must mask
+    data = b""
+    while len(data) < 4:
+        chunk = sock.recv(100)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    assert data[0] == 0x88 and int.from_bytes(data[2:4], "big") == 1002
 
 
 def test_invalid_base64_closes_1007(echo_proxy):
@@ -306,19 +317,23 @@ def test_ping_is_answered(echo_proxy):
     run(scenario())
 
 
-@pytest.mark.parametrize("garbage", [
-    b"\x00\x01\x02garbage\r\n\r\n",
-    b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",  # no key
-    b"BREW /pot HTTP/1.1\r\n\r\n",
-    b"GET / HTTP/9.9\r\n\r\n",
-    b"GET /\r\n\r\n",
-    b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-    b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 13\r\n\r\n",
-    b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 8\r\n\r\n",
+UPGRADE_13 = (b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\n")
+
+
+@pytest.mark.parametrize("garbage,status", [
+    (b"\x00\x01\x02garbage\r\n\r\n", None),  # not HTTP: dropped without a word
+    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 400),  # no key
+    (b"BREW /pot HTTP/1.1\r\n\r\n", 400),  # not a method
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 405),
+    (b"GET / HTTP/9.9\r\n\r\n", 505),
+    (b"GET /\r\n\r\n", 505),  # HTTP/0.9
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),  # the HTTP/2 preface
+    (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+    (b"GET / HTTP/1.0\r\n" + UPGRADE_13 + b"\r\n", 400),
+    (b"GET / HTTP/1.1\r\n" + UPGRADE_13.replace(b"Version: 13", b"Version: 8") + b"\r\n", 426),
 ])
-def test_garbage_instead_of_handshake_is_refused_and_server_keeps_serving(echo_proxy, garbage):
+def test_garbage_instead_of_handshake_is_refused_and_server_keeps_serving(echo_proxy, garbage, status):
     async def scenario():
         async with ws_connect(echo_proxy.url) as good:
             reader, writer = await asyncio.open_connection("127.0.0.1", echo_proxy.port)
@@ -329,10 +344,10 @@ def test_garbage_instead_of_handshake_is_refused_and_server_keeps_serving(echo_p
             assert await good.recv() == b"ok"
             return reply
     reply = run(scenario())
-    if garbage.startswith(b"\x00"):
+    if status is None:
         assert reply == b""
     else:
-        assert reply.split(b" ")[1] in (b"400", b"405", b"505"), reply[:80]
+        assert reply.startswith(b"HTTP/1.1 %d " % status), reply[:80]
 
 
 def test_stalled_handshake_is_dropped_after_timeout(echo_server):
@@ -401,15 +416,16 @@ def test_a_low_soft_file_limit_does_not_cap_clients(echo_server):
     """Started with a soft limit of 256 descriptors (as a service manager might), 400 clients
     (800 descriptors in the proxy) are all served: websockify raises its own soft limit."""
     with running_proxy("127.0.0.1:0", echo_server.address, preexec_fn=_low_file_limit) as proxy:
-        async def one(i: int):
+        async def one(i: int, all_open: asyncio.Barrier):
             async with ws_connect(proxy.url, open_timeout=timeout(60)) as ws:
                 await ws.send(b"%d" % i)
                 assert await ws.recv() == b"%d" % i
-                await asyncio.sleep(timeout(2))  # all open at once
+                await all_open.wait()
             return i
 
         async def scenario():
-            return await asyncio.gather(*(one(i) for i in range(400)))
+            all_open = asyncio.Barrier(400)
+            return await asyncio.gather(*(one(i, all_open) for i in range(400)))
         assert sorted(run(scenario(), 120)) == list(range(400))
 
 
@@ -424,20 +440,33 @@ def test_running_out_of_descriptors_is_survived(echo_server):
     the rest, and serves again once clients leave."""
     with running_proxy("127.0.0.1:0", echo_server.address, preexec_fn=_tiny_file_limit) as proxy:
         async def crowd():
+            decided, all_decided = [], asyncio.Event()
+
+            def decide(outcome: str) -> str:
+                decided.append(outcome)
+                if len(decided) == 60:
+                    all_decided.set()
+                return outcome
+
             async def one():
                 try:
                     async with ws_connect(proxy.url, open_timeout=timeout(5)) as ws:
                         await ws.send(b"x")
                         await ws.recv()
-                        await asyncio.sleep(timeout(1))
-                        return True
-                except Exception:  # refused, reset, timed out or closed 1011: all count as "not served"
-                    return False
+                        decide("served")
+                        await all_decided.wait()  # served clients hold their descriptors
+                        return "served"
+                except ConnectionClosed as exc:  # no descriptor left to reach the target
+                    assert exc.rcvd is not None, exc
+                    return decide(f"closed {exc.rcvd.code}")
+                except TimeoutError:  # left in the listen backlog: no descriptor to accept it
+                    return decide("timed out")
             return await asyncio.gather(*(one() for _ in range(60)))
 
         results = run(crowd(), 60)
-        assert not all(results), "the limit was never reached; the test proves nothing"
-        assert any(results)
+        assert set(results) <= {"served", "closed 1011", "timed out"}, results
+        assert "served" in results
+        assert set(results) != {"served"}, "the limit was never reached; the test proves nothing"
 
         async def afterwards():
             async with ws_connect(proxy.url) as ws:

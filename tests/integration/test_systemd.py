@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from helpers import ROOT, running_proxy, start_proxy, timeout, wait_for
+from helpers import ROOT, reserved_port, running_proxy, start_proxy, timeout, wait_for
 from rawws import frame, open_websocket, read_frame, read_head, upgrade_request
 
 VENV_WEBSOCKIFY = os.path.join(os.path.dirname(sys.executable), "websockify")
@@ -98,20 +98,14 @@ def test_notify_variables_are_not_passed_to_a_wrapped_program(tmp_path):
     script = f"import os, socket, time; open({str(out)!r}, 'w').write(repr(sorted(k for k in os.environ " \
              f"if k.startswith(('NOTIFY', 'WATCHDOG', 'LISTEN'))))); s = socket.socket(); " \
              f"s.bind(('127.0.0.1', PORT)); s.listen(); time.sleep(60)"
-    port = _unused_port()
-    with running_proxy(str(port), "--", sys.executable, "-c", script.replace("PORT", str(port)),
-                       env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "30000000"}):
+    with reserved_port() as port, running_proxy(
+            str(port), "--", sys.executable, "-c", script.replace("PORT", str(port)),
+            env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "30000000"}):
         ready = notify.until("READY")[-1]
         assert "wrapped program running" in ready["STATUS"]
         wait_for(out.exists, 10, "the program's environment")
         assert out.read_text() == "[]"
     notify.close()
-
-
-def _unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # -- socket activation ----------------------------------------------------------------
@@ -123,17 +117,17 @@ def _activated(listen: str, *args: str, env: dict | None = None) -> subprocess.P
 
 
 def test_socket_activation_on_tcp_without_a_source_address(echo_server):
-    port = _unused_port()
-    proc = _activated(f"127.0.0.1:{port}", echo_server.address)
-    try:
-        ws = wait_for(lambda: _connect(port), 20, "the activated websockify")
-        ws.sendall(frame(0x2, b"activated"))
-        assert read_frame(ws) == (0x2, b"activated")
-        ws.close()
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout(10)) == 0
-    assert f"listening on 127.0.0.1:{port}" in proc.stderr.read()
+    with reserved_port() as port:
+        proc = _activated(f"127.0.0.1:{port}", echo_server.address)
+        try:
+            ws = wait_for(lambda: _connect(port), 20, "the activated websockify")
+            ws.sendall(frame(0x2, b"activated"))
+            assert read_frame(ws) == (0x2, b"activated")
+            ws.close()
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout(10)) == 0
+        assert f"listening on 127.0.0.1:{port}" in proc.stderr.read()
 
 
 def test_socket_activation_on_a_unix_socket(tmp_path, echo_server):
@@ -154,18 +148,18 @@ def test_socket_activation_on_a_unix_socket(tmp_path, echo_server):
 
 
 def test_socket_activation_source_address_must_match(echo_server):
-    port = _unused_port()
-    proc = _activated(f"127.0.0.1:{port}", "127.0.0.1:1", echo_server.address)
-    try:
-        first = wait_for(lambda: _tcp(port), 20, "systemd-socket-activate to listen")
-        first.close()  # the first connection starts websockify
-        assert proc.wait(timeout(20)) == 2
-        assert re.search(r"source address 127\.0\.0\.1:1 is not among the sockets systemd passed: "
-                         rf"127\.0\.0\.1:{port}", proc.stderr.read())
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with reserved_port() as port:
+        proc = _activated(f"127.0.0.1:{port}", "127.0.0.1:1", echo_server.address)
+        try:
+            first = wait_for(lambda: _tcp(port), 20, "systemd-socket-activate to listen")
+            first.close()  # the first connection starts websockify
+            assert proc.wait(timeout(20)) == 2
+            assert re.search(r"source address 127\.0\.0\.1:1 is not among the sockets systemd passed: "
+                             rf"127\.0\.0\.1:{port}", proc.stderr.read())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _tcp(port: int):

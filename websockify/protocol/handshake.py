@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from websockets.datastructures import Headers
-from websockets.exceptions import NegotiationError
+from websockets.exceptions import InvalidHeaderValue, NegotiationError
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -46,6 +46,11 @@ def perform_handshake(path: str, headers: Headers, max_message_bytes: int) -> Ha
     protocol = ServerProtocol(select_subprotocol=select_subprotocol, max_size=max_message_bytes,
                               state=State.OPEN)
     response = protocol.accept(Request(path, headers))
+    exc = protocol.handshake_exc
+    if isinstance(exc, InvalidHeaderValue) and exc.name == "Sec-WebSocket-Version":
+        # RFC 6455 §4.2.2: name the version we speak, so a client can retry with it.
+        response = protocol.reject(426, f"Failed to open a WebSocket connection: {exc}.\n")
+        response.headers["Sec-WebSocket-Version"] = "13"
     accepted = response.status_code == 101
     error = None if accepted else str(protocol.handshake_exc)
     return HandshakeResult(protocol, accepted, protocol.subprotocol, response.serialize(), error)

@@ -97,6 +97,8 @@ class RequestReader:
         except httptools.HttpParserError as exc:
             if self._error is not None:
                 raise self._error from None
+            if str(exc) == "Invalid HTTP version":  # well-formed (HTTP/9.9), just not one llhttp knows
+                raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are supported") from None
             if not self._complete:  # else: our own stop at the end of the head
                 raise HttpError(400, f"malformed request: {exc}") from None
         if self._complete:

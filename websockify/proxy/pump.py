@@ -224,7 +224,7 @@ class Relay:
                 self._recording.record(CLIENT_TO_TARGET, payload)
             if self._traffic:
                 traffic_log.info("%s: client > target %d bytes", self._peer, len(payload))
-        if self._target is not None and not self._target_eof_sent:
+        if self._target is not None and not self._target_eof_sent and not self._target_gone:
             self._target.writelines(payloads)
         elif self._target is None and not self._target_gone:
             self._pending.extend(payloads)
@@ -333,6 +333,7 @@ class Relay:
         if left:
             self._failure = f"target did not read the last {left} bytes within {self._close_timeout_s:g}s"
         self._target.abort()
+        self._target_gone = True  # uvloop raises on a write to an aborted transport
         if self._client_gone is False and not self._session.client_done:
             self._client.abort()  # its bytes can no longer be delivered
 

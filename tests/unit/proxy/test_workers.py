@@ -31,10 +31,18 @@ def test_results_errors_and_timeouts():
 def test_workers_are_daemons_and_bounded():
     release = threading.Event()
 
+    running = []
+
+    def call() -> bool:
+        running.append(threading.current_thread())
+        return release.wait(60)
+
     async def scenario():
         pool = WorkerPool(3, "bounded")
-        calls = [asyncio.ensure_future(pool.run(release.wait, 60, timeout_s=5)) for _ in range(10)]
-        await asyncio.sleep(0.2)
+        calls = [asyncio.ensure_future(pool.run(call, timeout_s=5)) for _ in range(10)]
+        async with asyncio.timeout(5):  # every call is queued; three of them are running
+            while len(running) < 3:
+                await asyncio.sleep(0.01)
         names = [t for t in threading.enumerate() if t.name.startswith("bounded-")]
         assert len(names) == 3 and all(t.daemon for t in names)
         release.set()

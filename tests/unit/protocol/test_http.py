@@ -1,7 +1,8 @@
+"""HTTP heads, static paths, plain responses and the origin check: protocol/http.py."""
 import pytest
 
 from websockify.errors import HttpError
-from websockify.protocol.http import RequestReader, content_type, error_response, static_path
+from websockify.protocol.http import RequestReader, content_type, error_response, origin_allowed, static_path
 
 
 def test_head_in_pieces_and_leftover():
@@ -18,6 +19,13 @@ def test_head_in_pieces_and_leftover():
     (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
     (b"get / HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\n\r\n", 505),
+    (b"GET / HTTP/9.9\r\n\r\n", 505),  # well-formed, unknown to llhttp
+    (b"GET / HTTP/1.2\r\n\r\n", 505),
+    (b"GET /\r\n\r\n", 505),  # HTTP/0.9
+    (b"GET / HTTP/x.1\r\n\r\n", 400),
+    (b"GET / HTTPS/1.1\r\n\r\n", 400),
+    (b"BREW /pot HTTP/1.1\r\n\r\n", 400),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),  # the HTTP/2 preface
     (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
     (b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n\r\n", 414),
     (b"GET / HTTP/1.1\r\nX: " + b"a" * 17000 + b"\r\n\r\n", 431),
@@ -78,3 +86,23 @@ def test_auth_headers_drop_forged_ssl_headers_in_any_case():
     assert auth_headers(sent, None).get("SSL_CLIENT_S_DN_CN") is None
     clean = auth_headers(sent, "carol")
     assert clean.get_all("ssl_client_s_dn_cn") == ["carol"] and clean["X-A"] == "1"
+
+
+@pytest.mark.parametrize("origin,host,allowed,same_origin,expected", [
+    (None, "h:1", None, True, True),                                  # not a browser
+    ("http://h:1", "h:1", None, True, True),
+    ("https://H:1", "h:1", None, True, True),                          # case and scheme ignored
+    ("https://h", "h:443", None, True, True),                          # default port
+    ("http://h", "h:80", None, True, True),
+    ("https://h", "h:80", None, True, False),                          # https's default is 443
+    ("http://evil", "h:1", None, True, False),
+    ("null", "h:1", None, True, False),                                # sandboxed page
+    ("http://h:1", None, None, True, False),                           # no Host to compare with
+    ("http://evil", "h:1", None, False, True),                         # no --web: any
+    ("https://a.example", "h", ("https://a.example",), True, True),
+    ("https://A.example", "h", ("https://a.example",), True, True),
+    ("http://a.example", "h", ("https://a.example",), False, False),
+    ("http://x", "h", ("*",), True, True),
+])
+def test_origin_allowed(origin, host, allowed, same_origin, expected):
+    assert origin_allowed(origin, host, allowed, same_origin) is expected

@@ -1,4 +1,4 @@
-"""The handshake and the open session, driven with bytes only."""
+"""An open WebSocket session (websocket.py), driven with bytes only."""
 import base64
 
 from websockets.frames import Close, Frame, Opcode
@@ -36,23 +36,6 @@ def sent_close(s: WebSocketSession) -> int:
     out = b"".join(s.data_to_send())
     assert out[0] == 0x88
     return int.from_bytes(out[2:4], "big")
-
-
-def test_accepts_and_picks_the_clients_first_known_subprotocol():
-    result = handshake("chat, base64, binary")
-    assert result.accepted and result.subprotocol == "base64"
-    assert result.response.startswith(b"HTTP/1.1 101 ") and b"Sec-WebSocket-Protocol: base64" in result.response
-    assert handshake("").subprotocol is None
-
-
-def test_unknown_subprotocols_only_are_refused_with_400():
-    result = handshake("chat")
-    assert not result.accepted and result.response.startswith(b"HTTP/1.1 400")
-
-
-def test_missing_key_is_refused():
-    result = handshake_raw(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-    assert not result.accepted and result.response.startswith(b"HTTP/1.1 400")
 
 
 def test_binary_messages_and_fragments_reach_the_target():
