@@ -127,9 +127,3 @@ def test_ipv6_target_literal():
             echo_through(proxy.url)
     finally:
         server.close()
-
-
-def test_token_plugins_are_refused_clearly_until_they_exist():
-    result = websockify("--token-plugin", "TokenFile", "6080")
-    assert result.returncode == 1 and "not available in this version yet" in result.stderr
-    assert "Traceback" not in result.stderr
