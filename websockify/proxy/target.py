@@ -32,23 +32,35 @@ class AddressConnector:
 
     async def connect(self, factory: ProtocolFactory) -> asyncio.Transport:
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:  # a timer handle: asyncio.timeout() costs a third of a connect
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = loop.call_later(self._timeout_s, expire)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                if isinstance(self.address, UnixAddress):
-                    transport, _ = await loop.create_unix_connection(factory, self.address.path)
-                else:
-                    assert isinstance(self.address, TcpAddress)
-                    # create_connection tries every resolved address in turn.
-                    transport, _ = await loop.create_connection(
-                        factory, self.address.host, self.address.port, ssl=self._tls,
-                        server_hostname=self.address.host if self._tls else None)
-        except TimeoutError:
-            raise TargetUnavailable(f"timed out connecting to {self.description}") from None
+            if isinstance(self.address, UnixAddress):
+                transport, _ = await loop.create_unix_connection(factory, self.address.path)
+            else:
+                # create_connection tries every resolved address in turn.
+                transport, _ = await loop.create_connection(
+                    factory, self.address.host, self.address.port, ssl=self._tls,
+                    server_hostname=self.address.host if self._tls else None)
+        except asyncio.CancelledError:
+            if expired:
+                raise TargetUnavailable(f"timed out connecting to {self.description}") from None
+            raise
         except ssl.SSLError as exc:
             raise TargetUnavailable(f"{self.description}: TLS failed: {exc.reason or exc}") from None
         except OSError as exc:
             # asyncio's message repeats the address; the errno text says what happened.
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise TargetUnavailable(f"{self.description}: {reason}") from None
+        finally:
+            timer.cancel()
         set_nodelay(transport)
         return transport

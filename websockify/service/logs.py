@@ -119,6 +119,11 @@ def setup_logging(settings: LogSettings) -> None:
         syslog.append_nul = False
         syslog.setFormatter(_SyslogFormatter(settings.legacy_syslog))
         handlers.append(syslog)
+    # Each record would otherwise walk the stack for its source line and look up
+    # thread and multiprocessing names that no line of ours prints.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in root.handlers:
         old.close()
