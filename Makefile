@@ -1,5 +1,6 @@
 # make run   - set up .venv, then run the demo: a plain TCP chat server behind websockify
 # make test  - set up .venv, then run every test
+# make fuzz  - the protocol's property tests with many more examples (minutes)
 # make bench - side-by-side benchmark: raw TCP vs websockify (and upstream)
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ PORT   ?= 6080
 REBIND := websockify/wrap/lib/rebind.so
 CC     ?= cc
 
-.PHONY: all run test bench clean rebind
+.PHONY: all run test fuzz bench clean rebind
 
 all: $(VENV)/.installed $(REBIND)
 
@@ -38,6 +39,12 @@ run: $(VENV)/.installed $(REBIND)
 
 test: $(VENV)/.test-installed $(REBIND)
 	$(BIN)/python -m pytest
+
+# HYPOTHESIS_MAX_EXAMPLES=N overrides the count; failures found are kept in .hypothesis/
+# and replayed first by the next run. No per-test timeout: one property may take minutes.
+fuzz: $(VENV)/.test-installed
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q --timeout=0 --hypothesis-show-statistics \
+		tests/unit/protocol/test_*_properties.py
 
 bench: $(VENV)/.installed $(REBIND)
 	scripts/bench.sh
