@@ -128,7 +128,9 @@ class RequestReader:
                 if lower in seen:
                     raise HttpError(400, f"duplicate {name} header")
                 seen.add(lower)
-            headers[name] = raw_value.decode("ascii", "surrogateescape")
+            # Latin-1, as websockets' own parser reads values: its Headers refuse
+            # the surrogates of any other lossless decoding.
+            headers[name] = raw_value.decode("latin-1")
         return RequestHead(
             method=self._parser.get_method().decode("ascii"),
             target=self._url.decode("latin-1"),
