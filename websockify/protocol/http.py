@@ -110,8 +110,11 @@ class RequestReader:
         return None
 
     def _head(self) -> RequestHead:
-        # The last chunk may have held the whole head: count what llhttp kept of it.
-        size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers) + 16
+        # The last chunk may have held the whole head: count what llhttp kept of it
+        # and the syntax every head has ("M U HTTP/x.y", "n:v" lines, CRLFs), never
+        # more than the head's bytes, so a head within the limit always passes.
+        size = (len(self._parser.get_method()) + len(self._url) + 12
+                + sum(len(n) + len(v) + 3 for n, v in self._headers) + 2)
         if size > self._max_bytes:
             if len(self._url) > self._max_bytes // 2:
                 raise HttpError(414, "request line too long")
