@@ -42,6 +42,7 @@ class HeaderScanner:
         self._skip = 0  # payload bytes of the current frame not yet seen
         self._header = bytearray()
         self.error: Optional[str] = None
+        self.error_offset = 0  # where the bad frame starts in the data that showed it (<= 0: before)
 
     def feed(self, data: "bytes | bytearray | memoryview") -> Optional[str]:
         """The error of the first bad frame header in `data`, if any."""
@@ -65,7 +66,7 @@ class HeaderScanner:
             if len(header) >= 2 and len(header) == _header_size(header[1]):
                 length, error = check_header(bytes(header))
                 if error is not None:
-                    self.error = error
+                    self.error, self.error_offset = error, position - len(header)
                     return error
                 self._skip = length
                 header.clear()
