@@ -43,3 +43,10 @@ def test_frames_before_a_bad_length_in_the_same_read_reach_the_target():
     non_minimal = frame(BINARY, b"x" * 5, length_form=16)
     assert s.receive_data(frame(BINARY, b"good") + non_minimal) == [b"good"]
     assert s.client_done and s.close_code == 1002
+
+
+def test_a_length_with_its_top_bit_set_is_1002_before_the_mask_key_arrives():
+    s = session(None, 1000)
+    header = frame(BINARY, b"", length_form=64, length=1 << 63)
+    assert s.receive_data(header[:10]) == []  # websockets would call it too big (1009)
+    assert s.client_done and s.close_code == 1002
