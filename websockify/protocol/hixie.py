@@ -30,9 +30,11 @@ def is_hixie76(headers: Headers) -> bool:
 
 
 def _key_number(key: str) -> int:
-    digits = "".join(c for c in key if c.isdigit())
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses. A
+    # valid number is at most 2**32 times the spaces; int() refuses 4300 digits.
+    digits = "".join(c for c in key if c in "0123456789")
     spaces = key.count(" ")
-    if not digits or spaces == 0 or int(digits) % spaces:
+    if not digits or spaces == 0 or len(digits) > 20 or int(digits) % spaces:
         raise HttpError(400, "invalid Sec-WebSocket-Key1/Key2")
     number = int(digits) // spaces
     if number > 0xFFFFFFFF:
