@@ -91,9 +91,12 @@ class HixieSession:
                 self._finish(CloseCode.PROTOCOL_ERROR, "unsupported Hixie-76 frame type")
                 break
             end = self._buffer.find(b"\xff", 1)
+            # The text's size, whole or so far: a frame over the limit is refused
+            # whether or not its end came in the same read.
+            if (end if end >= 0 else len(self._buffer)) - 1 > self._max:
+                self._finish(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                break
             if end < 0:
-                if len(self._buffer) > self._max + 1:
-                    self._finish(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 break
             text = bytes(self._buffer[1:end])
             del self._buffer[:end + 1]

@@ -1,8 +1,14 @@
 """Properties of Hixie-76: the handshake challenge, and the session's framing in any chunks."""
+import base64
+
 import pytest
 
 from websockify.errors import HttpError
-from websockify.protocol.hixie import challenge_response
+from websockify.protocol.hixie import HixieSession, challenge_response
+
+
+def frame(data):
+    return b"\x00" + base64.b64encode(data) + b"\xff"
 
 
 # -- regressions ------------------------------------------------------------------
@@ -16,3 +22,9 @@ def test_a_key_of_thousands_of_digits_is_400():
     with pytest.raises(HttpError) as info:
         challenge_response("1 " + "1" * 5000, "1 1", b"12345678")
     assert info.value.status == 400
+
+
+def test_a_frame_over_the_limit_is_refused_even_in_one_read():
+    s = HixieSession(4)
+    assert s.receive_data(frame(b"ABCD")) == []  # 8 base64 characters
+    assert s.close_code == 1009
