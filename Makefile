@@ -1,5 +1,6 @@
 # make run   - set up .venv, then run the demo: a plain TCP chat server behind websockify
 # make test  - set up .venv, then run every test
+# make fuzz  - the protocol's property tests with many more examples (minutes)
 # make bench - side-by-side benchmark: raw TCP vs websockify (and upstream)
 # make soak  - soak test: 10000 connections through one websockify, 10 minutes of churn;
 #              options go in SOAK_ARGS, e.g. make soak SOAK_ARGS="--duration 3600"
@@ -14,7 +15,7 @@ CC     ?= cc
 REBIND_CFLAGS = $(shell $(PYTHON) websockify/wrap/cflags.py)
 REBIND_LIBS   = $(shell $(PYTHON) websockify/wrap/cflags.py --libs)
 
-.PHONY: all run test bench soak clean rebind
+.PHONY: all run test fuzz bench soak clean rebind
 
 all: $(VENV)/.installed $(REBIND)
 
@@ -48,6 +49,12 @@ test:
 	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/check_test_deps.sh
 	$(MAKE) --no-print-directory $(VENV)/.test-installed $(REBIND)
 	$(BIN)/python -m pytest
+
+# HYPOTHESIS_MAX_EXAMPLES=N overrides the count; failures found are kept in .hypothesis/
+# and replayed first by the next run. No per-test timeout: one property may take minutes.
+fuzz: $(VENV)/.test-installed
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q --timeout=0 --hypothesis-show-statistics \
+		tests/unit/protocol/test_*_properties.py
 
 bench: $(VENV)/.installed $(REBIND)
 	scripts/bench.sh

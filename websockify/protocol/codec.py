@@ -26,6 +26,7 @@ class MessageDecoder:
         self._base64 = subprotocol == BASE64
         self._utf8 = codecs.getincrementaldecoder("utf-8")() if is_text and not self._base64 else None
         self._carry = b""
+        self._padded = False  # a fragment ended in "=": the message's data is over
 
     def feed(self, data: "bytes | bytearray | memoryview", fin: bool) -> bytes:
         if self._base64:
@@ -43,10 +44,15 @@ class MessageDecoder:
         self._carry = bytes(text[usable:])
         if fin and usable % 4:
             raise PayloadError("base64 message length is not a multiple of 4")
+        if self._padded and text:
+            # Decoding fragment by fragment would accept what the whole message refuses.
+            raise PayloadError("invalid base64 message: data after padding")
         try:
-            return base64.b64decode(text[:usable], validate=True)
+            decoded = base64.b64decode(text[:usable], validate=True)
         except binascii.Error as exc:
             raise PayloadError(f"invalid base64 message: {exc}") from None
+        self._padded = self._padded or text[usable - 1:usable] == b"="
+        return decoded
 
 
 def encode_for_client(subprotocol: Optional[str], data: bytes) -> tuple[bool, bytes]:

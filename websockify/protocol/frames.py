@@ -11,14 +11,18 @@ from __future__ import annotations
 import struct
 from typing import Optional
 
-def _header_size(second_byte: int) -> int:
+def _length_end(second_byte: int) -> int:
+    """Bytes of a header up to the end of its payload length."""
     code = second_byte & 0x7F
-    extra = 2 if code == 126 else 8 if code == 127 else 0
-    return 2 + extra + (4 if second_byte & 0x80 else 0)
+    return 2 + (2 if code == 126 else 8 if code == 127 else 0)
+
+
+def _header_size(second_byte: int) -> int:
+    return _length_end(second_byte) + (4 if second_byte & 0x80 else 0)
 
 
 def check_header(header: bytes) -> tuple[int, Optional[str]]:
-    """(payload length, error) of a complete frame header."""
+    """(payload length, error) of a frame header, complete up to its payload length."""
     code = header[1] & 0x7F
     if code == 126:
         (length,) = struct.unpack_from("!H", header, 2)
@@ -40,8 +44,10 @@ class HeaderScanner:
 
     def __init__(self) -> None:
         self._skip = 0  # payload bytes of the current frame not yet seen
+        self._length = 0  # payload length of the header being read, once known
         self._header = bytearray()
         self.error: Optional[str] = None
+        self.error_offset = 0  # where the bad frame starts in the data that showed it (<= 0: before)
 
     def feed(self, data: "bytes | bytearray | memoryview") -> Optional[str]:
         """The error of the first bad frame header in `data`, if any."""
@@ -55,18 +61,25 @@ class HeaderScanner:
                 position += step
                 continue
             header = self._header
+            # Check the length as soon as it is complete, before the mask key:
+            # websockets judges its size then, and the first verdict must be ours.
             if len(header) < 2:
-                need = 2 - len(header)
+                goal = 2
             else:
-                need = _header_size(header[1]) - len(header)
-            take = min(need, end - position)
+                goal = _length_end(header[1])
+                if len(header) >= goal:
+                    goal = _header_size(header[1])
+            take = min(goal - len(header), end - position)
             header += data[position:position + take]
             position += take
-            if len(header) >= 2 and len(header) == _header_size(header[1]):
-                length, error = check_header(bytes(header))
+            if len(header) < 2:
+                continue
+            if len(header) == _length_end(header[1]):
+                self._length, error = check_header(bytes(header))
                 if error is not None:
-                    self.error = error
+                    self.error, self.error_offset = error, position - len(header)
                     return error
-                self._skip = length
+            if len(header) == _header_size(header[1]):
+                self._skip = self._length
                 header.clear()
         return None

@@ -30,9 +30,11 @@ def is_hixie76(headers: Headers) -> bool:
 
 
 def _key_number(key: str) -> int:
-    digits = "".join(c for c in key if c.isdigit())
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses. A
+    # valid number is at most 2**32 times the spaces; int() refuses 4300 digits.
+    digits = "".join(c for c in key if c in "0123456789")
     spaces = key.count(" ")
-    if not digits or spaces == 0 or int(digits) % spaces:
+    if not digits or spaces == 0 or len(digits) > 20 or int(digits) % spaces:
         raise HttpError(400, "invalid Sec-WebSocket-Key1/Key2")
     number = int(digits) // spaces
     if number > 0xFFFFFFFF:
@@ -89,9 +91,12 @@ class HixieSession:
                 self._finish(CloseCode.PROTOCOL_ERROR, "unsupported Hixie-76 frame type")
                 break
             end = self._buffer.find(b"\xff", 1)
+            # The text's size, whole or so far: a frame over the limit is refused
+            # whether or not its end came in the same read.
+            if (end if end >= 0 else len(self._buffer)) - 1 > self._max:
+                self._finish(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                break
             if end < 0:
-                if len(self._buffer) > self._max + 1:
-                    self._finish(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 break
             text = bytes(self._buffer[1:end])
             del self._buffer[:end + 1]

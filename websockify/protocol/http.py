@@ -114,8 +114,11 @@ class RequestReader:
         return HttpError(431, f"request head longer than {self._max_bytes} bytes")
 
     def _head(self) -> RequestHead:
-        # The last chunk may have held the whole head: count what llhttp kept of it.
-        size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers) + 16
+        # The last chunk may have held the whole head: count what llhttp kept of it
+        # and the syntax every head has ("M U HTTP/x.y", "n:v" lines, CRLFs), never
+        # more than the head's bytes, so a head within the limit always passes.
+        size = (len(self._parser.get_method()) + len(self._url) + 12
+                + sum(len(n) + len(v) + 3 for n, v in self._headers) + 2)
         if size > self._max_bytes:
             raise self._too_large()
         version = self._parser.get_http_version()
@@ -131,7 +134,9 @@ class RequestReader:
                     raise HttpError(400, f"duplicate {name} header")
                 seen.add(lower)
             try:
-                headers[name] = raw_value.decode("latin-1")  # obs-text, as websockets decodes it
+                # Latin-1, as websockets' own parser reads values: its Headers refuse
+                # the surrogates of any other lossless decoding.
+                headers[name] = raw_value.decode("latin-1")
             except InvalidHeader:
                 raise HttpError(400, f"invalid {name} header") from None
         return RequestHead(

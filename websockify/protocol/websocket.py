@@ -61,11 +61,17 @@ class WebSocketSession:
         if self._eof_received or self.client_done:
             return []
         error = self._headers.feed(data)
-        if error is not None:
+        if error is None:
+            self._protocol.receive_data(data)
+            return self._payloads()
+        # The frames before the bad header came first: deliver them, or fail on their own error.
+        out: list[bytes] = []
+        if self._headers.error_offset > 0:
+            self._protocol.receive_data(data[:self._headers.error_offset])
+            out = self._payloads()
+        if not self.client_done:
             self._fail(CloseCode.PROTOCOL_ERROR, error)
-            return []
-        self._protocol.receive_data(data)
-        return self._payloads()
+        return out
 
     def receive_eof(self) -> list[bytes]:
         """The client's TCP stream ended (with or without a close frame)."""
