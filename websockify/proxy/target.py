@@ -6,7 +6,7 @@ import os
 import ssl
 from typing import Callable, Optional, Protocol
 
-from ..addresses import Target, TcpAddress, UnixAddress
+from ..addresses import Target, UnixAddress
 from ..errors import TargetUnavailable
 from ..sockopts import set_nodelay
 
