@@ -202,7 +202,7 @@ def open_session(subprotocol: str = "binary", max_message_bytes: int = 1 << 20) 
     assert head is not None
     result = perform_handshake(head.target, head.headers, max_message_bytes)
     assert result.accepted, result.error
-    return WebSocketSession(result.protocol, result.subprotocol)
+    return WebSocketSession(result.subprotocol, max_message_bytes)
 
 
 class Browser:

@@ -1,10 +1,10 @@
-"""Frame headers of the client's stream, checked before websockets parses them.
+"""The payload length of a client frame header, judged strictly.
 
 websockets accepts a payload length written in more bytes than needed and
 reads a 64-bit length with its top bit set as a huge size (1009). RFC 6455
 §5.2 requires the minimal encoding and a clear top bit: both are protocol
-errors (1002). This scanner walks the stream frame by frame, reading only
-headers and skipping payloads, so it costs one small step per frame.
+errors (1002). The session (websocket.py) judges every header with this as
+soon as its length is complete, before websockets sees the frame.
 """
 from __future__ import annotations
 
@@ -37,49 +37,3 @@ def check_header(header: bytes) -> tuple[int, Optional[str]]:
     else:
         length = code
     return length, None
-
-
-class HeaderScanner:
-    """Feed the client's bytes in order; the first bad header is reported once."""
-
-    def __init__(self) -> None:
-        self._skip = 0  # payload bytes of the current frame not yet seen
-        self._length = 0  # payload length of the header being read, once known
-        self._header = bytearray()
-        self.error: Optional[str] = None
-        self.error_offset = 0  # where the bad frame starts in the data that showed it (<= 0: before)
-
-    def feed(self, data: "bytes | bytearray | memoryview") -> Optional[str]:
-        """The error of the first bad frame header in `data`, if any."""
-        if self.error is not None:
-            return self.error
-        position, end = 0, len(data)
-        while position < end:
-            if self._skip:
-                step = min(self._skip, end - position)
-                self._skip -= step
-                position += step
-                continue
-            header = self._header
-            # Check the length as soon as it is complete, before the mask key:
-            # websockets judges its size then, and the first verdict must be ours.
-            if len(header) < 2:
-                goal = 2
-            else:
-                goal = _length_end(header[1])
-                if len(header) >= goal:
-                    goal = _header_size(header[1])
-            take = min(goal - len(header), end - position)
-            header += data[position:position + take]
-            position += take
-            if len(header) < 2:
-                continue
-            if len(header) == _length_end(header[1]):
-                self._length, error = check_header(bytes(header))
-                if error is not None:
-                    self.error, self.error_offset = error, position - len(header)
-                    return error
-            if len(header) == _header_size(header[1]):
-                self._skip = self._length
-                header.clear()
-        return None

@@ -1,28 +1,46 @@
 """An open WebSocket seen from the relay: client frames → target bytes, target bytes → frames.
 
-Pings are answered and close handshakes run inside websockets' ServerProtocol;
-this layer adds the subprotocol's payload rules, strict frame headers
-(frames.py) and a cap on fragments per message, and tells the relay what
-happened. It never raises on bad client input: it closes with the right code
-(1002 protocol error, 1007 bad payload, 1008 too many fragments, 1009 too big)
-and reports it.
+Theory of operation. Almost every client frame is a complete, unfragmented,
+masked binary or text message: those are read here, on a fast path (a header
+of 2–14 bytes, websockets' C `apply_mask` on a view of the payload). Every other
+frame — pings, pongs, closes, fragments, reserved bits, unmasked, oversized,
+unknown opcodes — is handed, byte for byte and from its first byte, to
+websockets' Sans-I/O ServerProtocol, created the first time one is needed; it
+answers pings, runs the closing handshake and decides every protocol error, so
+conformance stays websockets'. Frames never straddle the two: a frame is
+either read here whole or fed to websockets whole, and once websockets is
+reading a fragmented message or closing, it reads everything.
+
+Messages to the client are framed here (a server's frames are not masked),
+except the control frames websockets sends; one queue keeps their order.
+
+Strict headers: a payload length not in its minimal form, or with its top bit
+set, is a protocol error here (websockets accepts the first and reads the
+second as a size, 1009). A message of more than MAX_FRAGMENTS fragments closes
+with 1008: empty continuation frames never reach the size limit.
+
+It never raises on bad client input: it closes with the right code (1002
+protocol error, 1007 bad payload, 1008 too many fragments, 1009 too big) and
+reports it.
 """
 from __future__ import annotations
 
+import struct
 from typing import Optional, Protocol
 
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.speedups import apply_mask
 
 from ..errors import CloseCode, PayloadError
-from .codec import MessageDecoder, encode_for_client
-from .frames import HeaderScanner
+from .codec import BASE64, MessageDecoder, encode_for_client
+from .frames import check_header
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
-# Fragments of one message. Empty continuation frames never reach the size
-# limit, so without a count one client could keep a message open forever.
 MAX_FRAGMENTS = 1024
+_FIN_TEXT, _FIN_BINARY = 0x81, 0x82
+_PING = b"\x89\x00"
 
 
 class RelaySession(Protocol):
@@ -44,44 +62,126 @@ class RelaySession(Protocol):
     def close_reason(self) -> str: ...
 
 
+def frame_header(first_byte: int, length: int) -> bytes:
+    """A server frame's header (never masked)."""
+    if length < 126:
+        return bytes((first_byte, length))
+    if length < 65536:
+        return struct.pack("!BBH", first_byte, 126, length)
+    return struct.pack("!BBQ", first_byte, 127, length)
+
+
 class WebSocketSession:
-    def __init__(self, protocol: ServerProtocol, subprotocol: Optional[str]):
-        self._protocol = protocol
+    def __init__(self, subprotocol: Optional[str], max_message_bytes: int):
         self.subprotocol = subprotocol
+        self._max = max_message_bytes
+        self._protocol: Optional[ServerProtocol] = None  # websockets, once a frame needs it
+        self._buffer = bytearray()  # the start of a frame not complete yet
+        self._to_websockets = 0  # bytes of the current frame that go to websockets
+        self._fragmented = False  # websockets is reading a message in fragments
         self._decoder: Optional[MessageDecoder] = None
         self._fragments = 0
-        self._headers = HeaderScanner()
+        self._out: list[bytes] = []
         self._eof_received = False
         self._failed = False
+
+    def _websockets(self) -> ServerProtocol:
+        if self._protocol is None:
+            self._protocol = ServerProtocol(state=State.OPEN, max_size=self._max)
+        return self._protocol
 
     # -- client → target -------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[bytes]:
         """Feed bytes from the client; return the payload bytes for the target, in order."""
-        if self._eof_received or self.client_done:
+        if self.client_done:
             return []
-        error = self._headers.feed(data)
-        if error is None:
-            self._protocol.receive_data(data)
-            return self._payloads()
-        # The frames before the bad header came first: deliver them, or fail on their own error.
+        if self._buffer:
+            self._buffer += data
+            view = memoryview(self._buffer)
+        else:
+            view = memoryview(data)
         out: list[bytes] = []
-        if self._headers.error_offset > 0:
-            self._protocol.receive_data(data[:self._headers.error_offset])
-            out = self._payloads()
-        if not self.client_done:
-            self._fail(CloseCode.PROTOCOL_ERROR, error)
+        position = self._read_frames(view, out)
+        rest = view[position:]
+        self._buffer = bytearray(rest) if len(rest) and not self.client_done else bytearray()
+        rest.release()
+        view.release()
         return out
+
+    def _read_frames(self, view: memoryview, out: list[bytes]) -> int:
+        """Read or route whole frames from `view`; return where the unread part starts."""
+        position, end = 0, len(view)
+        while position < end:
+            if self._to_websockets:
+                step = min(self._to_websockets, end - position)
+                self._feed_websockets(view[position:position + step], out)
+                self._to_websockets -= step
+                position += step
+                if self.client_done:
+                    return end
+                continue
+            if end - position < 2:
+                break
+            first, second = view[position], view[position + 1]
+            code = second & 0x7F
+            length_end = 2 if code < 126 else 4 if code == 126 else 10
+            if end - position < length_end:
+                break
+            if code < 126:
+                length = code
+            else:
+                length, error = check_header(bytes(view[position:position + length_end]))
+                if error is not None:
+                    self._fail(CloseCode.PROTOCOL_ERROR, error)
+                    return end
+            opcode = first & 0x0F
+            header = length_end + 4 if second & 0x80 else length_end
+            fast = ((first & 0xF0) == 0x80 and second & 0x80 and (opcode == 2 or opcode == 1)
+                    and not self._fragmented and length <= self._max
+                    and (self._protocol is None or self._protocol.state is State.OPEN))
+            if not fast:
+                if opcode in (1, 2):
+                    self._fragmented = not first & 0x80
+                elif opcode == 0 and first & 0x80:
+                    self._fragmented = False
+                self._to_websockets = header + length
+                continue
+            if end - position < header + length:
+                break  # wait for the whole frame
+            start = position + header
+            payload = apply_mask(view[start:start + length], bytes(view[start - 4:start]))
+            position = start + length
+            if opcode == 1 or self.subprotocol == BASE64:
+                try:
+                    payload = MessageDecoder(self.subprotocol, opcode == 1).feed(payload, True)
+                except PayloadError as exc:
+                    self._fail(exc.close_code, str(exc)[:120])
+                    return end
+            if payload:
+                out.append(payload)
+        return position
+
+    def _feed_websockets(self, data: memoryview, out: list[bytes]) -> None:
+        protocol = self._websockets()
+        protocol.receive_data(bytes(data))
+        out.extend(self._payloads())
+        self._drain()
 
     def receive_eof(self) -> list[bytes]:
         """The client's TCP stream ended (with or without a close frame)."""
         if self._eof_received:
             return []
         self._eof_received = True
-        self._protocol.receive_eof()
-        return self._payloads()
+        self._buffer = bytearray()
+        protocol = self._websockets()
+        protocol.receive_eof()
+        out = self._payloads()
+        self._drain()
+        return out
 
     def _payloads(self) -> list[bytes]:
+        assert self._protocol is not None
         out: list[bytes] = []
         for event in self._protocol.events_received():
             if not isinstance(event, Frame) or event.opcode not in _DATA_OPCODES:
@@ -106,58 +206,71 @@ class WebSocketSession:
         return out
 
     def _fail(self, code: int, reason: str) -> None:
-        self._protocol.fail(code, reason)
+        self._websockets().fail(code, reason)
         self._decoder = None
         self._failed = True
+        self._buffer = bytearray()
+        self._drain()
+
+    def _drain(self) -> None:
+        """websockets' output (pongs, close frames, the end of the stream) joins ours, in order."""
+        if self._protocol is not None:
+            self._out.extend(self._protocol.data_to_send())
 
     # -- target → client -------------------------------------------------
 
     def send_payload(self, data: bytes) -> None:
         """Queue bytes from the target as one message to the client."""
-        if self._protocol.state is not State.OPEN:
+        if not self.is_open:
             return
         is_text, payload = encode_for_client(self.subprotocol, data)
-        if is_text:
-            self._protocol.send_text(payload)
-        else:
-            self._protocol.send_binary(payload)
+        self._out.append(frame_header(_FIN_TEXT if is_text else _FIN_BINARY, len(payload)) + payload)
 
     def ping(self) -> None:
-        """Queue a ping (the heartbeat); the client's pong is handled by websockets."""
-        if self._protocol.state is State.OPEN:
+        """Queue a ping (the heartbeat); the client's pong goes to websockets, which expects none."""
+        if self._protocol is None:
+            self._out.append(_PING)
+        elif self._protocol.state is State.OPEN:
             self._protocol.send_ping(b"")
+            self._drain()
 
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake, once."""
-        if self._protocol.state is State.OPEN:
-            self._protocol.send_close(code, reason)
+        if self.is_open:
+            self._websockets().send_close(code, reason)
+            self._drain()
 
     def data_to_send(self) -> list[bytes]:
         """Bytes for the client; an empty bytes object means: end the TCP stream."""
-        return self._protocol.data_to_send()
+        out, self._out = self._out, []
+        return out
 
     # -- state -----------------------------------------------------------
 
     @property
     def is_open(self) -> bool:
-        return self._protocol.state is State.OPEN
+        return self._protocol is None or self._protocol.state is State.OPEN
 
     @property
     def client_done(self) -> bool:
         """No more client data will come: close frame received, failure, or EOF."""
-        return (self._eof_received or self._failed or self._protocol.close_rcvd is not None
-                or self._protocol.parser_exc is not None)
+        protocol = self._protocol
+        return (self._eof_received or self._failed
+                or (protocol is not None and (protocol.close_rcvd is not None or protocol.parser_exc is not None)))
 
     @property
     def close_code(self) -> Optional[int]:
-        close: Optional[Close] = self._protocol.close_sent or self._protocol.close_rcvd
-        if close is not None:
-            return close.code
+        if self._protocol is not None:
+            close: Optional[Close] = self._protocol.close_sent or self._protocol.close_rcvd
+            if close is not None:
+                return close.code
         if self._eof_received:
             return CloseCode.ABNORMAL
         return None
 
     @property
     def close_reason(self) -> str:
+        if self._protocol is None:
+            return ""
         close = self._protocol.close_sent or self._protocol.close_rcvd
         return close.reason if close is not None else ""

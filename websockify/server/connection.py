@@ -244,7 +244,7 @@ class ClientConnection(asyncio.Protocol):
             log.info("%s: WebSocket handshake refused: %s", self._peer, printable(result.error))
             self._finish(b"")
             return
-        session = WebSocketSession(result.protocol, result.subprotocol)
+        session = WebSocketSession(result.subprotocol, self._config.max_message_bytes)
         log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, printable_target(head.target),
                   result.subprotocol)
         self._start_relay(session, self._reader.leftover)

@@ -1,115 +1,67 @@
-"""Properties of the frame header scanner against a reference parser of the whole stream."""
+"""A bad payload length is judged where its length ends, for any chunking, and the frames
+before it are delivered first: the session's header check against a reference reader."""
 import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from websockify.protocol.frames import HeaderScanner
+from websockify.protocol.frames import check_header
+from websockify.protocol.websocket import WebSocketSession
 
 MINIMAL = "payload length not in its minimal form"
 TOP_BIT = "payload length with the most significant bit set"
+MASK = b"\x01\x02\x03\x04"
 
 
-def reference(stream):
-    """(error, where the bad frame starts, where its length ends) of the first bad header, or None."""
-    at = 0
-    while at + 2 <= len(stream):
-        second = stream[at + 1]
-        code = second & 0x7F
-        length_end = at + 2 + (2 if code == 126 else 8 if code == 127 else 0)
-        if length_end > len(stream):
-            return None
-        length = int.from_bytes(stream[at + 2:length_end], "big") if code >= 126 else code
-        if code == 126 and length < 126 or code == 127 and length <= 0xFFFF:
-            return MINIMAL, at, length_end
-        if code == 127 and length >> 63:
-            return TOP_BIT, at, length_end
-        at = length_end + (4 if second & 0x80 else 0) + length
-    return None
-
-
-@st.composite
-def frame_bytes(draw):
-    """One frame, its length written in any form, minimal or not; its payload as long as it says, or cut."""
-    form = draw(st.sampled_from([7, 16, 64]))
-    length = draw({7: st.integers(0, 125), 16: st.integers(0, 0xFFFF) | st.integers(0, 200),
-                   64: st.integers(0, (1 << 64) - 1) | st.integers(0, 0x10000) | st.integers(0, 300)}[form])
-    masked = draw(st.booleans())
-    head = bytes([draw(st.integers(0, 255))])
+def masked_binary(payload: bytes, form: int) -> bytes:
+    """A masked binary frame whose length is written in `form` (7, 16 or 64 bits)."""
+    masked = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
     if form == 7:
-        head += bytes([masked << 7 | length])
+        head = bytes([0x82, 0x80 | len(payload)])
     elif form == 16:
-        head += bytes([masked << 7 | 126]) + struct.pack("!H", length)
+        head = bytes([0x82, 0x80 | 126]) + struct.pack("!H", len(payload))
     else:
-        head += bytes([masked << 7 | 127]) + struct.pack("!Q", length)
-    head += draw(st.binary(min_size=4, max_size=4)) if masked else b""
-    return head + b"x" * min(length, 300)
+        head = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", len(payload))
+    return head + MASK + masked
 
 
-streams = st.one_of(
-    st.binary(max_size=100),
-    st.lists(frame_bytes() | st.binary(max_size=3), max_size=8).map(b"".join),
-)
+@given(st.integers(0, (1 << 64) - 1), st.sampled_from([126, 127]))
+def test_check_header_wants_the_minimal_form_and_a_clear_top_bit(length, code):
+    if code == 126:
+        length &= 0xFFFF
+        extended = struct.pack("!H", length)
+    else:
+        extended = struct.pack("!Q", length)
+    got_length, error = check_header(bytes([0x82, 0x80 | code]) + extended)
+    assert got_length == length
+    if code == 127 and length >> 63:
+        assert error == TOP_BIT
+    elif (code == 126 and length < 126) or (code == 127 and length <= 0xFFFF):
+        assert error == MINIMAL
+    else:
+        assert error is None
 
 
 @st.composite
-def chunkings(draw, data):
-    if draw(st.integers(0, 4)) == 0:
-        return [data[i:i + 1] for i in range(len(data))]
-    cuts = sorted({c for c in draw(st.lists(st.integers(1, max(len(data) - 1, 1)), max_size=10)) if c < len(data)})
-    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])] if data else []
+def good_then_bad(draw):
+    good = draw(st.lists(st.binary(min_size=1, max_size=300), max_size=5))
+    frames = b"".join(masked_binary(p, 16 if len(p) >= 126 else 7) for p in good)
+    bad_payload = draw(st.binary(max_size=100))
+    bad = masked_binary(bad_payload, draw(st.sampled_from([16, 64])))  # too long a form for < 126 bytes
+    return good, frames + bad, len(frames) + (4 if bad[1] & 0x7F == 126 else 10)
 
 
-@given(streams, st.data())
-def test_the_scanner_finds_the_first_bad_header_where_its_length_ends_for_any_chunks(stream, draw):
-    expected = reference(stream)
-    scanner = HeaderScanner()
-    start = 0
-    for chunk in draw.draw(chunkings(stream)):
-        error = scanner.feed(chunk)
-        end = start + len(chunk)
-        if expected is None or end < expected[2]:
-            assert error is None, (start, end, expected)
-        else:
-            # Reported with the chunk that completes the bad length, never later.
-            assert error == expected[0] and start < expected[2]
-            assert scanner.error_offset == expected[1] - start
-            assert scanner.feed(b"\x82\x00") == error  # once bad, always bad
-            return
-        start = end
-    assert expected is None or expected[2] > len(stream)
-
-
-@given(st.integers(0, 125), st.booleans(), st.binary(max_size=8))
-def test_a_16_bit_length_below_126_is_not_minimal(length, masked, tail):
-    header = bytes([0x82, masked << 7 | 126]) + struct.pack("!H", length)
-    assert HeaderScanner().feed(header + tail) == MINIMAL
-
-
-@given(st.integers(0, 0xFFFF), st.booleans(), st.binary(max_size=8))
-def test_a_64_bit_length_below_65536_is_not_minimal(length, masked, tail):
-    header = bytes([0x82, masked << 7 | 127]) + struct.pack("!Q", length)
-    assert HeaderScanner().feed(header + tail) == MINIMAL
-
-
-@given(st.integers(1 << 63, (1 << 64) - 1), st.booleans())
-def test_a_64_bit_length_with_its_top_bit_set_is_refused(length, masked):
-    header = bytes([0x82, masked << 7 | 127]) + struct.pack("!Q", length)
-    assert HeaderScanner().feed(header) == TOP_BIT
-
-
-@given(st.lists(st.tuples(st.integers(0, 300), st.booleans()), max_size=10))
-def test_minimal_frames_are_never_flagged(frames):
-    stream = b""
-    for length, masked in frames:
-        if length < 126:
-            head = bytes([0x82, masked << 7 | length])
-        else:
-            head = bytes([0x82, masked << 7 | 126]) + struct.pack("!H", length)
-        stream += head + b"\0\0\0\0" * masked + b"\x82" * length  # payload bytes that look like headers
-    assert HeaderScanner().feed(stream) is None
-
-
-def test_a_bad_length_is_found_before_the_mask_key():
-    assert HeaderScanner().feed(bytes([0x82, 0xFF]) + struct.pack("!Q", 1 << 63)) == TOP_BIT
-    assert HeaderScanner().feed(bytes([0x82, 0xFE]) + struct.pack("!H", 5)) == MINIMAL
+@given(good_then_bad(), st.data())
+def test_frames_before_a_bad_length_arrive_then_1002_for_any_chunking(case, data):
+    good, stream, length_end = case
+    session = WebSocketSession("binary", 1 << 20)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=8))))
+    received = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+        received += session.receive_data(stream[start:end])
+        if end >= length_end:
+            assert session.client_done and session.close_code == 1002
+            assert session.close_reason == MINIMAL
+            break
+        assert not session.client_done
+    assert received == [p for p in good if p]

@@ -25,7 +25,7 @@ def handshake(protocols: str = "", max_bytes: int = 1000):
 def session(protocols: str = "", max_bytes: int = 1000) -> WebSocketSession:
     result = handshake(protocols, max_bytes)
     assert result.accepted
-    return WebSocketSession(result.protocol, result.subprotocol)
+    return WebSocketSession(result.subprotocol, max_bytes)
 
 
 def client_frame(opcode, data, fin=True) -> bytes:

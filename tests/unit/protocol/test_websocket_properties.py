@@ -28,7 +28,7 @@ def session(subprotocol, max_bytes):
         headers["Sec-WebSocket-Protocol"] = subprotocol
     result = perform_handshake("/", headers, max_bytes)
     assert result.accepted and result.subprotocol == subprotocol
-    return WebSocketSession(result.protocol, result.subprotocol)
+    return WebSocketSession(result.subprotocol, max_bytes)
 
 
 def frame(opcode, payload=b"", fin=True, key=b"\x01\x02\x03\x04", rsv=0, length_form=None, length=None):
