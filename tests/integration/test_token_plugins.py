@@ -207,7 +207,9 @@ def test_one_pool_for_every_lookup(redis_server):
     async def run():
         for _ in range(100):
             assert await plugin.lookup("tok") == ("10.0.0.1", 1)
-        return clients_served(redis_server)
+        served = clients_served(redis_server)
+        await plugin.aclose()
+        return served
 
     during = asyncio.run(run())
     # Our 100 lookups opened one connection; the two INFO calls opened one each.
@@ -245,7 +247,9 @@ def test_a_silent_redis_times_out():
             started = time.monotonic()
             with pytest.raises(TokenBackendUnavailable):
                 await plugin.lookup("tok")
-            return time.monotonic() - started
+            elapsed = time.monotonic() - started
+            await plugin.aclose()
+            return elapsed
 
         assert asyncio.run(run()) < timeout(3)
     finally:

@@ -5,8 +5,9 @@ The contract is upstream websockify's: a plugin is built with one string,
 `Class(src)`, and `lookup(token)` returns `(host, port)`,
 `("unix_socket", path)`, or None for an unknown token. On top of it:
 
-- `lookup` may be `async def`; a plain one is run on a worker thread unless the
-  class sets `loop_safe = True` (it never blocks and costs microseconds).
+- `lookup` may be `async def`; a plain one is run on a worker thread unless
+  `plugin.loop_safe` is True (it never blocks and costs microseconds). Read it
+  at each lookup: TokenFile turns it off when its directory grows large.
 - `TokenBackendUnavailable` means "cannot tell now" (the store is down or slow),
   as opposed to None, "no such token".
 - `reload()` (re-read files, keys) and `close()`/`aclose()` are optional.

@@ -131,7 +131,7 @@ class ReadOnlyTokenFile(BasePlugin):
         files: dict[str, _File] = {}
         changed = force
         for path in paths:
-            entry = self._check(path, force, single=path == source)
+            entry = self._check(path, force, single=path == source, known=st if path == source else None)
             if entry is not None:
                 files[path] = entry
                 changed = changed or entry is not self._files.get(path)
@@ -157,11 +157,11 @@ class ReadOnlyTokenFile(BasePlugin):
             self._listing_signature = signature
         return self._listing
 
-    def _check(self, path: str, force: bool, single: bool) -> Optional[_File]:
+    def _check(self, path: str, force: bool, single: bool, known: Optional[os.stat_result]) -> Optional[_File]:
         """The file's tokens, re-read only when it changed; None when it is gone or not a file."""
         old = self._files.get(path)
         try:
-            st = os.stat(path)
+            st = known or os.stat(path)
             if not stat.S_ISREG(st.st_mode):
                 if single:
                     raise TokenBackendUnavailable(f"token source {path} is not a file or a directory")
@@ -190,12 +190,22 @@ class ReadOnlyTokenFile(BasePlugin):
 
 
 class TokenFile(ReadOnlyTokenFile):
-    """ReadOnlyTokenFile that notices edits: changed files are read again before a lookup."""
+    """ReadOnlyTokenFile that notices edits: changed files are read again before a lookup.
+
+    A lookup stats every file (about 3 us each): with more than LOOP_SAFE_FILES
+    files that is too long for the event loop, and `loop_safe` turns False.
+    """
+
+    LOOP_SAFE_FILES = 16
 
     def lookup(self, token: str) -> Optional[TokenTarget]:
         with self._lock:
             self._refresh(force=False)
         return self._targets.get(token)
+
+    def _refresh(self, force: bool) -> None:
+        super()._refresh(force)
+        self.loop_safe = len(self._files) <= self.LOOP_SAFE_FILES
 
 
 class TokenFileName(BasePlugin):

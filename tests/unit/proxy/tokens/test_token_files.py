@@ -75,6 +75,11 @@ def test_a_directory_of_files(tmp_path):
     assert plugin.lookup("shared") == ("second", 2)  # files in name order; the last one wins
     for skipped in ("three", "four", "five"):
         assert plugin.lookup(skipped) is None
+    assert plugin.loop_safe
+    for i in range(TokenFile.LOOP_SAFE_FILES):
+        (tmp_path / f"more{i:02d}").write_text(f"more{i}: h:{i + 1}\n")
+    assert plugin.lookup("more15") == ("h", 16)
+    assert not plugin.loop_safe, "a stat per file for 18 files: off the event loop"
 
 
 def test_token_file_follows_edits(tmp_path, caplog):

@@ -1,6 +1,7 @@
 """JWTTokenApi against tokens made with jwcrypto: signed, encrypted, expired, forged."""
 import base64
 import json
+import pathlib
 import time
 
 import pytest
@@ -96,8 +97,7 @@ def test_forged_and_foreign_tokens_are_unknown(keys):
     header = b64(json.dumps({"alg": "none"}).encode())
     assert rsa_plugin.lookup(f"{header}.{b64(json.dumps(CLAIMS).encode())}.") is None
     # Algorithm confusion: HMAC keyed with the public key file's bytes.
-    with open(files["rsa_public"], "rb") as f:
-        confused = jwk.JWK(kty="oct", k=b64(f.read()))
+    confused = jwk.JWK(kty="oct", k=b64(pathlib.Path(files["rsa_public"]).read_bytes()))
     assert rsa_plugin.lookup(signed(confused, "HS256")) is None
     # An RSA token offered to a symmetric key, and a token whose signature was altered.
     assert JWTTokenApi(files["upstream_secret"]).lookup(signed(made["rsa"], "RS256")) is None
@@ -133,10 +133,9 @@ def test_encrypted_tokens(keys):
 def test_encrypted_with_a_symmetric_key(keys):
     made, files = keys
     key = jwk.JWK(kty="oct", k=b64(b"0123456789abcdef0123456789abcdef"))
-    path = files["raw_secret"].replace("raw.key", "aes.key")
-    with open(path, "wb") as f:
-        f.write(b"0123456789abcdef0123456789abcdef")
-    plugin = JWTTokenApi(path)
+    path = pathlib.Path(files["raw_secret"]).with_name("aes.key")
+    path.write_bytes(b"0123456789abcdef0123456789abcdef")
+    plugin = JWTTokenApi(str(path))
     assert plugin.lookup(encrypted(key, signed(key, "HS256"), "dir", "A256GCM")) == ("127.0.0.1", 5901)
     assert plugin.lookup(encrypted(key, signed(key, "HS256"), "A256KW", "A256GCM")) == ("127.0.0.1", 5901)
 
@@ -154,11 +153,11 @@ def test_rsa1_5_encryption_is_refused(keys):
 def test_reload_swaps_the_key(tmp_path, keys):
     made, files = keys
     source = tmp_path / "key.pem"
-    source.write_bytes(open(files["rsa_public"], "rb").read())
+    source.write_bytes(pathlib.Path(files["rsa_public"]).read_bytes())
     plugin = JWTTokenApi(str(source))
     old_token, new_token = signed(made["rsa"], "RS256"), signed(made["other_rsa"], "RS256")
     assert plugin.lookup(old_token) and plugin.lookup(new_token) is None
-    source.write_bytes(open(files["other_rsa_public"], "rb").read())
+    source.write_bytes(pathlib.Path(files["other_rsa_public"]).read_bytes())
     assert plugin.lookup(old_token), "the key is read once, not per lookup"
     plugin.reload()
     assert plugin.lookup(old_token) is None and plugin.lookup(new_token)
