@@ -278,7 +278,9 @@ def test_bad_redis_sources():
     for source, message in ((None, "needs --token-source"), ("", "needs --token-source"),
                             ("host:port", "not a number"), ("host:6379:x", "not a number"),
                             ("host:1:2:3:4:5", "6 fields"), (":6379", "no host"), ("[::1", "not HOST"),
-                            ("::1:6379", "no host"), ("host:99999", "out of range")):
+                            ("::1:6379", "no host"), ("host:99999", "out of range"),
+                            ("redis://host:x/0", "integer"), ("redis://host/0?bogus=1", "bogus"),
+                            ("unix://", "names no socket")):
         with pytest.raises(ConfigError, match=message):
             TokenRedis(source)
 

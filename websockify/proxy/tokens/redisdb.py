@@ -62,6 +62,8 @@ def parse_redis_source(src: str) -> tuple[dict[str, Any], Optional[str], str]:
     """(connection keyword arguments, URL or None, namespace) for `src`; ConfigError if malformed."""
     if urllib.parse.urlsplit(src).scheme in URL_SCHEMES and "://" in src:
         parts = urllib.parse.urlsplit(src)
+        if parts.scheme == "unix" and not parts.path:
+            raise ConfigError(f"--token-source: {src!r} names no socket; write unix:///path/to/redis.sock")
         query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         namespace = "".join(value for name, value in query if name == "namespace")
         rest = urllib.parse.urlencode([(name, value) for name, value in query if name != "namespace"])
@@ -121,8 +123,13 @@ class TokenRedis(BasePlugin):
             else:
                 self._client = aioredis.Redis(**settings, **options)
                 self._where = f"{settings['host']}:{settings['port']} db {settings['db']}"
-        except (ValueError, TypeError) as exc:
+            # Builds a connection without connecting: an unknown URL option fails now, not per lookup.
+            pool: Any = self._client.connection_pool
+            pool.make_connection()
+        except ValueError as exc:
             raise ConfigError(f"--token-source: {exc}") from None
+        except TypeError as exc:  # "...__init__() got an unexpected keyword argument 'x'"
+            raise ConfigError(f"--token-source: an option of the Redis URL is not known to redis-py: {exc}") from None
 
     async def lookup(self, token: str) -> Optional[TokenTarget]:
         try:
