@@ -63,11 +63,11 @@ class JWTTokenApi(BasePlugin):
                                                for name in ("jwk", "jws", "jwe"))
         except ImportError:
             raise missing_library("JWTTokenApi", "jwcrypto", "jwt") from None
-        self._keys, self._kty = self._load()
+        self._keyring = self._load()  # (keys, key type), replaced as one by reload()
 
     def reload(self) -> None:
         """Read the key file again; on failure (ConfigError) the old key stays."""
-        self._keys, self._kty = self._load()
+        self._keyring = self._load()
 
     def _load(self) -> tuple[list[Any], str]:
         path = str(self.source)
@@ -102,7 +102,7 @@ class JWTTokenApi(BasePlugin):
         return keys, kty
 
     def lookup(self, token: str) -> Optional[TokenTarget]:
-        keys, kty = self._keys, self._kty  # one consistent pair even if reload() runs meanwhile
+        keys, kty = self._keyring
         token = token.strip()
         if len(token) > MAX_TOKEN or not _COMPACT.fullmatch(token):
             return None

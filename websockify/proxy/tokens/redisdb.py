@@ -135,10 +135,10 @@ class TokenRedis(BasePlugin):
         try:
             async with asyncio.timeout(self.timeout):
                 value: Any = await self._client.get(self._namespace + token)
+        except TimeoutError:  # before OSError, its base class
+            raise TokenBackendUnavailable(f"Redis at {self._where}: no answer within {self.timeout:g}s") from None
         except self._unavailable_errors as exc:
             raise TokenBackendUnavailable(f"Redis at {self._where}: {exc}") from None
-        except TimeoutError:
-            raise TokenBackendUnavailable(f"Redis at {self._where}: no answer within {self.timeout:g}s") from None
         if value is None:
             return None
         try:
