@@ -65,9 +65,12 @@ setup(
         "uvloop>=0.19; sys_platform != 'win32' and platform_python_implementation == 'CPython'",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "hypothesis", "wheel", "mypy", "ruff", "types-psutil"],
-        "redis": ["redis"],
-        "jwt": ["jwcrypto"],
+        "test": ["pytest>=7", "pytest-timeout", "hypothesis", "wheel", "mypy", "ruff", "types-psutil",
+                 # the token plugins' optional libraries, tested against a real redis-server
+                 "redis>=5.0", "jwcrypto>=1.5"],
+        # Optional token plugin backends: TokenRedis (redis.asyncio) and JWTTokenApi.
+        "redis": ["redis>=5.0"],
+        "jwt": ["jwcrypto>=1.5"],
     },
     cmdclass={"build_py": BuildPyWithRebind},
     entry_points={"console_scripts": ["websockify = websockify.cli:main"]},

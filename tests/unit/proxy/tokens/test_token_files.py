@@ -1,0 +1,222 @@
+"""ReadOnlyTokenFile, TokenFile and TokenFileName on real files, edited while in use."""
+import logging
+import os
+import time
+
+import pytest
+
+from websockify.errors import ConfigError
+from websockify.token_plugins import ReadOnlyTokenFile, TokenBackendUnavailable, TokenFile, TokenFileName
+
+LOGGER = "websockify.proxy.tokens.files"
+
+EVERY_FORM = """\
+# whole-line comment
+    # indented comment
+
+tok1: host1:5901
+tok2:host2:5902
+tok3: [::1]:5903
+tok4: ::1:5904
+tok5: 10.0.0.1:5905   # trailing comment
+    tok6: host6.example.org:5906
+tok#7: host7:5907
+a:b: host8:5908
+sock: unix_socket:/run/vnc/one.sock
+bad line without a colon
+tok9: host9:notaport
+tok10: host10:70000
+tok11: [::1:5911
+"""
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("plugin_class", [ReadOnlyTokenFile, TokenFile])
+def test_every_line_form(tmp_path, caplog, plugin_class):
+    caplog.set_level(logging.WARNING, LOGGER)
+    source = write(tmp_path / "tokens", EVERY_FORM)
+    plugin = plugin_class(source)
+    assert plugin.lookup("tok1") == ("host1", 5901)
+    assert plugin.lookup("tok2") == ("host2", 5902)  # no blank after the colon: upstream refused it
+    assert plugin.lookup("tok3") == ("::1", 5903)  # brackets removed: upstream kept them
+    assert plugin.lookup("tok4") == ("::1", 5904)
+    assert plugin.lookup("tok5") == ("10.0.0.1", 5905)  # upstream made the comment part of the port
+    assert plugin.lookup("tok6") == ("host6.example.org", 5906)
+    assert plugin.lookup("tok#7") == ("host7", 5907)
+    assert plugin.lookup("a:b") == ("host8", 5908)  # upstream's rule: the token ends at ': '
+    assert plugin.lookup("sock") == ("unix_socket", "/run/vnc/one.sock")
+    for unknown in ("tok9", "tok10", "tok11", "bad line without a colon", "tok", "", "TOK1"):
+        assert plugin.lookup(unknown) is None, unknown
+    found = warnings(caplog)
+    assert len(found) == 4, found
+    for line in (13, 14, 15, 16):
+        assert any(f"{source}:{line}:" in message for message in found), (line, found)
+    assert not any("tok9" in message or "tok10" in message for message in found), "a token reached the log"
+
+
+def test_a_directory_of_files(tmp_path):
+    (tmp_path / "a.conf").write_text("one: h1:1\nshared: first:1\n")
+    (tmp_path / "b.conf").write_text("two: h2:2\nshared: second:2\n")
+    (tmp_path / ".hidden.swp").write_text("three: h3:3\n")
+    (tmp_path / "b.conf~").write_text("four: h4:4\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.conf").write_text("five: h5:5\n")
+    plugin = TokenFile(str(tmp_path))
+    assert plugin.lookup("one") == ("h1", 1)
+    assert plugin.lookup("two") == ("h2", 2)
+    assert plugin.lookup("shared") == ("second", 2)  # files in name order; the last one wins
+    for skipped in ("three", "four", "five"):
+        assert plugin.lookup(skipped) is None
+    assert plugin.loop_safe
+    for i in range(TokenFile.LOOP_SAFE_FILES):
+        (tmp_path / f"more{i:02d}").write_text(f"more{i}: h:{i + 1}\n")
+    assert plugin.lookup("more15") == ("h", 16)
+    assert not plugin.loop_safe, "a stat per file for 18 files: off the event loop"
+
+
+def test_token_file_follows_edits(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, LOGGER)
+    tokens = tmp_path / "tokens"
+    plugin = TokenFile(write(tokens, "alpha: 127.0.0.1:5901\n"))
+    assert plugin.lookup("alpha") == ("127.0.0.1", 5901)
+
+    with tokens.open("a") as f:  # a script appends a token: it works on the next lookup
+        f.write("beta: 127.0.0.1:5902\n")
+    assert plugin.lookup("beta") == ("127.0.0.1", 5902)
+
+    # The same length, rewritten at once: same size, and likely the same mtime tick.
+    tokens.write_text("alpha: 127.0.0.1:5909\nbeta: 127.0.0.1:5902\n")
+    assert plugin.lookup("alpha") == ("127.0.0.1", 5909)
+
+    replacement = tmp_path / "tokens.new"
+    replacement.write_text("gamma: [2001:db8::1]:5903\n")
+    os.replace(replacement, tokens)  # an atomic replace by rename
+    assert plugin.lookup("gamma") == ("2001:db8::1", 5903)
+    assert plugin.lookup("alpha") is None
+
+    tokens.write_text("gamma: [2001:db8::1]:5903\ndelta 127.0.0.1:5904\n")
+    for _ in range(50):
+        assert plugin.lookup("delta") is None
+        assert plugin.lookup("gamma") == ("2001:db8::1", 5903)
+    assert len([m for m in warnings(caplog) if f"{tokens}:2:" in m]) == 1, warnings(caplog)
+
+
+def test_token_file_follows_a_directory(tmp_path):
+    first = tmp_path / "first"
+    first.write_text("one: h1:1\n")
+    plugin = TokenFile(str(tmp_path))
+    assert plugin.lookup("one") == ("h1", 1)
+    (tmp_path / "second").write_text("two: h2:2\n")
+    assert plugin.lookup("two") == ("h2", 2)
+    first.write_text("one: h1:11\n")
+    assert plugin.lookup("one") == ("h1", 11)
+    first.unlink()  # a removed file takes its tokens with it
+    assert plugin.lookup("one") is None
+    assert plugin.lookup("two") == ("h2", 2)
+
+
+def test_read_only_token_file_reads_on_reload_only(tmp_path):
+    tokens = tmp_path / "tokens"
+    plugin = ReadOnlyTokenFile(write(tokens, "alpha: h:1\n"))
+    tokens.write_text("alpha: h:2\nbeta: h:3\n")
+    assert plugin.lookup("alpha") == ("h", 1)
+    assert plugin.lookup("beta") is None
+    plugin.reload()
+    assert plugin.lookup("alpha") == ("h", 2)
+    assert plugin.lookup("beta") == ("h", 3)
+
+
+def test_a_missing_source(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist|No such file"):
+        TokenFile(str(tmp_path / "nothing"))
+    with pytest.raises(ConfigError, match="needs --token-source"):
+        ReadOnlyTokenFile(None)
+    tokens = tmp_path / "tokens"
+    read_only, live = ReadOnlyTokenFile(write(tokens, "alpha: h:1\n")), TokenFile(str(tokens))
+    tokens.unlink()
+    assert read_only.lookup("alpha") == ("h", 1)
+    with pytest.raises(TokenBackendUnavailable, match="tokens"):
+        live.lookup("alpha")
+    with pytest.raises(ConfigError, match="keeping the tokens"):
+        read_only.reload()
+    assert read_only.lookup("alpha") == ("h", 1)
+    tokens.write_text("alpha: h:2\n")
+    assert live.lookup("alpha") == ("h", 2)
+
+
+def test_file_plugins_are_loop_safe_and_cheap(tmp_path):
+    """10 000 tokens: a lookup is a dict lookup plus one stat(), not a file read."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("".join(f"token-{i:05d}: 10.{i // 256 % 256}.{i % 256}.1:{5900 + i % 100}\n"
+                              for i in range(10_000)))
+    started = time.perf_counter()
+    plugin = TokenFile(str(tokens))
+    load_s = time.perf_counter() - started
+    assert plugin.token_count == 10_000
+    assert TokenFile.loop_safe and ReadOnlyTokenFile.loop_safe and not TokenFileName.loop_safe
+    old = time.time() - 10
+    os.utime(tokens, (old, old))  # past the window in which a fresh file is read again
+    plugin.lookup("token-00000")
+    rounds = 20_000
+    started = time.perf_counter()
+    for i in range(rounds):
+        plugin.lookup(f"token-{i % 10_000:05d}")
+    per_lookup_us = (time.perf_counter() - started) / rounds * 1e6
+    print(f"TokenFile, 10 000 tokens: load {load_s * 1e3:.1f} ms, lookup {per_lookup_us:.2f} us")
+    assert plugin.lookup("token-09999") == ("10.39.15.1", 5999)
+    assert per_lookup_us < 200, per_lookup_us  # measured ~2-3 us; generous for a busy machine
+
+
+# -- TokenFileName --------------------------------------------------------------------
+
+def test_token_file_name(tmp_path):
+    (tmp_path / "alpha").write_text("127.0.0.1:5901\n")
+    (tmp_path / "v6").write_text("[::1]:5902")
+    (tmp_path / ".dot").write_text("127.0.0.1:5903")
+    plugin = TokenFileName(str(tmp_path))
+    assert plugin.lookup("alpha") == ("127.0.0.1", 5901)
+    assert plugin.lookup("v6") == ("::1", 5902)  # upstream split on every colon
+    assert plugin.lookup(".dot") == ("127.0.0.1", 5903)
+    assert plugin.lookup("beta") is None
+    (tmp_path / "beta").write_text("127.0.0.1:5904")
+    assert plugin.lookup("beta") == ("127.0.0.1", 5904)
+
+
+def test_token_file_name_stays_in_its_directory(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tmp_path / "secret").write_text("10.0.0.1:22")
+    (tmp_path / "tokens2").mkdir()
+    (tmp_path / "tokens2" / "x").write_text("10.0.0.2:22")
+    (tokens / "sub").mkdir()
+    (tokens / "sub" / "deep").write_text("10.0.0.3:22")
+    (tokens / "inside").write_text("127.0.0.1:5901")
+    (tokens / "out").symlink_to(tmp_path / "secret")
+    (tokens / "alias").symlink_to(tokens / "inside")
+    (tokens / "loop").symlink_to(tokens / "loop")
+    os.mkfifo(tokens / "fifo")
+    plugin = TokenFileName(str(tokens))
+    for token in ("../secret", "..", ".", "", "/etc/hostname", str(tmp_path / "secret"), "../tokens2/x",
+                  "sub/deep", "sub", "out", "loop", "fifo", "inside\0", "x" * 5000):
+        assert plugin.lookup(token) is None, token
+    assert plugin.lookup("alias") == ("127.0.0.1", 5901)  # a link that stays inside is followed
+
+
+def test_token_file_name_errors(tmp_path):
+    with pytest.raises(ConfigError, match="needs a directory"):
+        TokenFileName(str(tmp_path / "missing"))
+    (tmp_path / "broken").write_text("no port here")
+    (tmp_path / "huge").write_text("127.0.0.1:5901" + " " * 10_000)
+    plugin = TokenFileName(str(tmp_path))
+    with pytest.raises(ValueError, match="broken"):
+        plugin.lookup("broken")
+    with pytest.raises(ValueError, match="larger than"):
+        plugin.lookup("huge")

@@ -1,0 +1,138 @@
+"""What every token plugin shares: the base class, the error for a store that
+cannot answer, and one parser for the `host:port` targets they all return.
+
+The contract is upstream websockify's: a plugin is built with one string,
+`Class(src)`, and `lookup(token)` returns `(host, port)`,
+`("unix_socket", path)`, or None for an unknown token. On top of it:
+
+- `lookup` may be `async def`; a plain one is run on a worker thread unless
+  `plugin.loop_safe` is True (it never blocks and costs microseconds). Read it
+  at each lookup: TokenFile turns it off when its directory grows large.
+- `TokenBackendUnavailable` means "cannot tell now" (the store is down or slow),
+  as opposed to None, "no such token".
+- `reload()` (re-read files, keys) and `close()`/`aclose()` are optional.
+- A bad source raises ConfigError from the constructor.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import re
+from typing import Any, Optional, Union
+
+from ...addresses import parse_host, parse_port
+from ...errors import ConfigError, WebsockifyError
+
+UNIX_SOCKET = "unix_socket"
+
+# A token that names nothing usable in a directory: an unknown token, not a failure.
+NO_SUCH_NAME = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG})
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_TARGET = re.compile(rf"((?:{_OCTET}\.){{3}}{_OCTET}):([0-9]{{1,5}})")
+
+# (host, port) for TCP, ("unix_socket", path) for a Unix socket target.
+TokenTarget = Union[tuple[str, int], tuple[str, str]]
+
+
+class TokenBackendUnavailable(WebsockifyError):
+    """The token store cannot answer now (down, unreachable, too slow): try later."""
+
+
+class BasePlugin:
+    """Upstream's base class; custom plugins subclass it and override `lookup`."""
+
+    # Plugins written for upstream block (files, HTTP, databases): off the loop by default.
+    loop_safe = False
+
+    def __init__(self, src: Optional[str]) -> None:
+        self.source = src
+
+    def lookup(self, token: str) -> Any:
+        return None
+
+
+def require_source(src: Optional[str], plugin: str, expected: str) -> str:
+    if not src:
+        raise ConfigError(f"--token-plugin {plugin} needs --token-source {expected}")
+    return src
+
+
+def missing_library(plugin: str, package: str, extra: str) -> ConfigError:
+    return ConfigError(f"--token-plugin {plugin} needs the {package} package: "
+                       f"pip install 'websockify[{extra}]'")
+
+
+def token_hint(token: str) -> str:
+    """What the log may show of a token: enough to tell two apart, not enough to use one."""
+    if len(token) <= 4:
+        return "…"
+    return f"{token[:4]}…"
+
+
+def parse_target(text: str) -> TokenTarget:
+    """`host:port`, `[v6]:port`, a bare `v6:port` (upstream accepted it) or
+    `unix_socket:/absolute/path`; ValueError with a short reason otherwise."""
+    text = text.strip()
+    if text.startswith(UNIX_SOCKET + ":"):
+        path = text[len(UNIX_SOCKET) + 1:]
+        if not path.startswith("/") or "\0" in path:
+            raise ValueError(f"unix_socket target {path!r} is not an absolute path")
+        return UNIX_SOCKET, path
+    quick = _IPV4_TARGET.fullmatch(text)
+    if quick and 0 < int(quick.group(2)) < 65536:
+        return quick.group(1), int(quick.group(2))  # the common case, 20 times quicker than ipaddress
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"target {text!r} is not HOST:PORT")
+    if ":" in host and not host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"target {text!r} is not HOST:PORT") from None
+        host = f"[{host}]"
+    try:
+        return parse_host(host, "target"), parse_port(port_text.strip(), "target")
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def normalize_target(result: Any) -> Optional[TokenTarget]:
+    """A plugin's answer in one shape: `(str host, int port)` or `("unix_socket", str)`.
+
+    Upstream plugins return lists, ports as str or bytes, IPv6 hosts in brackets;
+    all of that is accepted. Anything else raises ValueError (a broken plugin).
+    """
+    if result is None:
+        return None
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise ValueError(f"token plugin returned {type(result).__name__}, not (host, port)")
+    host, port = (item.decode("utf-8") if isinstance(item, (bytes, bytearray)) else item for item in result)
+    if host == UNIX_SOCKET:
+        path = str(port) if hasattr(port, "__fspath__") else port
+        if not isinstance(path, str) or not path:
+            raise ValueError("token plugin returned a unix_socket target without a path")
+        return UNIX_SOCKET, path
+    if not isinstance(host, str):
+        raise ValueError(f"token plugin returned a host of type {type(host).__name__}")
+    if isinstance(port, bool) or not isinstance(port, (int, str)):
+        raise ValueError(f"token plugin returned a port of type {type(port).__name__}")
+    bare = host.strip()
+    if ":" in bare and not bare.startswith("["):
+        bare = f"[{bare}]"
+    try:
+        return parse_host(bare, "target"), parse_port(str(port).strip(), "target")
+    except ConfigError as exc:
+        raise ValueError(f"token plugin returned {exc}") from None
+
+
+def is_plain_name(token: str) -> bool:
+    """True when `token` can only name an entry directly inside a directory."""
+    return bool(token) and token not in (".", "..") and "/" not in token and "\0" not in token
+
+
+def is_inside(path: str, directory: str) -> bool:
+    """`path` lies in `directory`'s tree; both already resolved with realpath.
+    A sibling sharing a prefix (`/run/socks2` for `/run/socks`) is outside."""
+    return os.path.commonpath([path, directory]) == directory and path != directory

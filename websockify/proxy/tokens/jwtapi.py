@@ -1,0 +1,171 @@
+"""JWTTokenApi: the token is a JWT whose claims `host` and `port` name the target.
+
+The source is a key file: a PEM public or private key (RSA, EC, Ed25519), a
+JWK in JSON, or a symmetric key. The key is read once, and again on reload()
+(upstream read it for every lookup). Accepted tokens:
+
+- JWS signed with the key, using an algorithm of the key's family only
+  (HS* for a symmetric key, RS*/PS* for RSA, ES* for EC, EdDSA for OKP), so
+  `alg: none` and algorithm confusion are refused;
+- JWE decryptable with the same key whose payload is such a JWS (as upstream:
+  a JWE alone proves nothing when anyone holding the public key can make one).
+
+`nbf` and `exp` are honoured, without leeway, as upstream did. A token that is
+invalid, expired, not yet valid or signed with another key is an unknown
+token (None).
+
+A symmetric key file is read as upstream reads it, as the base64url `k` of a
+JWK; its bytes as they are (a trailing newline removed) are tried too, which
+is what most JWT libraries call the secret.
+"""
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import logging
+import re
+import time
+from typing import Any, Optional
+
+from ...errors import ConfigError
+from .base import BasePlugin, TokenTarget, missing_library, normalize_target, require_source, token_hint
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN = 16 * 1024
+_COMPACT = re.compile(r"[A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]*){2,4}")
+_BASE64URL = re.compile(rb"[A-Za-z0-9_\-]+")
+
+SIGNING_ALGS = {
+    "oct": ["HS256", "HS384", "HS512"],
+    "RSA": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
+    "EC": ["ES256", "ES384", "ES512"],
+    "OKP": ["EdDSA"],
+}
+_CONTENT_ENCRYPTION = ["A128CBC-HS256", "A192CBC-HS384", "A256CBC-HS512", "A128GCM", "A192GCM", "A256GCM"]
+_ECDH = ["ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW", "ECDH-ES+A256KW"]
+# No RSA1_5 (padding oracle) and no PBES2 (a password KDF whose cost the token sets).
+ENCRYPTION_ALGS = {
+    "oct": ["dir", "A128KW", "A192KW", "A256KW", "A128GCMKW", "A192GCMKW", "A256GCMKW"] + _CONTENT_ENCRYPTION,
+    "RSA": ["RSA-OAEP", "RSA-OAEP-256"] + _CONTENT_ENCRYPTION,
+    "EC": _ECDH + _CONTENT_ENCRYPTION,
+    "OKP": _ECDH + _CONTENT_ENCRYPTION,
+}
+
+
+class JWTTokenApi(BasePlugin):
+    def __init__(self, src: Optional[str]) -> None:
+        super().__init__(require_source(src, "JWTTokenApi", "KEY_FILE"))
+        try:
+            # By name: jwcrypto is an optional extra, and ships no type stubs.
+            self._jwk, self._jws, self._jwe = (importlib.import_module(f"jwcrypto.{name}")
+                                               for name in ("jwk", "jws", "jwe"))
+        except ImportError:
+            raise missing_library("JWTTokenApi", "jwcrypto", "jwt") from None
+        self._keyring = self._load()  # (keys, key type), replaced as one by reload()
+
+    def reload(self) -> None:
+        """Read the key file again; on failure (ConfigError) the old key stays."""
+        self._keyring = self._load()
+
+    def _load(self) -> tuple[list[Any], str]:
+        path = str(self.source)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"--token-source: cannot read key file {path}: {exc.strerror}") from None
+        if not data:
+            raise ConfigError(f"--token-source: key file {path} is empty")
+        JWK = self._jwk.JWK
+        try:
+            if b"-----BEGIN" in data:
+                keys = [JWK.from_pem(data)]
+            elif data.startswith(b"{"):
+                keys = [JWK.from_json(data)]
+            else:
+                keys = []
+                if _BASE64URL.fullmatch(data):
+                    keys.append(JWK(kty="oct", k=data.decode("ascii")))
+                keys.append(JWK(kty="oct", k=_b64url(data)))
+                if len(data) < 32:  # jwcrypto refuses HMAC keys shorter than the hash
+                    log.warning("key file %s: a %d-byte secret is too short for HS256 (32 bytes at least); "
+                                "tokens signed with it will be refused", path, len(data))
+        except Exception as exc:  # jwcrypto and cryptography raise many types for a bad key
+            raise ConfigError(f"--token-source: key file {path} is not a key JWTTokenApi can use "
+                              f"(PEM without a passphrase, JWK JSON, or a symmetric key): {exc}") from None
+        kty = keys[0].get("kty")
+        if kty not in SIGNING_ALGS:
+            raise ConfigError(f"--token-source: key file {path} holds a {kty} key; "
+                              f"JWTTokenApi takes RSA, EC, OKP or symmetric keys")
+        return keys, kty
+
+    def lookup(self, token: str) -> Optional[TokenTarget]:
+        keys, kty = self._keyring
+        token = token.strip()
+        if len(token) > MAX_TOKEN or not _COMPACT.fullmatch(token):
+            return None
+        if token.count(".") == 4:
+            inner = self._decrypt(token, keys, kty)
+            if inner is None or not _COMPACT.fullmatch(inner) or inner.count(".") != 2:
+                log.debug("token %s: not a JWE holding a JWS signed with the key", token_hint(token))
+                return None
+            token = inner
+        if token.count(".") != 2:
+            return None
+        payload = self._verify(token, keys, kty)
+        if payload is None:
+            return None
+        return self._target(token, payload)
+
+    def _verify(self, token: str, keys: list[Any], kty: str) -> Optional[bytes]:
+        for key in keys:
+            signed = self._jws.JWS()
+            signed.allowed_algs = SIGNING_ALGS[kty]
+            try:
+                signed.deserialize(token)
+                signed.verify(key)
+            except Exception as exc:  # a forged, damaged or foreign token: all mean "unknown"
+                log.debug("token %s: signature not accepted: %s", token_hint(token), exc)
+                continue
+            payload: bytes = signed.payload
+            return payload
+        return None
+
+    def _decrypt(self, token: str, keys: list[Any], kty: str) -> Optional[str]:
+        for key in keys:
+            sealed = self._jwe.JWE()
+            sealed.allowed_algs = ENCRYPTION_ALGS[kty]
+            try:
+                sealed.deserialize(token, key)
+                return bytes(sealed.payload).decode("ascii").strip()
+            except Exception as exc:  # as in _verify
+                log.debug("token %s: cannot decrypt: %s", token_hint(token), exc)
+        return None
+
+    def _target(self, token: str, payload: bytes) -> Optional[TokenTarget]:
+        try:
+            claims = json.loads(payload)
+        except ValueError:
+            return None
+        if not isinstance(claims, dict):
+            return None
+        now = time.time()
+        for name, late in (("nbf", False), ("exp", True)):
+            if name in claims:
+                value = claims[name]
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    log.info("token %s: claim %r is not a number", token_hint(token), name)
+                    return None
+                if (now > value) if late else (now < value):
+                    log.info("token %s: %s", token_hint(token), "expired" if late else "not valid yet")
+                    return None
+        if "host" not in claims or "port" not in claims:
+            log.info("token %s: signed, but has no 'host' and 'port' claims", token_hint(token))
+            return None
+        return normalize_target((claims["host"], claims["port"]))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

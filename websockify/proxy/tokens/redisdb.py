@@ -1,0 +1,175 @@
+"""TokenRedis: targets stored in Redis under the token (or `namespace:token`).
+
+The source is upstream's `host[:port[:db[:password[:namespace]]]]` (a field in
+double quotes may contain `:`, e.g. `redis::::"app:vnc"`; an IPv6 host goes in
+brackets), or a `redis://`, `rediss://` (TLS) or `unix://` URL, where the
+namespace is the `namespace` query parameter. A value is `host:port` or
+upstream's JSON `{"host": "host:port"}` (`{"host": ..., "port": ...}` works too).
+
+One connection pool serves every lookup (upstream opened a connection per
+lookup), through redis-py's asyncio client: `lookup` is a coroutine. A Redis
+that is down or silent raises TokenBackendUnavailable within `timeout`, and the
+pool reconnects by itself once Redis is back.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.parse
+from typing import Any, Optional
+
+from ...addresses import parse_host, parse_port
+from ...errors import ConfigError
+from .base import (BasePlugin, TokenBackendUnavailable, TokenTarget, missing_library, normalize_target, parse_target,
+                   require_source, token_hint)
+
+log = logging.getLogger(__name__)
+
+SOURCE_FORMAT = "HOST[:PORT[:DB[:PASSWORD[:NAMESPACE]]]] or a redis://, rediss:// or unix:// URL"
+URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+def parse_source_args(src: str) -> list[str]:
+    """Split `src` on `:` like upstream: a field wrapped in double quotes keeps its colons.
+
+    `a:b:c` -> ['a', 'b', 'c'];  `a:"b:c":d` -> ['a', 'b:c', 'd']
+    """
+    fields: list[str] = []
+    pos = 0
+    while True:
+        if src.startswith('"', pos):
+            close = pos
+            while True:  # the closing quote is the one followed by `:` or the end
+                close = src.find('"', close + 1)
+                if close == -1 or close + 1 == len(src) or src[close + 1] == ":":
+                    break
+            if close > pos + 1:
+                fields.append(src[pos + 1:close])
+                if close + 1 == len(src):
+                    return fields
+                pos = close + 2
+                continue
+        colon = src.find(":", pos)
+        if colon == -1:
+            fields.append(src[pos:])
+            return fields
+        fields.append(src[pos:colon])
+        pos = colon + 1
+
+
+def parse_redis_source(src: str) -> tuple[dict[str, Any], Optional[str], str]:
+    """(connection keyword arguments, URL or None, namespace) for `src`; ConfigError if malformed."""
+    if urllib.parse.urlsplit(src).scheme in URL_SCHEMES and "://" in src:
+        parts = urllib.parse.urlsplit(src)
+        if parts.scheme == "unix" and not parts.path:
+            raise ConfigError(f"--token-source: {src!r} names no socket; write unix:///path/to/redis.sock")
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        namespace = "".join(value for name, value in query if name == "namespace")
+        rest = urllib.parse.urlencode([(name, value) for name, value in query if name != "namespace"])
+        return {}, urllib.parse.urlunsplit(parts._replace(query=rest)), namespace
+    what = "--token-source"
+    host_field = None
+    if src.startswith("["):
+        close = src.find("]")
+        if close == -1 or src[close + 1:close + 2] not in ("", ":"):
+            raise ConfigError(f"{what}: {src!r} is not {SOURCE_FORMAT}")
+        host_field, src = src[:close + 1], src[close + 2:]
+    fields = parse_source_args(src) if src or host_field is None else []
+    if host_field is not None:
+        fields.insert(0, host_field)
+    if len(fields) > 5:
+        raise ConfigError(f"{what}: {len(fields)} fields in the Redis address; expected {SOURCE_FORMAT} "
+                          "(put a field that contains ':' in double quotes)")
+    host, port, db, password, namespace = fields + [""] * (5 - len(fields))
+    if not host:
+        raise ConfigError(f"{what}: the Redis address has no host; expected {SOURCE_FORMAT}")
+    if not db.isdigit() and db:
+        raise ConfigError(f"{what}: Redis database {db!r} is not a number")
+    settings = {"host": parse_host(host, f"{what} Redis host"),
+                "port": parse_port(port, f"{what} Redis") if port else 6379,
+                "db": int(db) if db else 0,
+                "password": password or None}
+    return settings, None, namespace
+
+
+class TokenRedis(BasePlugin):
+    connect_timeout = 2.0  # seconds to open a connection
+    timeout = 3.0  # seconds for a whole lookup, reconnecting included
+
+    def __init__(self, src: Optional[str]) -> None:
+        super().__init__(require_source(src, "TokenRedis", SOURCE_FORMAT))
+        try:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
+            from redis.exceptions import TimeoutError as RedisTimeoutError
+        except ImportError:
+            raise missing_library("TokenRedis", "redis", "redis") from None
+        self._unavailable_errors = (RedisConnectionError, RedisTimeoutError, OSError)
+        settings, url, namespace = parse_redis_source(str(self.source))
+        self._namespace = f"{namespace}:" if namespace else ""
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.timeout,
+            # One quick second try covers a pooled connection that died with a Redis restart.
+            "retry": Retry(NoBackoff(), 1),
+        }
+        try:
+            if url is not None:
+                self._client = aioredis.Redis.from_url(url, **options)
+                self._where = urllib.parse.urlsplit(url)._replace(netloc=_without_password(url), query="").geturl()
+            else:
+                self._client = aioredis.Redis(**settings, **options)
+                self._where = f"{settings['host']}:{settings['port']} db {settings['db']}"
+            # Builds a connection without connecting: an unknown URL option fails now, not per lookup.
+            pool: Any = self._client.connection_pool
+            pool.make_connection()
+        except ValueError as exc:
+            raise ConfigError(f"--token-source: {exc}") from None
+        except TypeError as exc:  # "...__init__() got an unexpected keyword argument 'x'"
+            raise ConfigError(f"--token-source: an option of the Redis URL is not known to redis-py: {exc}") from None
+
+    async def lookup(self, token: str) -> Optional[TokenTarget]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                value: Any = await self._client.get(self._namespace + token)
+        except TimeoutError:  # before OSError, its base class
+            raise TokenBackendUnavailable(f"Redis at {self._where}: no answer within {self.timeout:g}s") from None
+        except self._unavailable_errors as exc:
+            raise TokenBackendUnavailable(f"Redis at {self._where}: {exc}") from None
+        if value is None:
+            return None
+        try:
+            return parse_value(value.decode("utf-8", errors="replace"))
+        except ValueError as exc:
+            raise ValueError(f"Redis value for token {token_hint(token)}: {exc}") from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def parse_value(text: str) -> TokenTarget:
+    text = text.strip()
+    if not text.startswith("{"):
+        return parse_target(text)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError("not valid JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("host"), str):
+        raise ValueError('JSON without a "host" string')
+    if "port" in data:
+        target = normalize_target((data["host"], data["port"]))
+        assert target is not None
+        return target
+    return parse_target(data["host"])
+
+
+def _without_password(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host

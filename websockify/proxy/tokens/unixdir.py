@@ -1,0 +1,53 @@
+"""UnixDomainSocketDirectory: the token names a Unix socket in a directory.
+
+The token is one plain name: no `/`, no `..`, no NUL, so it cannot climb out.
+A symbolic link in the directory is followed only when it ends inside the
+directory's tree; one that leads elsewhere is an unknown token. (Upstream
+compared path prefixes, so `/run/socks2/x` passed for `/run/socks`, and at one
+point did not collapse `..` at all.)
+"""
+from __future__ import annotations
+
+import os
+import stat
+from typing import Optional
+
+from ...errors import ConfigError
+from .base import NO_SUCH_NAME, UNIX_SOCKET, BasePlugin, TokenTarget, is_inside, is_plain_name, require_source
+
+
+class UnixDomainSocketDirectory(BasePlugin):
+    loop_safe = True  # an lstat(), plus a realpath() for symbolic links
+
+    def __init__(self, src: Optional[str]) -> None:
+        super().__init__(require_source(src, "UnixDomainSocketDirectory", "DIRECTORY"))
+        self._directory = self._resolve()
+
+    def _resolve(self) -> str:
+        directory = os.path.realpath(str(self.source))
+        if not os.path.isdir(directory):
+            raise ConfigError(f"--token-source: UnixDomainSocketDirectory needs a directory; "
+                              f"{self.source} is not one")
+        return directory
+
+    def reload(self) -> None:
+        self._directory = self._resolve()
+
+    def lookup(self, token: str) -> Optional[TokenTarget]:
+        if not is_plain_name(token):
+            return None
+        path = os.path.join(self._directory, token)
+        try:
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                path = os.path.realpath(path)
+                if not is_inside(path, self._directory):
+                    return None
+                mode = os.stat(path).st_mode
+        except OSError as exc:
+            if exc.errno in NO_SUCH_NAME:
+                return None
+            raise
+        if not stat.S_ISSOCK(mode):
+            return None
+        return UNIX_SOCKET, path
