@@ -27,6 +27,7 @@ LAYERS = {
     "websockify.wrap": 3,
     "websockify.service": 3,  # daemon mode, pid file, systemd, logs: for cli and app
     "websockify.auth_plugins": 3,  # upstream's import path for proxy/auth_plugins.py
+    "websockify.token_plugins": 3,  # upstream's import path for proxy/tokens
     "websockify.protocol": 2,
     "websockify.config": 1,
     "websockify.errors": 1,

@@ -34,8 +34,8 @@ def token_from_host(host: Optional[str]) -> Optional[str]:
 
 
 def redact(token: str) -> str:
-    """A token as a log line may show it: its first characters only."""
-    return token[:_SHOWN] + "..." if len(token) > _SHOWN else "..."
+    """A token as a log line may show it: enough to tell two apart, not enough to use one."""
+    return token[:_SHOWN] + "…" if len(token) > _SHOWN else "…"
 
 
 def redact_target(target: str) -> str:

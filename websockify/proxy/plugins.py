@@ -27,6 +27,8 @@ def load_plugin(name: str, source: Optional[str], builtins: "ModuleType | str", 
         raise ConfigError(f"{option}: cannot load {name}: {exc}") from None
     try:
         return plugin_class(source)
+    except ConfigError:
+        raise  # already one line a user can act on
     except Exception as exc:  # a plugin's constructor may raise anything: report it in one line
         raise ConfigError(f"{option}: {name}: {exc}") from None
 

@@ -4,8 +4,9 @@ The plugin contract is upstream's: `Class(source)`, `lookup(token)` returning
 `(host, port)`, `("unix_socket", path)` or None. How a lookup is run:
 
 - `async def lookup`: awaited on the event loop (TokenRedis);
-- `loop_safe = True` (a table lookup plus a stat): called on the loop directly,
-  so a token file costs no thread hop per connection;
+- `loop_safe` true (a table lookup plus a stat), read at each lookup since a
+  token directory may grow past what is cheap: called on the loop directly, so
+  a token file costs no thread hop per connection;
 - otherwise (upstream's plugins, HTTP APIs): on a worker thread, with a timeout,
   so one slow lookup never stalls other clients.
 
@@ -22,11 +23,12 @@ import ssl
 from typing import Any, Optional
 
 from ..addresses import Target, TcpAddress, UnixAddress
-from ..errors import ConfigError, HttpError, TargetUnavailable, WebsockifyError
+from ..errors import ConfigError, HttpError, TargetUnavailable
 from ..protocol.logsafe import printable
 from ..protocol.tokens import redact
 from .plugins import load_plugin
 from .target import AddressConnector
+from .tokens.base import UNIX_SOCKET, TokenBackendUnavailable, normalize_target
 from .workers import CallTimedOut, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -40,19 +42,19 @@ def load_token_plugin(name: str, source: Optional[str]) -> Any:
     return load_plugin(name, source, "websockify.token_plugins", "--token-plugin")
 
 
-def _backend_unavailable(exc: BaseException) -> bool:
-    return type(exc).__name__ == "TokenBackendUnavailable" and isinstance(exc, WebsockifyError)
-
-
 class TokenRouter:
     def __init__(self, plugin: Any, connect_timeout_s: float, tls: Optional[ssl.SSLContext]):
         self.plugin = plugin
         self._connect_timeout_s = connect_timeout_s
         self._tls = tls
         self._coroutine = inspect.iscoroutinefunction(plugin.lookup)
-        self.immediate = not self._coroutine and bool(getattr(plugin, "loop_safe", False))
         self._workers = WorkerPool(LOOKUP_WORKERS, "token")
         self._connectors: dict[Target, AddressConnector] = {}
+
+    @property
+    def immediate(self) -> bool:
+        """The next lookup can run on the loop, now."""
+        return not self._coroutine and bool(getattr(self.plugin, "loop_safe", False))
 
     def resolve_now(self, token: str) -> AddressConnector:
         """For a loop-safe plugin: the connector for the token's target, or HttpError."""
@@ -67,7 +69,7 @@ class TokenRouter:
             if self._coroutine:
                 async with asyncio.timeout(timeout_s):
                     result = await self.plugin.lookup(token)
-            elif self.immediate:
+            elif getattr(self.plugin, "loop_safe", False):
                 result = self.plugin.lookup(token)
             else:
                 result = await self._workers.run(self.plugin.lookup, token, timeout_s=timeout_s)
@@ -79,19 +81,21 @@ class TokenRouter:
         return self._connector(token, result)
 
     def _failure(self, token: str, exc: Exception) -> HttpError:
-        if _backend_unavailable(exc):
+        if isinstance(exc, TokenBackendUnavailable):
             return HttpError(503, "token lookup unavailable", log_message=f"token {redact(token)}: {printable(exc)}")
         log.error("token %s: the token plugin failed", redact(token), exc_info=exc)
         return HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: plugin error {exc!r}")
 
     def _connector(self, token: str, result: Any) -> AddressConnector:
-        if result is None:
+        try:
+            normal = normalize_target(result)
+        except ValueError as exc:
+            log.error("token %s: %s (%s)", redact(token), printable(exc), printable(repr(result)))
+            raise HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: malformed result") from None
+        if normal is None:
             raise HttpError(404, "unknown token", log_message=f"token {redact(token)} not found")
-        target = _target(result)
-        if target is None:
-            log.error("token %s: the token plugin returned %s, not (host, port) or ('unix_socket', path)",
-                      redact(token), printable(repr(result)))
-            raise HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: malformed result")
+        host, port = normal
+        target: Target = UnixAddress(str(port)) if host == UNIX_SOCKET else TcpAddress(host, int(port))
         connector = self._connectors.get(target)
         if connector is None:
             if len(self._connectors) >= _CACHED_CONNECTORS:
@@ -124,28 +128,6 @@ class TokenRouter:
         except Exception:  # shutting down: a plugin's failure to close is only worth a line
             log.warning("closing the token plugin failed", exc_info=True)
         self._workers.close()
-
-
-def _target(result: Any) -> Optional[Target]:
-    """Normalize a lookup result; None if it is not one upstream's plugins return."""
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        return None
-    host, port = result
-    if isinstance(host, bytes):
-        host = host.decode("utf-8", "replace")
-    if isinstance(port, bytes):
-        port = port.decode("ascii", "replace")
-    if not isinstance(host, str) or not host:
-        return None
-    if host == "unix_socket":
-        return UnixAddress(port) if isinstance(port, str) and port else None
-    try:
-        number = int(port)
-    except (TypeError, ValueError):
-        return None
-    if not 0 < number < 65536:
-        return None
-    return TcpAddress(host.strip("[]"), number)
 
 
 class RoutedTargets:

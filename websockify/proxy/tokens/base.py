@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 
 from ...addresses import parse_host, parse_port
 from ...errors import ConfigError, WebsockifyError
+from ...protocol.tokens import redact
 
 UNIX_SOCKET = "unix_socket"
 
@@ -66,9 +67,7 @@ def missing_library(plugin: str, package: str, extra: str) -> ConfigError:
 
 def token_hint(token: str) -> str:
     """What the log may show of a token: enough to tell two apart, not enough to use one."""
-    if len(token) <= 4:
-        return "…"
-    return f"{token[:4]}…"
+    return redact(token)
 
 
 def parse_target(text: str) -> TokenTarget:
