@@ -5,6 +5,7 @@ import asyncio
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -67,3 +68,33 @@ def test_novnc_connects_to_a_wrapped_xvnc(browser, tmp_path):
                     return size
         assert asyncio.run(scenario()) == [640, 480]
         assert re.search(r"GET /vnc.html\S* -> 200", proxy.log)
+
+
+def test_novnc_reaches_its_desktop_by_token(browser, tmp_path):
+    """noVNC's own way to pass a token: vnc.html?path=websockify?token=... (URL-encoded)."""
+    novnc = "/usr/share/novnc"
+    xvnc = shutil.which("Xvnc")
+    if not os.path.exists(os.path.join(novnc, "vnc.html")) or xvnc is None:
+        pytest.fail("noVNC and Xvnc are needed (.ci/run installs novnc and tigervnc-standalone-server)")
+    display = next(n for n in range(60, 99) if not os.path.exists(f"/tmp/.X11-unix/X{n}"))
+    with reserved_port() as vnc_port:
+        server = subprocess.Popen([xvnc, f":{display}", "-rfbport", str(vnc_port), "-SecurityTypes", "None",
+                                   "-geometry", "800x600"], stderr=subprocess.DEVNULL)
+    try:
+        (tmp_path / "tokens").write_text(f"desk-42: 127.0.0.1:{vnc_port}\nother: 127.0.0.1:1\n")
+        with running_proxy("--web", novnc, "--token-plugin", "TokenFile", "--token-source",
+                           str(tmp_path / "tokens"), "127.0.0.1:0") as proxy:
+            async def scenario():
+                url = (f"http://127.0.0.1:{proxy.port}/vnc.html?autoconnect=true"
+                       "&path=websockify%3Ftoken%3Ddesk-42")
+                async with asyncio.timeout(timeout(90)):
+                    async with visit(browser, url, str(tmp_path / "novnc-token.png")) as page:
+                        return await page.wait_for(
+                            "(() => { const c = document.querySelector('#noVNC_container canvas');"
+                            " return c && c.width > 0 ? [c.width, c.height] : null; })()", 60, "the VNC canvas")
+            assert asyncio.run(scenario()) == [800, 600]  # the geometry of this desktop
+            proxy.wait_log(r"GET /vnc\.html\?autoconnect=true&path=websockify%3Ftoken%3Ddesk… -> 200")
+            assert "desk-42" not in proxy.log  # tokens are shortened in every log line
+    finally:
+        server.terminate()
+        server.wait(timeout(20))

@@ -143,3 +143,54 @@ def test_routing_option_errors(args, message):
     result = subprocess.run([sys.executable, "-m", "websockify", *args], capture_output=True, text=True,
                             timeout=timeout(30), env={**os.environ, **PLUGINS})
     assert_one_line_error(result, message)
+
+
+def test_a_fleet_shares_routes_through_one_redis(two_targets, tmp_path):
+    """Two instances (as behind any TCP load balancer) and one real redis-server: a token
+    written once routes on both; one written later too; Redis down is a 503 on both."""
+    from backends import RedisServer
+    first, second = two_targets
+    redis = RedisServer(str(tmp_path)).start()
+    try:
+        redis.set("fleet:vm1", first.address)
+        source = f"unix://{redis.socket_path}?namespace=fleet"
+        with running_proxy("--token-plugin", "TokenRedis", "--token-source", source, "127.0.0.1:0") as one, \
+                running_proxy("--token-plugin", "TokenRedis", "--token-source", source, "127.0.0.1:0") as two:
+            assert echo(one.port, "/?token=vm1") == b"A:hi"
+            assert echo(two.port, "/?token=vm1") == b"A:hi"
+            redis.set("fleet:vm2", '{"host": "%s"}' % second.address)  # the portal adds a machine
+            assert echo(two.port, "/?token=vm2") == b"B:hi"
+            assert echo(one.port, "/?token=vm2") == b"B:hi"
+            assert upgrade_status(one.port, "/?token=vm3") == 404
+            redis.stop()
+            assert upgrade_status(one.port, "/?token=vm1") == 503
+            assert upgrade_status(two.port, "/?token=vm1") == 503
+            redis.start()  # without persistence: the portal writes its routes again
+            redis.set("fleet:vm1", first.address)
+            assert echo(one.port, "/?token=vm1") == b"A:hi"
+            assert one.proc.poll() is None and two.proc.poll() is None
+    finally:
+        redis.stop()
+
+
+def test_tokens_over_tls_with_recording(two_targets, tmp_path):
+    import ssl
+    from certs import make_all
+    first, _ = two_targets
+    (tmp_path / "certs").mkdir()
+    certs = make_all(tmp_path / "certs")
+    (tmp_path / "tokens").write_text(f"one: {first.address}\n")
+    with running_proxy("--token-plugin", "TokenFile", "--token-source", str(tmp_path / "tokens"),
+                       "--cert", str(certs / "server.pem"), "--key", str(certs / "server.key"),
+                       "--record", str(tmp_path / "rec"), "127.0.0.1:0") as proxy:
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10))
+        sock = context.wrap_socket(raw, server_hostname="localhost")
+        sock.sendall(upgrade_request("/?token=one"))
+        assert status_of(read_head(sock)) == 101
+        sock.sendall(frame(0x2, b"secure"))
+        assert read_frame(sock) == (0x2, b"A:secure")
+        sock.close()
+        proxy.wait_log(r"target=127\.0\.0\.1:\d+ up=6 down=8")
+    recording = (tmp_path / "rec.1").read_text()
+    assert "secure" in recording and "A:secure" in recording
