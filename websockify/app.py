@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .addresses import TcpAddress
-from .config import Config
+from .config import Config, Lifetime
 from .errors import ConfigError, WebsockifyError
 from .fdlimit import raise_file_limit
 from .proxy.plugins import Authenticator, load_authenticator
@@ -34,6 +34,7 @@ from .service.lifetime import Lifetimes
 from .service.logs import setup_logging
 from .service.notify import Notifier
 from .service.pidfile import PidFile
+from .service.workers import WorkerGroup, WorkerLink, available_cpus
 
 if TYPE_CHECKING:
     from .wrap.service import WrappedService
@@ -219,18 +220,18 @@ async def _serve(config: Config, sockets: list[ListeningSocket], library: Option
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.on_signal, signum)
     service: Optional[WrappedService] = None
-    connector: Connector
     if library is not None:
         from .wrap.service import WrappedService
         service = WrappedService(config, library)
-        connector = service
-    elif router is not None:
-        connector = RoutedTargets(config.token_plugin or "")
+    server: "ProxyServer | WorkerGroup"
+    workers = config.workers or available_cpus()
+    if workers > 1:
+        lifetime = config.lifetime
+        counting = notifier.enabled or bool(lifetime.idle_timeout_s or lifetime.timeout_s or lifetime.run_once)
+        server = WorkerGroup(config, sockets, workers, service, report_sessions=counting)
     else:
-        assert config.target is not None
-        connector = AddressConnector(config.target, config.connect_timeout_s,
-                                     target_context() if config.ssl_target else None)
-    server = ProxyServer(config, connector, sockets, tls, authenticator, router)
+        connector = service if service is not None else _connector(config, router)
+        server = ProxyServer(config, connector, sockets, tls, authenticator, router)
     status = _Status(notifier, server, service)
     lifetimes = Lifetimes(config.lifetime, stop.by_lifetime, server.stop_accepting, status.sessions_changed)
     server.on_session_start = lifetimes.session_started
@@ -285,6 +286,66 @@ async def _serve(config: Config, sockets: list[ListeningSocket], library: Option
             listening.close()
 
 
+def _connector(config: Config, router: Optional[TokenRouter]) -> Connector:
+    """The target when no wrapped program is: one address, or the one a token names."""
+    if router is not None:
+        return RoutedTargets(config.token_plugin or "")
+    assert config.target is not None
+    return AddressConnector(config.target, config.connect_timeout_s, target_context() if config.ssl_target else None)
+
+
+def run_worker() -> int:
+    """A worker process of `--workers N` (websockify/worker.py): serve until told to stop."""
+    found = WorkerLink.from_environment()
+    if found is None:
+        print("websockify.worker: started by websockify --workers, not by hand", file=sys.stderr)
+        return 2
+    link, config = found
+    # The parent keeps the process-wide duties: daemon, pid file, systemd, lifetimes, the program.
+    config = dataclasses.replace(config, daemon=False, pid_file=None,
+                                 lifetime=Lifetime(heartbeat_s=config.lifetime.heartbeat_s))
+    try:
+        setup_logging(config.logs)
+        raise_file_limit()
+        tls = server_context(config.tls) if config.tls.enabled else None
+        authenticator = _load_authenticator(config, None)
+        router = _load_router(config, None)
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_serve_worker(config, link, tls, authenticator, router))
+    except WebsockifyError as exc:
+        log.error("worker %d: %s", link.index, exc)
+        return exc.exit_code
+
+
+async def _serve_worker(config: Config, link: WorkerLink, tls: Optional[ssl.SSLContext],
+                        authenticator: Optional[Authenticator], router: Optional[TokenRouter]) -> int:
+    loop = asyncio.get_running_loop()
+    stop = _Stop()
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.on_signal, signum)
+    link.start(wrapped=bool(config.wrap_command), connect_timeout_s=config.connect_timeout_s)
+    connector = link.target if link.target is not None else _connector(config, router)
+    server = ProxyServer(config, connector, link.sockets, tls, authenticator, router)
+    server.on_session_start = link.session_started
+    server.on_session_end = link.session_ended
+    link.on_stop_accepting = server.stop_accepting
+
+    def reload() -> None:
+        server.reload_tls()
+        if router is not None:
+            router.reload()
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await server.start(announce=False)
+        await stop.event.wait()
+        await server.shutdown(config.close_timeout_s)
+        return 0
+    finally:
+        if router is not None:
+            await router.close()
+
+
 async def _run_wrapped(service: "WrappedService", stop: _Stop, status: "_Status") -> int:
     """Until the program ends (its status is ours) or we are stopped (stop it first)."""
     ready = asyncio.ensure_future(service.wait_ready())
@@ -308,7 +369,7 @@ class _Status:
 
     _EVERY_S = 1.0  # at most one update a second, however busy
 
-    def __init__(self, notifier: Notifier, server: ProxyServer, service: "Optional[WrappedService]"):
+    def __init__(self, notifier: Notifier, server: "ProxyServer | WorkerGroup", service: "Optional[WrappedService]"):
         self._notifier = notifier
         self._server = server
         self._service = service

@@ -127,6 +127,8 @@ class _Command(click.Command):
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
               help="Stop accepting SECONDS after start; exit when the last session ends.")
 @click.option("--run-once", is_flag=True, help="Exit after the first WebSocket session ends.")
+@click.option("--workers", metavar="N|auto", default="1", show_default=True,
+              help="Processes serving clients on the same port; auto: one per available CPU.")
 @click.version_option(__version__, "--version")
 @click.pass_context
 def command(ctx: click.Context, /, arguments: tuple[str, ...], **options: Any) -> int:

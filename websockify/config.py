@@ -126,6 +126,7 @@ class Config:
     connect_timeout_s: float = 10.0
     listen_backlog: int = 1024
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S
+    workers: int = 1  # processes serving clients; 0: one per available CPU
     working_dir: Optional[str] = None  # where relative paths were given; the wrapped program runs there
 
     @property
@@ -239,6 +240,7 @@ def build_config(
     idle_timeout_s: float = 0.0,
     timeout_s: float = 0.0,
     run_once: bool = False,
+    workers: str = "1",
 ) -> Config:
     """Check the combination of arguments the way upstream does and build a Config.
 
@@ -303,6 +305,8 @@ def build_config(
     _positive(max_headers, "--max-headers")
     for value, option in ((heartbeat_s, "--heartbeat"), (idle_timeout_s, "--idle-timeout"), (timeout_s, "--timeout")):
         _positive(value, option, allow_zero=True)
+    if workers != "auto" and not (workers.isdigit() and 1 <= int(workers) <= 256):
+        raise ConfigError(f"--workers: {workers!r} is not a number of processes (1-256) or auto")
     if legacy_syslog and syslog is None:
         raise ConfigError("--legacy-syslog requires --syslog")
 
@@ -352,6 +356,7 @@ def build_config(
         record=record,
         hixie76=hixie76,
         grace_period_s=grace_period_s,
+        workers=0 if workers == "auto" else int(workers),
     )
 
 

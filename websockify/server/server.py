@@ -57,7 +57,8 @@ class ProxyServer:
         # The Flash policy names one port: the first TCP one.
         self.port = next((s.port for s in sockets if s.port is not None), 0)
 
-    async def start(self) -> None:
+    async def start(self, announce: bool = True) -> None:
+        """Serve every listening socket; `announce` logs where (a worker of many does not)."""
         for listening in self.sockets:
             if self._tls is None:
                 # The event loop accepts (in C with uvloop) and builds each connection.
@@ -68,7 +69,10 @@ class ProxyServer:
                 listener = Listener(listening.sock, self._on_accept)
                 listener.start()
                 self._listeners.append(listener)
-            log.info("listening on %s", listening)
+            if announce:
+                log.info("listening on %s", listening)
+        if not announce:
+            return
         if self.config.web_dir:
             log.info("serving web files from %s", self.config.web_dir)
         log.info("proxying to %s", self.connector.description)

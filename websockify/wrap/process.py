@@ -35,6 +35,7 @@ Process = psutil.Process
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -68,6 +69,31 @@ def spawn(argv: Sequence[str], env: dict[str, str], cwd: Optional[str] = None) -
                                restore_signals=True)
     process.returncode = 0  # reaped by reap(), never by Popen; silences its destructor
     return process.pid
+
+
+def spawn_worker(argv: Sequence[str], env: dict[str, str], fds: Sequence[int]) -> int:
+    """Start a worker process (a fresh interpreter, not a fork) that inherits `fds`; its pid.
+
+    Reaped by reap(), like the wrapped program. It stays in our session and
+    process group: a Ctrl-C at the terminal reaches it as it reaches us.
+    """
+    worker = subprocess.Popen(list(argv), env=env, pass_fds=tuple(fds), close_fds=True)
+    worker.returncode = 0  # reaped by reap(), never by Popen
+    return worker.pid
+
+
+def signal_pid(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> None:
+    """Get `signum` when the parent dies (and at once if it already has)."""
+    _prctl(_PR_SET_PDEATHSIG, signum)
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signum)
 
 
 def run_tool(argv: Sequence[str], env: Optional[dict[str, str]] = None,

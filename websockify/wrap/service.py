@@ -19,7 +19,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..config import Config, TcpAddress
 from ..errors import StartupError, TargetUnavailable
@@ -67,6 +67,10 @@ class WrappedService:
         self._respawn: Optional[asyncio.TimerHandle] = None
         self._reap_timer: Optional[asyncio.TimerHandle] = None
         self.exited: asyncio.Future[int] = self._loop.create_future()
+        # Other children of websockify (worker processes): not part of the service's
+        # tree; their exit statuses are handed to these callbacks.
+        self.foreign_children: dict[int, Callable[[int], None]] = {}
+        self.on_state_change: Callable[[], None] = lambda: None
 
     # -- start -----------------------------------------------------------
 
@@ -107,10 +111,12 @@ class WrappedService:
         self._connector = AddressConnector(address, self._config.connect_timeout_s)
         if moved:  # it closed the port and listens on a new one (a re-exec, a launcher's probe...)
             log.info("service moved to %s", self._connector.description)
+            self.on_state_change()
             return
         self._cancel_slow_start()
         self._supervisor.ready()
         self._ready.set()
+        self.on_state_change()
         log.info("service ready on %s (public port %d)", self._connector.description, self.public_port)
 
     def _warn_slow_start(self) -> None:
@@ -135,6 +141,12 @@ class WrappedService:
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
+
+    def target_state(self) -> tuple[str, Optional[TcpAddress]]:
+        """("ready", address), ("waiting", None) while it starts or respawns, or ("down", None)."""
+        if self._ready.is_set() and self._address is not None:
+            return "ready", self._address
+        return ("waiting" if self._supervisor.accepting_clients else "down"), None
 
     def status_text(self) -> str:
         state = self._supervisor.state.value
@@ -165,6 +177,10 @@ class WrappedService:
     def _children_changed(self) -> None:
         reaped = process.reap()
         for pid, status in reaped:
+            foreign = self.foreign_children.pop(pid, None)
+            if foreign is not None:
+                foreign(status)
+                continue
             if pid == self._watchdog_pid:
                 log.warning("the watchdog process exited (%d)", status)
                 continue
@@ -176,11 +192,17 @@ class WrappedService:
         if reaped and self._supervisor.state in (State.STARTING, State.RUNNING) and not self._alive():
             self._tree_gone(self._last_status if self._last_status is not None else 0)
 
+    def reap_now(self) -> None:
+        """Collect exited children at once (the parent waiting for its workers)."""
+        self._children_changed()
+
     def _alive(self) -> list[process.Process]:
-        return process.tree(exclude=[self._watchdog_pid] if self._watchdog_pid else [])
+        exclude = [*self.foreign_children, *([self._watchdog_pid] if self._watchdog_pid else [])]
+        return process.tree(exclude=exclude)
 
     def _tree_gone(self, status: int) -> None:
         self._ready.clear()
+        self._loop.call_soon(self.on_state_change)
         self._stop_waiting_for_readiness()
         decision = self._supervisor.tree_exited(time.monotonic(), status)
         if isinstance(decision, Exit):
