@@ -13,7 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Optional
+from typing import Callable, Optional
 
 import procs
 
@@ -37,7 +37,7 @@ class Column:
     proc: Optional[subprocess.Popen[bytes]] = field(default=None, repr=False)
     port: int = 0
     base_procs: int = 1
-    log: Optional[IO[bytes]] = field(default=None, repr=False)
+    log: Optional[Path] = None
 
     @property
     def is_proxy(self) -> bool:
@@ -138,22 +138,20 @@ def start(col: Column, target_port: int, logdir: Path, extra: str = "") -> None:
     command = col.command
     for key, value in values.items():
         command = command.replace("{" + key + "}", value)
-    if col.log is None:
-        col.log = open(logdir / f"{col.name}.log", "ab")
-    col.log.write(f"\n### {command}\n".encode())
-    col.log.flush()
-    # exec: the proxy itself is the root of the measured tree, not a shell
-    col.proc = procs.spawn(["/bin/sh", "-c", "exec " + command], stdout=col.log, stderr=col.log,
-                           cwd=str(ROOT))
+    col.log = logdir / f"{col.name}.log"
+    with open(col.log, "ab") as log:  # the child keeps its own descriptor
+        log.write(f"\n### {command}\n".encode())
+        log.flush()
+        # exec: the proxy itself is the root of the measured tree, not a shell
+        col.proc = procs.spawn(["/bin/sh", "-c", "exec " + command], stdout=log, stderr=log, cwd=str(ROOT))
     try:
         procs.wait_listening(col.port, col.proc, timeout=60)
     except procs.BenchError as e:
         procs.stop(col.proc)
         col.proc = None
-        log = Path(col.log.name)
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [ln for ln in col.log.read_text(errors="replace").splitlines() if ln.strip()]
         last = f": {lines[-1].strip()[:200]}" if lines and not lines[-1].startswith("### ") else ""
-        raise procs.BenchError(f"{e}{last} (log: {log.relative_to(ROOT)})")
+        raise procs.BenchError(f"{e}{last} (log: {col.log.relative_to(ROOT)})") from None
     col.base_procs = len(procs.tree(col.proc.pid))
 
 

@@ -30,9 +30,9 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(argv: Sequence[str], *, stdin: "int | None" = subprocess.DEVNULL,
-          stdout: "int | IO[bytes] | None" = subprocess.DEVNULL,
-          stderr: "int | IO[bytes] | None" = subprocess.DEVNULL,
+def spawn(argv: Sequence[str], *, stdin: int | None = subprocess.DEVNULL,
+          stdout: int | IO[bytes] | None = subprocess.DEVNULL,
+          stderr: int | IO[bytes] | None = subprocess.DEVNULL,
           cwd: Optional[str] = None) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(list(argv), stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd,
                             start_new_session=True, preexec_fn=_die_with_parent)

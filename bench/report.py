@@ -57,21 +57,25 @@ def _failures(r: dict[str, Any], *keys: str) -> str:
     return " / ".join(str(r.get(k, 0)) for k in keys)
 
 
-def results_table(res: Results, cols: list[str], conns: list[int], idle: int) -> list[str]:
+def results_table(res: Results, cols: list[str], tests: list[str], conns: list[int], idle: int) -> list[str]:
     lines = ["| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines.append(_value_row(res, cols, "bulk upload MB/s (64 KiB messages)", "up", "mbps"))
-    lines.append(_value_row(res, cols, "bulk download MB/s", "down", "mbps"))
-    lines.append(_value_row(res, cols, "latency p50 µs (100-byte echo)", "lat", "p50_us"))
-    lines.append(_value_row(res, cols, "latency p99 µs", "lat", "p99_us"))
-    for n in conns:
+    if "up" in tests:
+        lines.append(_value_row(res, cols, "bulk upload MB/s (64 KiB messages)", "up", "mbps"))
+    if "down" in tests:
+        lines.append(_value_row(res, cols, "bulk download MB/s", "down", "mbps"))
+    if "lat" in tests:
+        lines.append(_value_row(res, cols, "latency p50 µs (100-byte echo)", "lat", "p50_us"))
+        lines.append(_value_row(res, cols, "latency p99 µs", "lat", "p99_us"))
+    for n in conns if "conns" in tests else []:
         t = f"c{n}"
         lines.append(_value_row(res, cols, f"round trips/s, {n} conns", t, "per_s"))
         lines.append(_value_row(res, cols, f"round-trip p99 µs, {n} conns", t, "p99_us"))
         lines.append(_plain_row(res, cols, f"failed / lost, {n} conns", t,
                                 lambda r: _failures(r, "failed", "lost")))
         lines.append(_plain_row(res, cols, f"proxy RSS / PSS MB, {n} conns", t, _memory))
-    lines.append(_value_row(res, cols, "new conns/s (handshake, echo, close)", "rate", "per_s"))
-    lines.append(_plain_row(res, cols, "failed new conns", "rate", lambda r: _failures(r, "failed")))
+    if "rate" in tests:
+        lines.append(_value_row(res, cols, "new conns/s (handshake, echo, close)", "rate", "per_s"))
+        lines.append(_plain_row(res, cols, "failed new conns", "rate", lambda r: _failures(r, "failed")))
     lines.append(_plain_row(res, cols, "proxy RSS / PSS MB at start", "start", _memory))
     if idle:
         lines.append(_plain_row(res, cols, f"proxy RSS / PSS MB, {idle} idle conns", "idle", _memory))

@@ -30,6 +30,7 @@ import report  # noqa: E402
 from columns import BENCH, ROOT, Column  # noqa: E402
 
 WSLOAD = BENCH / "build" / "wsload"
+TESTS = ("up", "down", "lat", "conns", "rate")
 
 
 def say(msg: str) -> None:
@@ -43,6 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     "websocat, ours, and ours-w2 when websockify has --workers)")
     ap.add_argument("--column", action="append", default=[], metavar="NAME=CMD",
                     help="an extra proxy column: a command with {listen} and {target} (repeatable)")
+    ap.add_argument("--tests", default=",".join(TESTS), help=f"which tests (default {','.join(TESTS)}; "
+                    "the idle step runs when --idle is given)")
     ap.add_argument("--bytes", type=int, help="bytes per bulk transfer (default 256 MiB)")
     ap.add_argument("--cap", type=float, help="time cap of one bulk transfer, s (default 6)")
     ap.add_argument("--reps", type=int, help="bulk runs per column, the best is kept (default 2)")
@@ -68,6 +71,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error("--conns wants numbers, e.g. 100,1000")
     if any(n < 1 for n in args.conn_counts) or args.idle < 0 or args.reps < 1:
         ap.error("counts must be positive")
+    args.test_names = [t.strip() for t in args.tests.split(",") if t.strip()]
+    unknown = [t for t in args.test_names if t not in TESTS]
+    if unknown:
+        ap.error(f"unknown test {', '.join(unknown)}; known: {', '.join(TESTS)}")
     return args
 
 
@@ -98,29 +105,34 @@ def build_wsload() -> None:
 def plan(args: argparse.Namespace) -> list[measure.Test]:
     bulk = ["--bytes", str(args.bytes), "--cap", str(args.cap), "--subprotocol", args.subprotocol]
     common = ["--subprotocol", args.subprotocol]
-    tests = []
+    tests, want = [], set(args.test_names)
     for _ in range(args.reps):
-        tests.append(measure.Test("up", ["--test", "up", *bulk], 60, args.cap + 40))
-        tests.append(measure.Test("down", ["--test", "down", *bulk], 60, args.cap + 40))
-    tests.append(measure.Test("lat", ["--test", "lat", "--count", str(args.lat_count), *common], 60, 120))
-    for n in args.conn_counts:
+        for name in ("up", "down"):
+            if name in want:
+                tests.append(measure.Test(name, ["--test", name, *bulk], 60, args.cap + 40))
+    if "lat" in want:
+        tests.append(measure.Test("lat", ["--test", "lat", "--count", str(args.lat_count), *common], 60, 120))
+    for n in args.conn_counts if "conns" in want else []:
         tests.append(measure.Test(f"c{n}", ["--test", "conns", "--conns", str(n), "--secs", str(args.secs),
                                             *common], 100, args.secs + 40, memory=True))
-    tests.append(measure.Test("rate", ["--test", "rate", "--secs", str(args.secs), "--slots",
-                                       str(args.slots), *common], 30, args.secs + 40))
+    if "rate" in want:
+        tests.append(measure.Test("rate", ["--test", "rate", "--secs", str(args.secs), "--slots",
+                                           str(args.slots), *common], 30, args.secs + 40))
     return tests
 
 
 def labels(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The tests that have CPU figures (the idle step has no measured window)."""
     out = [("up", "bulk upload"), ("down", "bulk download"), ("lat", "latency")]
     out += [(f"c{n}", f"{n} conns") for n in args.conn_counts]
     out.append(("rate", "new conns"))
-    return out  # the idle step has no measured window: no CPU figures
+    want = set(args.test_names)
+    return [(t, label) for t, label in out if (t[0] == "c" and "conns" in want) or t in want]
 
 
 def start_server(logdir: Path) -> tuple[Any, int, int]:
-    server = procs.spawn([str(WSLOAD), "serve"], stdout=subprocess.PIPE,
-                         stderr=open(logdir / "wsload-serve.log", "ab"))
+    with open(logdir / "wsload-serve.log", "ab") as log:
+        server = procs.spawn([str(WSLOAD), "serve"], stdout=subprocess.PIPE, stderr=log)
     line = procs.LineReader(server, lambda: "the target server exited").expect("listening", 15)
     raw_port, ws_port = (int(x) for x in line.split())
     return server, raw_port, ws_port
@@ -234,7 +246,7 @@ def main(argv: list[str]) -> int:
              f"{' (--quick)' if args.quick else ''}: {machine['cores']} cores, load average "
              f"{machine['load_before']} and CPU {machine['busy_before_percent']:.0f}% busy before the "
              f"run, {elapsed:.0f} s")
-    lines = [title, ""] + report.results_table(res, names, args.conn_counts, args.idle) + [""]
+    lines = [title, ""] + report.results_table(res, names, args.test_names, args.conn_counts, args.idle) + [""]
     lines += report.cpu_table(res, names, tests) + [""]
     lines += [f"- {c.name}: {c.describe}{f' ({c.version})' if c.version else ''}" for c in cols]
     lines += [f"- {n}" for n in report.notes(res, names, tests, proxies) + extra_notes]
