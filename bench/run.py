@@ -138,44 +138,50 @@ def start_server(logdir: Path) -> tuple[Any, int, int]:
     return server, raw_port, ws_port
 
 
-def ensure_running(col: Column, raw_port: int, logdir: Path, results: dict[str, Any]) -> None:
+def ensure_running(col: Column, raw_port: int, logdir: Path, test: str, notes: list[str]) -> None:
+    """A proxy that died in an earlier test is started again (and that is reported)."""
     if not col.is_proxy or (col.proc and col.proc.poll() is None):
         return
     if col.proc:
-        results.setdefault("_restarts", []).append(f"exited with status {col.proc.returncode}")
-        say(f"{col.name} exited (status {col.proc.returncode}); starting it again")
+        notes.append(f"{col.name}: exited with status {col.proc.returncode}; started again before {test}")
+        say(notes[-1])
     columns.start(col, raw_port, logdir)
 
 
 def run_tests(args: argparse.Namespace, cols: list[Column], server: Any, raw_port: int, ws_port: int,
-              logdir: Path, res: dict[str, dict[str, Any]]) -> None:
-    tests = plan(args)
+              logdir: Path, res: dict[str, dict[str, Any]]) -> list[str]:
+    tests, notes = plan(args), list[str]()
     for i, test in enumerate(tests):
         say(f"[{i + 1}/{len(tests)}] {test.name}")
         for col in cols:
             if col.error:
                 continue
             try:
-                ensure_running(col, raw_port, logdir, res[col.name])
-                measure.settle(col)
-                port = ws_port if col.name == "ws-direct" else raw_port
+                measure.settle(col)  # first: a proxy on its way out is gone after it
+                ensure_running(col, raw_port, logdir, test.name, notes)
+                # a direct column talks to the server's own port for its protocol
+                port = ws_port if col.proto == "ws" else raw_port
                 r = measure.run(WSLOAD, col, server.pid, port, test)
             except procs.BenchError as e:
                 r = {"error": str(e)}
             key = "mbps" if test.name in ("up", "down") else ""
             res[col.name][test.name] = measure.better(res[col.name].get(test.name), r, key) if key else r
+    return notes
 
 
 def run_idle(args: argparse.Namespace, cols: list[Column], server: Any, raw_port: int, logdir: Path,
              res: dict[str, dict[str, Any]]) -> list[str]:
     proxies = [c for c in cols if c.is_proxy and not c.error]
+    notes = []
     if args.idle_columns:
-        wanted = [n.strip() for n in args.idle_columns.split(",")]
+        wanted = [n.strip() for n in args.idle_columns.split(",") if n.strip()]
         chosen = [c for c in proxies if c.name in wanted]
+        notes += [f"--idle-columns {n}: not a proxy column of this run" for n in wanted
+                  if n not in [c.name for c in chosen]]
     else:
         chosen = [c for c in proxies if not c.forks]
-    notes = [f"{c.name}: left out of the idle step (it forks a process per connection; name it in "
-             f"--idle-columns to include it)" for c in proxies if c not in chosen]
+        notes += [f"{c.name}: left out of the idle step (it forks a process per connection; name it "
+                  f"in --idle-columns to include it)" for c in proxies if c not in chosen]
     why = columns.check_fd_limit(args.idle)
     if why:
         say(f"idle step skipped: {why}")
@@ -232,7 +238,7 @@ def main(argv: list[str]) -> int:
             col.error = str(e)
             extra_notes.append(f"{col.name}: not run: {e}")
             say(f"{col.name}: not run: {e}")
-    run_tests(args, cols, server, raw_port, ws_port, logdir, res)
+    extra_notes += run_tests(args, cols, server, raw_port, ws_port, logdir, res)
     if args.idle:
         extra_notes += run_idle(args, cols, server, raw_port, logdir, res)
     for col in cols:
@@ -247,12 +253,14 @@ def main(argv: list[str]) -> int:
              f"{machine['load_before']} and CPU {machine['busy_before_percent']:.0f}% busy before the "
              f"run, {elapsed:.0f} s")
     lines = [title, ""] + report.results_table(res, names, args.test_names, args.conn_counts, args.idle) + [""]
-    lines += report.cpu_table(res, names, tests) + [""]
+    if tests:
+        lines += report.cpu_table(res, names, tests) + [""]
     lines += [f"- {c.name}: {c.describe}{f' ({c.version})' if c.version else ''}" for c in cols]
     lines += [f"- {n}" for n in report.notes(res, names, tests, proxies) + extra_notes]
     text = "\n".join(lines) + "\n"
     print(text)
     record = {"stamp": stamp, "quick": args.quick, "elapsed_secs": round(elapsed, 1), "machine": machine,
+              "notes": extra_notes,
               "options": {k: v for k, v in vars(args).items() if k != "conn_counts"},
               "columns": {c.name: {"describe": c.describe, "command": c.command, "version": c.version,
                                    "error": c.error, "results": res[c.name]} for c in cols}}
@@ -263,6 +271,7 @@ def main(argv: list[str]) -> int:
 
 
 def _terminate(signum: int, _frame: Optional[object]) -> None:
+    say(f"stopped by signal {signum}")
     raise SystemExit(128 + signum)
 
 
