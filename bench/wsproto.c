@@ -1,4 +1,4 @@
-/* Helpers shared by the load generator and the target server: time, randomness,
+/* Shared by the load generator and the target server: time, randomness,
  * the Sec-WebSocket-Accept computation and WebSocket frames (RFC 6455). */
 #define _GNU_SOURCE
 #include "wsload.h"
