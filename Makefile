@@ -1,7 +1,8 @@
 # make run   - set up .venv, then run the demo: a plain TCP chat server behind websockify
 # make test  - set up .venv, then run every test
 # make fuzz  - the protocol's property tests with many more examples (minutes)
-# make bench - side-by-side benchmark: raw TCP vs websockify (and upstream)
+# make bench - side-by-side benchmark: raw TCP, upstream websockify, websocat and this
+#              checkout (bench/); options go in BENCH_ARGS, e.g. make bench BENCH_ARGS=--quick
 # make soak  - soak test: 10000 connections through one websockify, 10 minutes of churn;
 #              options go in SOAK_ARGS, e.g. make soak SOAK_ARGS="--duration 3600"
 PYTHON ?= python3
@@ -56,8 +57,16 @@ fuzz: $(VENV)/.test-installed
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q --timeout=0 --hypothesis-show-statistics \
 		tests/unit/protocol/test_*_properties.py
 
-bench: $(VENV)/.installed $(REBIND)
-	scripts/bench.sh
+# The benchmark's load generator and target server: one C program, no libraries.
+WSLOAD     := bench/build/wsload
+WSLOAD_SRC := bench/wsload.c bench/wsproto.c bench/serve.c bench/client.c bench/client_conn.c \
+              bench/client_tests.c
+$(WSLOAD): $(WSLOAD_SRC) bench/wsload.h bench/client.h
+	mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -o $@ $(WSLOAD_SRC)
+
+bench: $(VENV)/.installed $(REBIND) $(WSLOAD)
+	scripts/bench.sh $(BENCH_ARGS)
 
 soak: $(VENV)/.installed
 	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
