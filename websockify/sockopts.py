@@ -1,4 +1,4 @@
-"""Socket options set the same way on both legs of a session."""
+"""What the kernel knows of a socket that asyncio does not say."""
 from __future__ import annotations
 
 import asyncio
@@ -6,13 +6,6 @@ import fcntl
 import socket
 import sys
 import termios
-
-
-def set_nodelay(transport: asyncio.BaseTransport) -> None:
-    """Small messages (keystrokes, pointer moves) must not wait for Nagle's algorithm."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def unsent_bytes(transport: asyncio.BaseTransport) -> int:

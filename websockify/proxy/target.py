@@ -8,7 +8,6 @@ from typing import Callable, Optional, Protocol
 
 from ..addresses import Target, UnixAddress
 from ..errors import TargetUnavailable
-from ..sockopts import set_nodelay
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
@@ -62,5 +61,4 @@ class AddressConnector:
             raise TargetUnavailable(f"{self.description}: {reason}") from None
         finally:
             timer.cancel()
-        set_nodelay(transport)
         return transport

@@ -23,7 +23,6 @@ from ..protocol.tokens import token_from_host, token_from_target
 from ..protocol.websocket import RelaySession, WebSocketSession
 from ..proxy.pump import Relay
 from ..proxy.target import Connector
-from ..sockopts import set_nodelay
 from . import web
 from .admission import Ticket
 from .tls import peer_common_name
@@ -80,7 +79,6 @@ class ClientConnection(asyncio.Protocol):
                 self._transport.abort()
                 return
             self._deadline_at = loop.time() + self._config.handshake_timeout_s
-        set_nodelay(transport)
         self._server.connections.add(self)
         self._deadline = loop.call_at(self._deadline_at, self._handshake_timed_out)
 
