@@ -19,6 +19,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "websockify"
 # or a subpackage (which covers everything inside it).
 LAYERS = {
     "websockify.__main__": 5,
+    "websockify.worker": 5,  # python -m websockify.worker: one process of --workers N
     "websockify.websocketproxy": 5,  # upstream's entry points: websockify_init(), WebSocketProxy
     "websockify.cli": 5,
     "websockify.app": 4,

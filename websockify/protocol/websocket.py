@@ -11,6 +11,11 @@ conformance stays websockets'. Frames never straddle the two: a frame is
 either read here whole or fed to websockets whole, and once websockets is
 reading a fragmented message or closing, it reads everything.
 
+The ordinary end, a client's close frame before anything odd happened, is
+answered here too, once websockets' own `Close.parse` has accepted its code and
+reason: the frame is echoed and the stream ended, as websockets does; a close
+frame it refuses goes to websockets to fail the connection.
+
 Messages to the client are framed here (a server's frames are not masked),
 except the control frames websockets sends; one queue keeps their order.
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 import struct
 from typing import Optional, Protocol
 
+from websockets.exceptions import ProtocolError
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -39,7 +45,7 @@ from .frames import check_header
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 MAX_FRAGMENTS = 1024
-_FIN_TEXT, _FIN_BINARY = 0x81, 0x82
+_FIN_TEXT, _FIN_BINARY, _FIN_CLOSE = 0x81, 0x82, 0x88
 _PING = b"\x89\x00"
 
 
@@ -84,6 +90,7 @@ class WebSocketSession:
         self._out: list[bytes] = []
         self._eof_received = False
         self._failed = False
+        self._closed: Optional[Close] = None  # the client's close frame, answered here
 
     def _websockets(self) -> ServerProtocol:
         if self._protocol is None:
@@ -140,6 +147,19 @@ class WebSocketSession:
             fast = ((first & 0xF0) == 0x80 and second & 0x80 and (opcode == 2 or opcode == 1)
                     and not self._fragmented and length <= self._max
                     and (self._protocol is None or self._protocol.state is State.OPEN))
+            if (not fast and opcode == 8 and first == _FIN_CLOSE and second & 0x80 and length <= 125
+                    and self._protocol is None and not self._fragmented):
+                if end - position < header + length:
+                    break
+                start = position + header
+                payload = apply_mask(view[start:start + length], bytes(view[start - 4:start]))
+                try:
+                    self._closed = Close.parse(payload)
+                except (ProtocolError, UnicodeDecodeError):
+                    self._to_websockets = header + length  # websockets fails it with the right code
+                    continue
+                self._out += (frame_header(_FIN_CLOSE, length) + payload, b"")  # echo, then end the stream
+                return end
             if not fast:
                 if opcode in (1, 2):
                     self._fragmented = not first & 0x80
@@ -174,6 +194,8 @@ class WebSocketSession:
             return []
         self._eof_received = True
         self._buffer = bytearray()
+        if self._closed is not None:
+            return []  # the closing handshake is done already
         protocol = self._websockets()
         protocol.receive_eof()
         out = self._payloads()
@@ -228,6 +250,8 @@ class WebSocketSession:
 
     def ping(self) -> None:
         """Queue a ping (the heartbeat); the client's pong goes to websockets, which expects none."""
+        if not self.is_open:
+            return
         if self._protocol is None:
             self._out.append(_PING)
         elif self._protocol.state is State.OPEN:
@@ -249,17 +273,21 @@ class WebSocketSession:
 
     @property
     def is_open(self) -> bool:
-        return self._protocol is None or self._protocol.state is State.OPEN
+        if self._protocol is None:
+            return self._closed is None
+        return self._protocol.state is State.OPEN
 
     @property
     def client_done(self) -> bool:
         """No more client data will come: close frame received, failure, or EOF."""
         protocol = self._protocol
-        return (self._eof_received or self._failed
+        return (self._eof_received or self._failed or self._closed is not None
                 or (protocol is not None and (protocol.close_rcvd is not None or protocol.parser_exc is not None)))
 
     @property
     def close_code(self) -> Optional[int]:
+        if self._closed is not None:
+            return self._closed.code
         if self._protocol is not None:
             close: Optional[Close] = self._protocol.close_sent or self._protocol.close_rcvd
             if close is not None:
@@ -270,6 +298,8 @@ class WebSocketSession:
 
     @property
     def close_reason(self) -> str:
+        if self._closed is not None:
+            return self._closed.reason
         if self._protocol is None:
             return ""
         close = self._protocol.close_sent or self._protocol.close_rcvd

@@ -252,14 +252,14 @@ class Relay:
 
     def _start_client_linger(self) -> None:
         if self._client_linger is None and not self._client_gone:
-            self._client_linger = self._loop.call_later(
-                self._close_timeout_s, self._client_linger_check, unsent_bytes(self._client))
+            # What is unsent is read when the timer fires: most clients are gone by then.
+            self._client_linger = self._loop.call_later(self._close_timeout_s, self._client_linger_check, -1)
 
     def _client_linger_check(self, buffered_before: int) -> None:
         """A client still reading what we queued before the close gets more time;
         one that reads nothing (or does not end its side) is cut off."""
         buffered = unsent_bytes(self._client)
-        if 0 < buffered < buffered_before:
+        if 0 < buffered and (buffered_before < 0 or buffered < buffered_before):
             self._client_linger = self._loop.call_later(self._close_timeout_s, self._client_linger_check, buffered)
         else:
             self._client.abort()
