@@ -75,6 +75,7 @@ class HixieSession:
         self._close_code: Optional[int] = None
         self._close_reason = ""
         self.subprotocol = "base64"
+        self.backlogged = False  # every frame of a read is read at once
 
     def receive_data(self, data: bytes) -> list[bytes]:
         if self._client_done:

@@ -45,6 +45,11 @@ from .frames import check_header
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 MAX_FRAGMENTS = 1024
+# Work per call to receive_data: a client sending tiny frames as fast as it can
+# holds the event loop for about a millisecond at a time, and a target that does
+# not read is given at most this much more than its write buffer holds.
+FRAMES_PER_CALL = 256
+PAYLOAD_BYTES_PER_CALL = 256 * 1024
 _FIN_TEXT, _FIN_BINARY, _FIN_CLOSE = 0x81, 0x82, 0x88
 _PING = b"\x89\x00"
 
@@ -62,6 +67,8 @@ class RelaySession(Protocol):
     def is_open(self) -> bool: ...
     @property
     def client_done(self) -> bool: ...
+    @property
+    def backlogged(self) -> bool: ...
     @property
     def close_code(self) -> Optional[int]: ...
     @property
@@ -91,6 +98,7 @@ class WebSocketSession:
         self._eof_received = False
         self._failed = False
         self._closed: Optional[Close] = None  # the client's close frame, answered here
+        self.backlogged = False  # frames wait in the buffer: the budget of the last call ran out
 
     def _websockets(self) -> ServerProtocol:
         if self._protocol is None:
@@ -100,25 +108,61 @@ class WebSocketSession:
     # -- client → target -------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[bytes]:
-        """Feed bytes from the client; return the payload bytes for the target, in order."""
+        """Feed bytes from the client; return the payload bytes for the target, in order.
+
+        At most FRAMES_PER_CALL frames and about PAYLOAD_BYTES_PER_CALL bytes of
+        payload are read per call; the rest waits (`backlogged`) for the next
+        call, which may bring no new bytes at all.
+        """
         if self.client_done:
+            self.backlogged = False
             return []
-        if self._buffer:
-            self._buffer += data
-            view = memoryview(self._buffer)
-        else:
-            view = memoryview(data)
         out: list[bytes] = []
-        position = self._read_frames(view, out)
-        rest = view[position:]
-        self._buffer = bytearray(rest) if len(rest) and not self.client_done else bytearray()
-        rest.release()
-        view.release()
+        lacking = 0
+        if self._buffer:
+            # Complete the frame that waits in the buffer with just the bytes it lacks:
+            # appending a whole read to the buffer would copy it, again and again.
+            lacking = len(data) if self.backlogged else self._lacking(data)
+            self._buffer += memoryview(data)[:lacking]
+            with memoryview(self._buffer) as view:
+                position = self._read_frames(view, out)
+            if position < len(self._buffer) or self.client_done:
+                del self._buffer[:position]  # O(1) in CPython: the start moves, nothing is copied
+                if self.client_done:
+                    self._buffer = bytearray()
+                elif lacking < len(data):
+                    self._buffer += memoryview(data)[lacking:]
+                return out
+            self._buffer = bytearray()
+        with memoryview(data) as whole:
+            view = whole[lacking:] if lacking else whole
+            position = self._read_frames(view, out)
+            if position < len(view) and not self.client_done:
+                self._buffer = bytearray(view[position:])
+            view.release()
         return out
+
+    def _lacking(self, data: bytes) -> int:
+        """How many bytes of `data` complete the frame that starts in the buffer."""
+        head = bytes(self._buffer[:14])
+        if len(head) < 14:
+            head += data[:14 - len(head)]
+        if len(head) < 2:
+            return len(data)
+        code = head[1] & 0x7F
+        length_end = 2 if code < 126 else 4 if code == 126 else 10
+        if len(head) < length_end:
+            return len(data)  # a few bytes only: the rest of a header
+        length = code if code < 126 else int.from_bytes(head[2:length_end], "big")
+        frame = length_end + (4 if head[1] & 0x80 else 0) + length
+        return max(0, min(len(data), frame - len(self._buffer)))
 
     def _read_frames(self, view: memoryview, out: list[bytes]) -> int:
         """Read or route whole frames from `view`; return where the unread part starts."""
         position, end = 0, len(view)
+        frames, payload_bytes = 0, 0
+        self.backlogged = False
+        spent = False  # the budget of this call is used up: the next frame waits, if there is one
         while position < end:
             if self._to_websockets:
                 step = min(self._to_websockets, end - position)
@@ -147,6 +191,9 @@ class WebSocketSession:
             fast = ((first & 0xF0) == 0x80 and second & 0x80 and (opcode == 2 or opcode == 1)
                     and not self._fragmented and length <= self._max
                     and (self._protocol is None or self._protocol.state is State.OPEN))
+            if spent:  # the budget is used up: a frame that is here waits for the next call
+                self.backlogged = not fast or end - position >= header + length
+                break
             if (not fast and opcode == 8 and first == _FIN_CLOSE and second & 0x80 and length <= 125
                     and self._protocol is None and not self._fragmented):
                 if end - position < header + length:
@@ -166,9 +213,14 @@ class WebSocketSession:
                 elif opcode == 0 and first & 0x80:
                     self._fragmented = False
                 self._to_websockets = header + length
+                frames += 1
+                spent = frames >= FRAMES_PER_CALL
                 continue
             if end - position < header + length:
                 break  # wait for the whole frame
+            frames += 1
+            payload_bytes += length
+            spent = frames >= FRAMES_PER_CALL or payload_bytes >= PAYLOAD_BYTES_PER_CALL
             start = position + header
             payload = apply_mask(view[start:start + length], bytes(view[start - 4:start]))
             position = start + length
@@ -192,13 +244,17 @@ class WebSocketSession:
         """The client's TCP stream ended (with or without a close frame)."""
         if self._eof_received:
             return []
+        out: list[bytes] = []
+        while self.backlogged and not self.client_done:  # the stream ended: no more turns to wait for
+            out += self.receive_data(b"")
         self._eof_received = True
+        self.backlogged = False
         self._buffer = bytearray()
         if self._closed is not None:
-            return []  # the closing handshake is done already
+            return out  # the closing handshake is done already
         protocol = self._websockets()
         protocol.receive_eof()
-        out = self._payloads()
+        out += self._payloads()
         self._drain()
         return out
 
@@ -246,7 +302,11 @@ class WebSocketSession:
         if not self.is_open:
             return
         is_text, payload = encode_for_client(self.subprotocol, data)
-        self._out.append(frame_header(_FIN_TEXT if is_text else _FIN_BINARY, len(payload)) + payload)
+        header = frame_header(_FIN_TEXT if is_text else _FIN_BINARY, len(payload))
+        if len(payload) < 1024:
+            self._out.append(header + payload)
+        else:  # no copy of a large payload: the relay writes the two together
+            self._out += (header, payload)
 
     def ping(self) -> None:
         """Queue a ping (the heartbeat); the client's pong goes to websockets, which expects none."""

@@ -7,10 +7,11 @@ pongs: every kind of frame that makes a reply counts). When the target's write
 buffer is above it, reading from the client pauses. Reading resumes below the
 low-water mark (a quarter of it).
 
-Fairness: a read from the client is parsed in slices of `SLICE_BYTES`; after
-`READ_BUDGET_S` of work the rest waits for the next turn of the event loop,
-so a client sending tiny frames as fast as it can delays the others by one
-slice at most. The rest also waits while the target is full.
+Fairness: the session reads a bounded number of frames and payload bytes per
+call (protocol/websocket.py); what it leaves waits for the next turn of the
+event loop, with reading from that client paused, so a client sending tiny
+frames as fast as it can delays the others by about a millisecond at a time.
+The rest also waits while the target is full.
 
 Memory bound per connection, whatever the peers do: each write buffer holds at
 most the high-water mark plus one read from the other leg (asyncio reads at
@@ -44,8 +45,6 @@ from .target import Connector
 log = logging.getLogger(__name__)
 traffic_log = logging.getLogger("websockify.traffic")
 
-SLICE_BYTES = 16 * 1024
-READ_BUDGET_S = 0.002
 _HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 
 
@@ -96,7 +95,7 @@ class Relay:
         self._target: Optional[asyncio.Transport] = None
         self._connect_task: Optional[asyncio.Task[None]] = None
         self._pending: list[bytes] = []  # client payloads that came before the target was up
-        self._backlog: Optional[memoryview] = None  # client bytes read but not parsed yet
+        self._held: list[bytes] = []  # client bytes that came while reading was paused
         self._drain_scheduled = False
         self._client_read_blockers: set[str] = set()
         self._client_full = False  # the client's write buffer is over the mark: target reads paused
@@ -155,43 +154,34 @@ class Relay:
     def client_data(self, data: bytes) -> None:
         if self._heartbeat is not None:
             self._heartbeat.heard()
-        if self._backlog is not None:  # bytes read before a pause took effect wait their turn
-            self._backlog = memoryview(bytes(self._backlog) + data)
-        elif len(data) <= SLICE_BYTES and not self._client_read_blockers:
-            self._parse(data)
-        else:
-            self._consume(memoryview(data))
-
-    def _consume(self, data: memoryview) -> None:
-        """Parse slice by slice; keep the rest while reads are blocked or the budget is spent."""
-        started = time.perf_counter()
-        position = 0
-        while position < len(data) and not self._session.client_done:
-            if self._client_read_blockers or time.perf_counter() - started > READ_BUDGET_S:
-                self._backlog = data[position:]
-                if not self._client_read_blockers:
-                    self.block_client_reads("budget")
-                    self._schedule_drain()
-                return
-            self._parse(data[position:position + SLICE_BYTES])
-            position += SLICE_BYTES
-        self._backlog = None
+        if self._client_read_blockers or self._held:  # read before a pause took effect: its turn comes
+            self._held.append(data)
+            return
+        self._parse(data)
+        if self._session.backlogged:
+            self._schedule_drain()  # the session holds unread frames: no more bytes for now
 
     def _schedule_drain(self) -> None:
-        if not self._drain_scheduled:
+        if not self._drain_scheduled and self._client_read_blockers <= {"budget"}:
+            self.block_client_reads("budget")  # nothing new until the backlog is read
             self._drain_scheduled = True
             self._loop.call_soon(self._drain_backlog)
 
     def _drain_backlog(self) -> None:
+        """The session's next budget of frames, unless the target filled up meanwhile."""
         self._drain_scheduled = False
-        self._client_read_blockers.discard("budget")
-        if self._backlog is not None and not self._client_read_blockers:
-            self._consume(self._backlog)
-        if self._backlog is None and not self._client_read_blockers and not self._client_gone:
-            self._client.resume_reading()
+        if self._client_gone or not self._client_read_blockers <= {"budget"}:
+            return
+        if self._session.backlogged or self._held:
+            held, self._held = b"".join(self._held), []
+            self._parse(held)
+        if self._session.backlogged:
+            self._schedule_drain()
+        else:
+            self.unblock_client_reads("budget")
 
-    def _parse(self, data: "bytes | memoryview") -> None:
-        payloads = self._session.receive_data(bytes(data))
+    def _parse(self, data: bytes) -> None:
+        payloads = self._session.receive_data(data)
         if payloads:
             self._deliver(payloads)
         self._flush_client()
@@ -199,10 +189,10 @@ class Relay:
             self._end_target_writes()
 
     def client_eof(self) -> None:
-        if self._backlog is not None:  # the stream ended: no more turns to wait for
-            backlog, self._backlog = self._backlog, None
-            self._parse(backlog)
-        payloads = self._session.receive_eof()
+        if self._held:  # the stream ended: no more turns to wait for
+            held, self._held = b"".join(self._held), []
+            self._deliver(self._session.receive_data(held))
+        payloads = self._session.receive_eof()  # the session reads its backlog first
         if payloads:
             self._deliver(payloads)
         self._flush_client()
@@ -232,7 +222,14 @@ class Relay:
     def _flush_client(self) -> None:
         if self._client_gone:
             return
-        for chunk in self._session.data_to_send():
+        chunks = self._session.data_to_send()
+        if len(chunks) == 1 and chunks[0]:
+            self._client.write(chunks[0])
+            return
+        end = chunks.index(b"") if b"" in chunks else len(chunks)
+        if end:
+            self._client.writelines(chunks[:end])  # one system call for a header and its payload
+        for chunk in chunks[end:]:
             if chunk:
                 self._client.write(chunk)
                 continue
@@ -351,12 +348,19 @@ class Relay:
         if reason == "target-full":
             self._cancel(self._stall_watch)
             self._stall_watch = None
-        if self._client_read_blockers or self._client_gone:
+        if self._client_gone:
             return
-        if self._backlog is not None:
+        if self._client_read_blockers == {"budget"}:
             self._schedule_drain()
-        else:
-            self._client.resume_reading()
+        elif not self._client_read_blockers:
+            if self._held:  # read before the pause took effect: its turn is now
+                held, self._held = b"".join(self._held), []
+                self._parse(held)
+                if self._session.backlogged:
+                    self._schedule_drain()
+                    return
+            if not self._client_read_blockers:
+                self._client.resume_reading()
 
     def _watch_stall(self) -> None:
         """The target has not read for a while and the client's bytes wait in the
@@ -379,7 +383,7 @@ class Relay:
         self._pending.clear()
         if self._client_gone:
             return
-        if self._backlog is not None:
+        if self._session.backlogged or self._held:
             self._schedule_drain()
         else:
             self._client.resume_reading()

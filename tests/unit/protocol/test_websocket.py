@@ -99,3 +99,27 @@ def test_vanished_client_is_1006():
     s = session()
     s.receive_eof()
     assert s.client_done and s.close_code == 1006
+
+
+def test_a_read_of_tiny_frames_is_read_a_budget_at_a_time():
+    from websockify.protocol.websocket import FRAMES_PER_CALL
+    s = session()
+    stream = b"".join(client_frame(Opcode.BINARY, b"%d" % (i % 10)) for i in range(1000))
+    first = s.receive_data(stream)
+    assert len(first) == FRAMES_PER_CALL and s.backlogged
+    rest = []
+    while s.backlogged:
+        rest += s.receive_data(b"")
+    assert b"".join(first + rest) == b"".join(b"%d" % (i % 10) for i in range(1000))
+    assert not s.client_done
+
+
+def test_large_frames_are_read_a_payload_budget_at_a_time():
+    from websockify.protocol.websocket import PAYLOAD_BYTES_PER_CALL
+    s = session(max_bytes=1 << 20)
+    stream = client_frame(Opcode.BINARY, b"x" * 100_000) * 6
+    first = s.receive_data(stream)
+    assert sum(map(len, first)) < PAYLOAD_BYTES_PER_CALL + 100_000 and s.backlogged
+    while s.backlogged:
+        first += s.receive_data(b"")
+    assert len(first) == 6 and all(p == b"x" * 100_000 for p in first)

@@ -86,6 +86,8 @@ def feed(s, chunks, eof=False):
         out = s.receive_data(chunk)
         assert not (done and out), "nothing after the client is done"
         target += out
+        while s.backlogged:  # the relay's next turns of the event loop
+            target += s.receive_data(b"")
         to_client += s.data_to_send()
     if eof:
         target += s.receive_eof()
