@@ -1,0 +1,153 @@
+"""--workers N: several processes on one listening socket, one parent that owns the rest."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+
+import psutil
+
+from helpers import reserved_port, running_proxy, start_proxy, timeout, wait_for
+from rawws import frame, open_websocket, read_frame
+
+
+def workers_of(proxy) -> list[psutil.Process]:
+    return [p for p in psutil.Process(proxy.proc.pid).children()
+            if "websockify.worker" in " ".join(p.cmdline())]
+
+
+def echo_many(port: int, count: int) -> None:
+    for i in range(count):
+        ws = open_websocket(port)
+        ws.sendall(frame(0x2, b"%d" % i))
+        assert read_frame(ws) == (0x2, b"%d" % i)
+        ws.close()
+
+
+def test_workers_share_the_port_and_a_dead_one_is_replaced(echo_server):
+    with running_proxy("--workers", "2", "127.0.0.1:0", echo_server.address) as proxy:
+        assert "(2 workers)" in proxy.log
+        workers = workers_of(proxy)
+        assert len(workers) == 2
+        echo_many(proxy.port, 40)
+        # Both took clients: the kernel wakes whichever waits.
+        wait_for(lambda: len({line.split("websockify[")[1].split("]")[0] for line in proxy.lines
+                              if " target=" in line}) == 2, 10, "both workers to log a session")
+        victim = workers[0]
+        victim.kill()
+        proxy.wait_log(rf"worker \d \(pid {victim.pid}\) exited with status 137; starting another")
+        wait_for(lambda: len(workers_of(proxy)) == 2 and victim.pid not in [w.pid for w in workers_of(proxy)],
+                 20, "a new worker")
+        echo_many(proxy.port, 10)
+        code = proxy.stop()
+    assert code == 0
+    for worker in workers:
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+
+
+def test_sigterm_closes_every_workers_sessions_with_1001(echo_server):
+    proxy = start_proxy("--workers", "2", "127.0.0.1:0", echo_server.address)
+    try:
+        sockets = [open_websocket(proxy.port) for _ in range(6)]
+        workers = workers_of(proxy)
+        proxy.proc.send_signal(signal.SIGTERM)
+        for sock in sockets:
+            opcode, payload = read_frame(sock)
+            assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1001
+            sock.close()
+        assert proxy.proc.wait(timeout(15)) == 0
+        wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers),
+                 10, "the workers to be gone")
+    finally:
+        proxy.stop()
+
+
+def test_sigkill_of_the_parent_takes_the_workers_with_it(echo_server):
+    proxy = start_proxy("--workers", "2", "127.0.0.1:0", echo_server.address)
+    workers = workers_of(proxy)
+    assert len(workers) == 2
+    proxy.proc.kill()
+    proxy.proc.wait(timeout(10))
+    wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers),
+             10, "the workers to follow their parent")
+
+
+def test_run_once_counts_sessions_across_workers(echo_server):
+    proxy = start_proxy("--workers", "2", "--run-once", "127.0.0.1:0", echo_server.address)
+    try:
+        ws = open_websocket(proxy.port)
+        ws.sendall(frame(0x2, b"one"))
+        assert read_frame(ws) == (0x2, b"one")
+        assert proxy.proc.poll() is None
+        ws.close()
+        assert proxy.proc.wait(timeout(15)) == 0
+        proxy.wait_log("--run-once: the WebSocket session ended")
+    finally:
+        proxy.stop()
+
+
+def test_workers_relay_to_a_program_the_parent_wraps(tmp_path):
+    script = ("import socket, sys, threading\n"
+              "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+              "s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen()\n"
+              "def echo(c):\n    while d := c.recv(65536): c.sendall(d)\n"
+              "while True:\n    c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()\n")
+    (tmp_path / "echo.py").write_text(script)
+    with reserved_port() as port, running_proxy("--workers", "2", str(port), "--", sys.executable,
+                                                str(tmp_path / "echo.py"), str(port)) as proxy:
+        proxy.wait_log("service ready")
+        echo_many(port, 20)
+        program = [p for p in psutil.Process(proxy.proc.pid).children() if "echo.py" in " ".join(p.cmdline())]
+        assert len(program) == 1 and len(workers_of(proxy)) == 2
+        code = proxy.stop()
+    assert code == 128 + signal.SIGTERM  # exit mode: the program's own end by SIGTERM
+    wait_for(lambda: not program[0].is_running() or program[0].status() == psutil.STATUS_ZOMBIE, 10,
+             "the program to be gone")
+
+
+def test_notify_ready_once_every_worker_accepts(tmp_path, echo_server):
+    path = str(tmp_path / "notify")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(path)
+    notify.settimeout(timeout(30))
+    proxy = start_proxy("--workers", "3", "127.0.0.1:0", echo_server.address, env={"NOTIFY_SOCKET": path},
+                        wait_listening=False)
+    try:
+        while True:
+            message = notify.recv(4096).decode()
+            if "READY=1" in message:
+                break
+        assert len(workers_of(proxy)) == 3
+        port = int(message.split("listening on 127.0.0.1:")[1].split(";")[0].split(" ")[0])
+        started = time.monotonic()
+        echo_many(port, 6)  # READY means every worker accepts: no client waits for a late one
+        assert time.monotonic() - started < timeout(5)
+    finally:
+        proxy.stop()
+        notify.close()
+
+
+def test_workers_auto_follows_the_cpus_we_may_use(echo_server):
+    with running_proxy("--workers", "auto", "127.0.0.1:0", echo_server.address) as proxy:
+        expected = len(os.sched_getaffinity(0))
+        try:  # a CPU quota (cgroup v2) caps it too: "200000 100000" is two CPUs' worth
+            quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+            if quota != "max":
+                expected = min(expected, max(1, -(-int(quota) // int(period))))
+        except OSError:
+            pass
+        if expected > 1:
+            assert f"({expected} workers)" in proxy.log
+        else:
+            assert "workers)" not in proxy.log
+        echo_many(proxy.port, 4)
+
+
+def test_bad_workers_value_is_one_line():
+    import subprocess
+    from helpers import assert_one_line_error
+    result = subprocess.run([sys.executable, "-m", "websockify", "--workers", "many", "6080", "h:1"],
+                            capture_output=True, text=True, timeout=timeout(30))
+    assert_one_line_error(result, "--workers: 'many' is not a number of processes (1-256) or auto")
