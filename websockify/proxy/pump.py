@@ -215,7 +215,10 @@ class Relay:
             if self._traffic:
                 traffic_log.info("%s: client > target %d bytes", self._peer, len(payload))
         if self._target is not None and not self._target_eof_sent and not self._target_gone:
-            self._target.writelines(payloads)
+            if len(payloads) == 1:
+                self._target.write(payloads[0])
+            else:
+                self._target.writelines(payloads)
         elif self._target is None and not self._target_gone:
             self._pending.extend(payloads)
 
