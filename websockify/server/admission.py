@@ -43,8 +43,9 @@ class Admission:
         if descriptors is not None:
             available = max(descriptors - RESERVED_DESCRIPTORS, 4)
             if 2 * max_connections + self.slack > available:
-                self.slack = max(1, min(self.slack, available // 4))
-                max_connections = max(1, (available - self.slack) // 2)
+                # The clients asked for come first; the slack gets what is left, at least a little.
+                self.slack = max(min(self.slack, available - 2 * max_connections), min(16, available // 4))
+                max_connections = max(1, min(max_connections, (available - self.slack) // 2))
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
         self.total = 0
