@@ -55,6 +55,15 @@ def open_websocket(port: int, path: str = "/", extra: str = "") -> socket.socket
     return sock
 
 
+def open_unix_websocket(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(timeout(20))
+    sock.connect(path)
+    sock.sendall(upgrade_request())
+    assert status_of(read_head(sock)) == 101
+    return sock
+
+
 def read_frame(sock: socket.socket) -> tuple[int, bytes]:
     """(opcode, payload) of the next server frame (never masked, never fragmented here)."""
     def exact(n: int) -> bytes:

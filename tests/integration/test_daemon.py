@@ -11,25 +11,10 @@ import uuid
 
 import pytest
 
-from helpers import ROOT, assert_one_line_error, running_proxy, timeout, wait_for
-from rawws import exchange, frame, open_websocket, read_frame, read_head, upgrade_request
+from helpers import ROOT, assert_one_line_error, processes_with, running_proxy, timeout, wait_for
+from rawws import exchange, frame, open_unix_websocket, open_websocket, read_frame, upgrade_request
 
 WEBSOCKIFY = [sys.executable, "-m", "websockify"]
-
-
-def processes_with(marker: str) -> list[int]:
-    """Pids whose environment carries the marker: every process a test started, however detached."""
-    needle = f"\0{marker}\0".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as environ:
-                    if needle in b"\0" + environ.read() + b"\0":
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 @pytest.fixture
@@ -126,11 +111,7 @@ def test_unix_listen_serves_everything_and_cleans_up(tmp_path, echo_server):
             while chunk := sock.recv(65536):
                 reply += chunk
             assert reply.endswith(b"\r\n\r\nover unix")
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(timeout(10))
-            sock.connect(str(path))
-            sock.sendall(upgrade_request())
-            assert read_head(sock).startswith(b"HTTP/1.1 101")
+        with open_unix_websocket(str(path)) as sock:
             sock.sendall(frame(0x2, b"unix"))
             assert read_frame(sock) == (0x2, b"unix")
     assert not path.exists()

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from helpers import timeout, wait_for, ws_connect
+from helpers import processes_with, timeout, wait_for, ws_connect
 
 LAUNCHER = "/usr/share/novnc/utils/novnc_proxy"
 
@@ -29,19 +29,6 @@ def _listening(port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _marked(marker: str) -> list[int]:
-    needle = f"\0{marker}\0".encode()
-    pids = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as environ:
-                if needle in b"\0" + environ.read() + b"\0":
-                    pids.append(int(entry))
-        except OSError:
-            pass
-    return pids
 
 
 def test_novnc_proxy_with_heartbeat_in_front_of_xvnc(tmp_path):
@@ -63,7 +50,7 @@ def test_novnc_proxy_with_heartbeat_in_front_of_xvnc(tmp_path):
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                     start_new_session=True)
         wait_for(lambda: _listening(web_port), 30, "novnc_proxy's websockify")
-        ours = [pid for pid in _marked(marker) if b"websockify" in open(f"/proc/{pid}/cmdline", "rb").read()
+        ours = [pid for pid in processes_with(marker) if b"websockify" in open(f"/proc/{pid}/cmdline", "rb").read()
                 and b"--heartbeat\x0030" in open(f"/proc/{pid}/cmdline", "rb").read()]
         assert ours, "novnc_proxy did not run this websockify with --heartbeat 30"
 
@@ -81,4 +68,4 @@ def test_novnc_proxy_with_heartbeat_in_front_of_xvnc(tmp_path):
             launcher.wait(timeout(20))
         server.terminate()
         server.wait(timeout(20))
-    wait_for(lambda: not _marked(marker), 20, "every process of the run to be gone")
+    wait_for(lambda: not processes_with(marker), 20, "every process of the run to be gone")

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from helpers import ROOT, reserved_port, running_proxy, start_proxy, timeout, wait_for
-from rawws import frame, open_websocket, read_frame, read_head, upgrade_request
+from rawws import frame, open_unix_websocket, open_websocket, read_frame
 
 VENV_WEBSOCKIFY = os.path.join(os.path.dirname(sys.executable), "websockify")
 
@@ -135,11 +135,7 @@ def test_socket_activation_on_a_unix_socket(tmp_path, echo_server):
     proc = _activated(str(path), echo_server.address)
     try:
         wait_for(path.exists, 10, "systemd-socket-activate's socket")
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(timeout(20))
-            sock.connect(str(path))
-            sock.sendall(upgrade_request())
-            assert read_head(sock).startswith(b"HTTP/1.1 101")
+        with open_unix_websocket(str(path)) as sock:
             sock.sendall(frame(0x2, b"unix"))
             assert read_frame(sock) == (0x2, b"unix")
     finally:

@@ -62,3 +62,18 @@ class AddressConnector:
         finally:
             timer.cancel()
         return transport
+
+
+async def wait_for_program(ready: asyncio.Event, running: bool, timeout_s: float) -> None:
+    """A wrapped program's clients wait while it starts or respawns, within the connect
+    timeout; TargetUnavailable if it is not running at all, or not ready in time."""
+    if ready.is_set():
+        return
+    if not running:
+        raise TargetUnavailable("wrapped command is not running", "Wrapped command is not running")
+    try:
+        async with asyncio.timeout(timeout_s):
+            await ready.wait()
+    except TimeoutError:
+        raise TargetUnavailable("wrapped command did not become ready in time",
+                                "Wrapped command is not ready") from None

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from ..addresses import TcpAddress
 from ..config import Config
-from ..errors import StartupError, TargetUnavailable
-from ..proxy.target import AddressConnector, ProtocolFactory
+from ..errors import StartupError
+from ..proxy.target import AddressConnector, ProtocolFactory, wait_for_program
 from ..server.listener import ListeningSocket, adopt_listener
 from ..wrap import process
 
@@ -256,15 +256,7 @@ class RemoteTarget:
             self._ready.clear()
 
     async def connect(self, factory: ProtocolFactory) -> asyncio.Transport:
-        if not self._ready.is_set():
-            if self._state == "D":
-                raise TargetUnavailable("wrapped command is not running", "Wrapped command is not running")
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    await self._ready.wait()
-            except TimeoutError:
-                raise TargetUnavailable("wrapped command did not become ready in time",
-                                        "Wrapped command is not ready") from None
+        await wait_for_program(self._ready, self._state != "D", self._timeout_s)
         assert self._connector is not None
         return await self._connector.connect(factory)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..config import Config, TcpAddress
-from ..errors import StartupError, TargetUnavailable
+from ..errors import StartupError
 from ..fdlimit import INITIAL_NOFILE
-from ..proxy.target import AddressConnector, ProtocolFactory
+from ..proxy.target import AddressConnector, ProtocolFactory, wait_for_program
 from . import process
 from .notify import MAX_PATH_BYTES, ReadinessSocket
 from .rebind import child_environment
@@ -153,15 +153,7 @@ class WrappedService:
         return f"wrapped program {state}" + (f" (pid {self._main_pid})" if self._main_pid else "")
 
     async def connect(self, factory: ProtocolFactory) -> asyncio.Transport:
-        if not self._ready.is_set():
-            if not self._supervisor.accepting_clients:
-                raise TargetUnavailable("wrapped command is not running", "Wrapped command is not running")
-            try:
-                async with asyncio.timeout(self._config.connect_timeout_s):
-                    await self._ready.wait()
-            except TimeoutError:
-                raise TargetUnavailable("wrapped command did not become ready in time",
-                                        "Wrapped command is not ready") from None
+        await wait_for_program(self._ready, self._supervisor.accepting_clients, self._config.connect_timeout_s)
         assert self._connector is not None
         return await self._connector.connect(factory)
 

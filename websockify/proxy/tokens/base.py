@@ -126,6 +126,14 @@ def normalize_target(result: Any) -> Optional[TokenTarget]:
         raise ValueError(f"token plugin returned {exc}") from None
 
 
+def resolve_directory(source: object, plugin: str) -> str:
+    """The plugin's source directory, resolved; ConfigError if it is not a directory."""
+    directory = os.path.realpath(str(source))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"--token-source: {plugin} needs a directory; {source} is not one")
+    return directory
+
+
 def is_plain_name(token: str) -> bool:
     """True when `token` can only name an entry directly inside a directory."""
     return bool(token) and token not in (".", "..") and "/" not in token and "\0" not in token

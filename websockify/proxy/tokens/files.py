@@ -23,7 +23,7 @@ from typing import Optional
 
 from ...errors import ConfigError
 from .base import (NO_SUCH_NAME, BasePlugin, TokenBackendUnavailable, TokenTarget, is_inside, is_plain_name,
-                   parse_target, require_source)
+                   parse_target, require_source, resolve_directory)
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +218,7 @@ class TokenFileName(BasePlugin):
         self._directory = self._resolve()
 
     def _resolve(self) -> str:
-        directory = os.path.realpath(str(self.source))
-        if not os.path.isdir(directory):
-            raise ConfigError(f"--token-source: TokenFileName needs a directory; {self.source} is not one")
-        return directory
+        return resolve_directory(self.source, "TokenFileName")
 
     def reload(self) -> None:
         self._directory = self._resolve()

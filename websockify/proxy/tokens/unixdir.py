@@ -12,8 +12,8 @@ import os
 import stat
 from typing import Optional
 
-from ...errors import ConfigError
-from .base import NO_SUCH_NAME, UNIX_SOCKET, BasePlugin, TokenTarget, is_inside, is_plain_name, require_source
+from .base import (NO_SUCH_NAME, UNIX_SOCKET, BasePlugin, TokenTarget, is_inside, is_plain_name, require_source,
+                   resolve_directory)
 
 
 class UnixDomainSocketDirectory(BasePlugin):
@@ -24,11 +24,7 @@ class UnixDomainSocketDirectory(BasePlugin):
         self._directory = self._resolve()
 
     def _resolve(self) -> str:
-        directory = os.path.realpath(str(self.source))
-        if not os.path.isdir(directory):
-            raise ConfigError(f"--token-source: UnixDomainSocketDirectory needs a directory; "
-                              f"{self.source} is not one")
-        return directory
+        return resolve_directory(self.source, "UnixDomainSocketDirectory")
 
     def reload(self) -> None:
         self._directory = self._resolve()
