@@ -67,9 +67,9 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-timeout", "hypothesis", "wheel", "mypy", "ruff", "types-psutil",
                  # the token plugins' optional libraries, tested against a real redis-server
-                 "redis>=5.0", "jwcrypto>=1.5"],
+                 "redis[hiredis]>=5.0", "jwcrypto>=1.5"],
         # Optional token plugin backends: TokenRedis (redis.asyncio) and JWTTokenApi.
-        "redis": ["redis>=5.0"],
+        "redis": ["redis[hiredis]>=5.0"],
         "jwt": ["jwcrypto>=1.5"],
     },
     cmdclass={"build_py": BuildPyWithRebind},

@@ -58,6 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--idle-columns", help="columns for --idle (default: every proxy that does not "
                     "fork per connection)")
     ap.add_argument("--subprotocol", default="binary", help="Sec-WebSocket-Protocol offered ('' for none)")
+    ap.add_argument("--path", default="/", help="request path of every WebSocket client, e.g. /?token=bench "
+                                                "(see bench/token_proxy.py)")
     ap.add_argument("--out", default=str(BENCH / "results"), help="where the JSON and the table go")
     args = ap.parse_args(argv)
     quick = args.quick
@@ -103,8 +105,9 @@ def build_wsload() -> None:
 
 
 def plan(args: argparse.Namespace) -> list[measure.Test]:
-    bulk = ["--bytes", str(args.bytes), "--cap", str(args.cap), "--subprotocol", args.subprotocol]
-    common = ["--subprotocol", args.subprotocol]
+    bulk = ["--bytes", str(args.bytes), "--cap", str(args.cap), "--subprotocol", args.subprotocol,
+            "--path", args.path]
+    common = ["--subprotocol", args.subprotocol, "--path", args.path]
     tests, want = [], set(args.test_names)
     for _ in range(args.reps):
         for name in ("up", "down"):
