@@ -26,7 +26,7 @@ def test_compiler_flags_are_written_in_one_file_only():
 
 
 def test_make_compiles_rebind_with_those_flags():
-    result = subprocess.run(["make", "-n", "-B", "rebind", f"PYTHON={sys.executable}", "CC=cc"], cwd=ROOT,
+    result = subprocess.run(["make", "--no-print-directory", "-n", "-B", "rebind", f"PYTHON={sys.executable}", "CC=cc"], cwd=ROOT,
                             capture_output=True, text=True, timeout=timeout(60))
     assert result.returncode == 0, result.stderr
     target = "websockify/wrap/lib/rebind.so"
