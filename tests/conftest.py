@@ -21,3 +21,9 @@ def echo_proxy(request, echo_server):
     with running_proxy("127.0.0.1:0", echo_server.address,
                        env={"WEBSOCKIFY_EVENT_LOOP": request.param}) as proxy:
         yield proxy
+
+
+@pytest.fixture(params=["auto", "asyncio"])
+def echo_proxy_loop(request):
+    """Each event loop websockify can run on: uvloop when installed, and the stdlib's."""
+    return request.param

@@ -237,6 +237,19 @@ async def _serve(config: Config, sockets: list[ListeningSocket], library: Option
     server.on_session_start = lifetimes.session_started
     server.on_session_end = lifetimes.session_ended
     notifier.start_watchdog()
+
+    def reload_and_forward(signum: int) -> None:
+        if service is not None:
+            service.forward(signum)
+        if signum == signal.SIGHUP:
+            notifier.reloading()
+            server.reload_tls()  # workers reload their own certificate and tokens
+            if router is not None and isinstance(server, ProxyServer):
+                router.reload()
+            status.reloaded()
+
+    for signum in _FORWARDED_SIGNALS:  # before anything starts: a default SIGHUP would kill us
+        loop.add_signal_handler(signum, reload_and_forward, signum)
     try:
         await server.start()  # the public port is ours before a wrapped program can try to take it
         if service is not None:
@@ -245,19 +258,6 @@ async def _serve(config: Config, sockets: list[ListeningSocket], library: Option
             pid_file.write()
         report.ready()
         lifetimes.start()
-
-        def reload_and_forward(signum: int) -> None:
-            if signum == signal.SIGHUP:
-                notifier.reloading()
-                server.reload_tls()
-                if router is not None:
-                    router.reload()
-                status.ready()
-            if service is not None:
-                service.forward(signum)
-
-        for signum in _FORWARDED_SIGNALS:
-            loop.add_signal_handler(signum, reload_and_forward, signum)
         if service is None:
             status.ready()
             await stop.event.wait()
@@ -349,7 +349,11 @@ async def _serve_worker(config: Config, link: WorkerLink, tls: Optional[ssl.SSLC
 async def _run_wrapped(service: "WrappedService", stop: _Stop, status: "_Status") -> int:
     """Until the program ends (its status is ours) or we are stopped (stop it first)."""
     ready = asyncio.ensure_future(service.wait_ready())
-    ready.add_done_callback(lambda _: status.ready())
+    def announce(done: "asyncio.Future[None]") -> None:
+        if not done.cancelled():  # cancelled: stopped before the program was ready
+            status.ready()
+
+    ready.add_done_callback(announce)
     stopped = asyncio.ensure_future(stop.event.wait())
     waiting: list[asyncio.Future[Any]] = [stopped, service.exited]
     try:
@@ -376,17 +380,24 @@ class _Status:
         self._sessions = 0
         self._pending: Optional[asyncio.TimerHandle] = None
         self._is_ready = False
+        # Named now: the sockets are closed when accepting stops (--timeout, shutdown).
+        self._where = ", ".join(str(s) for s in server.sockets)
 
     def text(self) -> str:
-        where = ", ".join(str(s) for s in self._server.sockets)
-        parts = [f"listening on {where}", f"{self._sessions} session{'' if self._sessions == 1 else 's'}"]
+        parts = [f"listening on {self._where}", f"{self._sessions} session{'' if self._sessions == 1 else 's'}"]
         if self._service is not None:
             parts.append(self._service.status_text())
         return "; ".join(parts)
 
     def ready(self) -> None:
         self._is_ready = True
-        self._notifier.ready(self.text())
+        if self._notifier.enabled:
+            self._notifier.ready(self.text())
+
+    def reloaded(self) -> None:
+        """After RELOADING=1: READY=1 again, unless we were not ready before."""
+        if self._is_ready:
+            self.ready()
 
     def sessions_changed(self, sessions: int) -> None:
         self._sessions = sessions

@@ -125,3 +125,44 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_heartbeat_spares_a_client_we_are_not_reading():
+    """While the target does not read, the client's pongs wait unread in the kernel:
+    that client is not dead, and must not be dropped for it."""
+    import threading
+    from helpers import TcpServer
+    release = threading.Event()
+    target = TcpServer(lambda conn: release.wait(timeout(30)))
+    try:
+        with running_proxy("--heartbeat", "0.3", "127.0.0.1:0", target.address) as proxy:
+            ws = open_websocket(proxy.port)
+            ws.settimeout(0.5)
+            chunk = frame(0x2, b"z" * 60000)
+            try:
+                while True:
+                    ws.sendall(chunk)
+            except socket.timeout:
+                pass  # every buffer is full: the proxy is not reading this client
+            time.sleep(2)  # several heartbeat intervals with reads paused
+            assert "no answer to a heartbeat ping" not in proxy.log
+            ws.close()
+    finally:
+        release.set()
+        target.close()
+
+
+def test_sighup_after_timeout_is_still_handled(echo_server):
+    proxy = start_proxy("--timeout", "0.5", "127.0.0.1:0", echo_server.address)
+    try:
+        ws = open_websocket(proxy.port)  # keeps it running past the timeout
+        proxy.wait_log("--timeout: 0.5s since start; no new connections")
+        proxy.proc.send_signal(__import__("signal").SIGHUP)
+        ws.sendall(frame(0x2, b"still"))
+        assert read_frame(ws) == (0x2, b"still")
+        assert proxy.proc.poll() is None and "Traceback" not in proxy.log
+        ws.close()
+        assert proxy.proc.wait(timeout(10)) == 0
+        assert "Traceback" not in proxy.log
+    finally:
+        proxy.stop()

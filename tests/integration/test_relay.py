@@ -475,3 +475,27 @@ def test_running_out_of_descriptors_is_survived(echo_server):
         proxy.wait_log(r"the open-file limit \(48\) allows 6 clients at once")
         proxy.wait_log("HTTP 503: server busy")
         proxy.wait_log(r"dropped: \d+ connections open")
+
+
+def test_target_closing_first_ends_the_session_at_once_on_either_loop(echo_proxy_loop):
+    """The target says hello and closes; the client answers the close: the session ends
+    without waiting out a linger (asyncio's loop stops reading after a kept-open EOF)."""
+    def hello(conn: socket.socket) -> None:
+        conn.sendall(b"hello")
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):
+            pass
+
+    server = TcpServer(hello)
+    try:
+        with running_proxy("127.0.0.1:0", server.address, env={"WEBSOCKIFY_EVENT_LOOP": echo_proxy_loop}) as proxy:
+            async def scenario():
+                async with ws_connect(proxy.url) as ws:
+                    assert await ws.recv() == b"hello"
+                    with pytest.raises(ConnectionClosed):
+                        await ws.recv()
+            run(scenario())
+            match = proxy.wait_log(r"up=0 down=5 duration=(\d+\.\d+)s close=1000")
+            assert float(match.group(1)) < 2.0
+    finally:
+        server.close()

@@ -194,3 +194,12 @@ def test_tokens_over_tls_with_recording(two_targets, tmp_path):
         proxy.wait_log(r"target=127\.0\.0\.1:\d+ up=6 down=8")
     recording = (tmp_path / "rec.1").read_text()
     assert "secure" in recording and "A:secure" in recording
+
+
+def test_a_token_is_escaped_in_the_log(two_targets):
+    first, _ = two_targets
+    with running_proxy("--token-plugin", "routing_plugins.Table", "--token-source", f"one={first.address}",
+                       "127.0.0.1:0", env=PLUGINS) as proxy:
+        assert upgrade_status(proxy.port, "/?token=%0a%1b%5b2J-unknown") == 404
+        proxy.wait_log(r"HTTP 404: token \\x0a\\x1b\[2… not found")
+    assert "\x1b" not in proxy.log

@@ -210,3 +210,17 @@ def test_example_units_pass_systemd_analyze_verify(tmp_path):
                             capture_output=True, text=True, timeout=timeout(60))
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+def test_no_ready_for_a_wrapped_program_that_never_listens(tmp_path):
+    notify = NotifySocket(str(tmp_path / "notify"))
+    with reserved_port() as port:
+        proxy = start_proxy(str(port), "--", "sleep", "30", env={"NOTIFY_SOCKET": notify.path})
+    try:
+        proxy.proc.send_signal(signal.SIGTERM)
+        messages = notify.until("STOPPING")
+        assert not any("READY" in m for m in messages), messages
+        proxy.proc.wait(timeout(20))
+    finally:
+        proxy.stop()
+        notify.close()

@@ -204,3 +204,19 @@ def test_flash_policy_request(echo_proxy):
             reply += chunk
     assert reply.endswith(b"\0")
     assert f'to-ports="{echo_proxy.port}"'.encode() in reply and b"<cross-domain-policy>" in reply
+
+
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
+def test_a_tls_target_is_closed_cleanly_when_the_client_leaves(certs, loop):
+    """A TLS transport cannot half-close: the relay closes it after the last byte
+    (close_notify) at once, instead of waiting its linger and resetting it."""
+    server = _tls_echo_server(certs)
+    try:
+        with running_proxy("--ssl-target", "127.0.0.1:0", f"localhost:{server.port}",
+                           env={"SSL_CERT_FILE": str(certs / "ca.pem"), "WEBSOCKIFY_EVENT_LOOP": loop}) as proxy:
+            run(echo(proxy.url, payload=b"bye"))
+            match = proxy.wait_log(r"up=3 down=3 duration=(\d+\.\d+)s close=1000")
+            assert float(match.group(1)) < 2.0
+        assert "eof_received() has no effect" not in proxy.log
+    finally:
+        server.close()

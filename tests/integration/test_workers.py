@@ -151,3 +151,18 @@ def test_bad_workers_value_is_one_line():
     result = subprocess.run([sys.executable, "-m", "websockify", "--workers", "many", "6080", "h:1"],
                             capture_output=True, text=True, timeout=timeout(30))
     assert_one_line_error(result, "--workers: 'many' is not a number of processes (1-256) or auto")
+
+
+def test_per_address_cap_is_shared_out_among_workers(echo_server):
+    from rawws import upgrade_request, read_head, status_of
+    with running_proxy("--workers", "2", "--max-connections-per-ip", "2", "127.0.0.1:0",
+                       echo_server.address) as proxy:
+        held, statuses = [], []
+        for _ in range(8):
+            sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10))
+            sock.sendall(upgrade_request())
+            statuses.append(status_of(read_head(sock)))
+            held.append(sock)
+        assert 1 <= statuses.count(101) <= 2 and statuses.count(503) >= 6, statuses
+        for sock in held:
+            sock.close()

@@ -11,16 +11,6 @@ from __future__ import annotations
 import struct
 from typing import Optional
 
-def _length_end(second_byte: int) -> int:
-    """Bytes of a header up to the end of its payload length."""
-    code = second_byte & 0x7F
-    return 2 + (2 if code == 126 else 8 if code == 127 else 0)
-
-
-def _header_size(second_byte: int) -> int:
-    return _length_end(second_byte) + (4 if second_byte & 0x80 else 0)
-
-
 def check_header(header: bytes) -> tuple[int, Optional[str]]:
     """(payload length, error) of a frame header, complete up to its payload length."""
     code = header[1] & 0x7F

@@ -6,7 +6,6 @@ visible escape instead, and very long values are cut.
 """
 from __future__ import annotations
 
-from .tokens import redact_target
 
 # C0 controls, DEL and C1 controls, plus the backslash so an escape is unambiguous.
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
@@ -21,7 +20,3 @@ def printable(text: object, limit: int = 200) -> str:
         value = value[:limit] + "..."
     return value.translate(_ESCAPES)
 
-
-def printable_target(target: str) -> str:
-    """A request target for a log line: escaped, and any token in it shortened."""
-    return printable(redact_target(target))

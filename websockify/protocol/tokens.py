@@ -10,6 +10,8 @@ import re
 from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
+from .logsafe import printable
+
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token(?:=|%3D))([^&#\s%]*(?:%(?!26|23)[0-9A-F]{2}[^&#\s%]*)*)")
 _SHOWN = 4  # characters of a token a log line may show
 
@@ -34,10 +36,16 @@ def token_from_host(host: Optional[str]) -> Optional[str]:
 
 
 def redact(token: str) -> str:
-    """A token as a log line may show it: enough to tell two apart, not enough to use one."""
+    """A token as a log line may show it: enough to tell two apart, not enough to use one.
+    Not escaped yet (it was percent-decoded: it may hold anything): pass it to printable()."""
     return token[:_SHOWN] + "…" if len(token) > _SHOWN else "…"
 
 
 def redact_target(target: str) -> str:
     """A request target with any `token=` value shortened (noVNC passes it in `path=`)."""
     return _TOKEN_IN_QUERY.sub(lambda m: m.group(1) + redact(m.group(2)) if m.group(2) else m.group(0), target)
+
+
+def printable_target(target: str) -> str:
+    """A request target for a log line: escaped, and any token in it shortened."""
+    return printable(redact_target(target))

@@ -11,10 +11,13 @@ from typing import Callable, Optional
 
 
 class Heartbeat:
-    def __init__(self, interval_s: float, ping: Callable[[], None], dead: Callable[[], None]):
+    def __init__(self, interval_s: float, ping: Callable[[], None], dead: Callable[[], None],
+                 paused: Callable[[], bool] = lambda: False):
+        """`paused()`: we are not reading the client now, so its answer could not be heard."""
         self._interval_s = interval_s
         self._ping = ping
         self._dead = dead
+        self._paused = paused
         self._loop = asyncio.get_running_loop()
         self._heard = True
         self._waiting_for_pong = False
@@ -25,7 +28,7 @@ class Heartbeat:
         self._heard = True
 
     def _tick(self) -> None:
-        if self._heard:
+        if self._heard or self._paused():
             self._heard = False
             self._waiting_for_pong = False
         elif self._waiting_for_pong:

@@ -21,7 +21,8 @@ holds at most one partial message (`max_message_bytes`). With the defaults
 
 Closing: the target's EOF closes the WebSocket with 1000 after everything it
 sent has been queued to the client; the client's close frame (or its vanishing)
-half-closes the target after every byte the client sent was written to it. A
+half-closes the target after every byte the client sent was written to it (a TLS
+target, or one that has ended its side already, is closed instead). A
 peer that does not finish its side within `close_timeout_s` is cut off: the
 client that does not answer our close, and the target that does not take the
 client's last bytes once the client is gone.
@@ -102,6 +103,7 @@ class Relay:
         self._client_gone = False
         self._target_gone = False
         self._target_eof_sent = False
+        self._target_eof_received = False
         self._client_linger: Optional[asyncio.TimerHandle] = None
         self._target_linger: Optional[asyncio.TimerHandle] = None
         self._stall_watch: Optional[asyncio.TimerHandle] = None
@@ -110,7 +112,8 @@ class Relay:
         self._started = time.monotonic()
         self._on_end = on_end
         self._traffic = traffic_log.isEnabledFor(logging.INFO)
-        self._heartbeat = Heartbeat(heartbeat_s, self._ping, self._client_dead) if heartbeat_s else None
+        self._heartbeat = (Heartbeat(heartbeat_s, self._ping, self._client_dead,
+                                     paused=lambda: bool(self._client_read_blockers)) if heartbeat_s else None)
         self.bytes_up = 0
         self.bytes_down = 0
         client.set_write_buffer_limits(high=write_buffer_bytes)
@@ -287,9 +290,12 @@ class Relay:
         self._flush_client()
 
     def target_eof(self) -> bool:
+        self._target_eof_received = True
         self._close_client(CloseCode.NORMAL, "Target closed")
-        # Keep the transport open: the target may still read what the client sends.
-        return not self._session.client_done
+        # Keep the transport open: the target may still read what the client sends
+        # (a TLS transport cannot be half-open: asyncio closes it whatever we say).
+        tls = self._target is not None and self._target.get_extra_info("ssl_object") is not None
+        return not self._session.client_done and not tls
 
     def target_lost(self, exc: Optional[Exception]) -> None:
         self._target_gone = True
@@ -314,14 +320,17 @@ class Relay:
         if self._target_eof_sent or self._target_gone:
             return
         self._target_eof_sent = True
-        if self._target.can_write_eof():
+        if self._target_eof_received or not self._target.can_write_eof():
+            # Both directions are done (or TLS cannot half-close): close after the
+            # last byte is written; TLS sends its close_notify.
+            self._target.close()
+        else:
             self._target.write_eof()
-        # Drain what the target still sends until it closes, within a bound:
-        # closing with unread data would reset the connection and could
-        # destroy bytes the target has not read yet.
-        self._client_full = False
-        self._target.resume_reading()
-        self._start_target_linger()
+            # Drain what the target still sends until it closes: closing with unread
+            # data would reset the connection and could destroy bytes it has not read.
+            self._client_full = False
+            self._target.resume_reading()
+        self._start_target_linger()  # within a bound, whatever the target does
 
     def _start_target_linger(self) -> None:
         if self._target_linger is None and self._target is not None:
@@ -415,6 +424,7 @@ class Relay:
         elif self._connect_task is not None and not self._target_gone:
             self._connect_task.cancel()
             self._target_gone = True  # no target will come: the session can finish and log
+            self._read_client_freely()  # the client's close reply must be read
             self._maybe_done()
 
     def _maybe_done(self) -> None:

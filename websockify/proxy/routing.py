@@ -83,14 +83,14 @@ class TokenRouter:
     def _failure(self, token: str, exc: Exception) -> HttpError:
         if isinstance(exc, TokenBackendUnavailable):
             return HttpError(503, "token lookup unavailable", log_message=f"token {redact(token)}: {printable(exc)}")
-        log.error("token %s: the token plugin failed", redact(token), exc_info=exc)
+        log.error("token %s: the token plugin failed", printable(redact(token)), exc_info=exc)
         return HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: plugin error {exc!r}")
 
     def _connector(self, token: str, result: Any) -> AddressConnector:
         try:
             normal = normalize_target(result)
         except ValueError as exc:
-            log.error("token %s: %s (%s)", redact(token), printable(exc), printable(repr(result)))
+            log.error("token %s: %s (%s)", printable(redact(token)), printable(exc), printable(repr(result)))
             raise HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: malformed result") from None
         if normal is None:
             raise HttpError(404, "unknown token", log_message=f"token {redact(token)} not found")
@@ -103,7 +103,7 @@ class TokenRouter:
             connector = AddressConnector(target, self._connect_timeout_s,
                                          self._tls if isinstance(target, TcpAddress) else None)
             self._connectors[target] = connector
-        log.debug("token %s routes to %s", redact(token), connector.description)
+        log.debug("token %s routes to %s", printable(redact(token)), connector.description)
         return connector
 
     def reload(self) -> None:

@@ -21,12 +21,15 @@ _Job = tuple[Callable[[], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"
 
 
 class CallTimedOut(Exception):
-    """The call did not return in time; it may still be running on its worker."""
+    """The call did not return in time (it may still be running on its worker),
+    or too many calls wait already."""
 
 
 class WorkerPool:
-    def __init__(self, max_workers: int, name: str):
+    def __init__(self, max_workers: int, name: str, max_waiting: Optional[int] = None):
         self._max_workers = max_workers
+        # Clients that time out and come back must not pile up calls a slow backend never answers.
+        self._max_waiting = max_waiting if max_waiting is not None else 64 * max_workers
         self._name = name
         self._jobs: "queue.SimpleQueue[Optional[_Job]]" = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -35,6 +38,8 @@ class WorkerPool:
 
     async def run(self, function: Callable[..., T], *args: Any, timeout_s: float) -> T:
         """`function(*args)` on a worker; CallTimedOut after `timeout_s`."""
+        if self._jobs.qsize() >= self._max_waiting:
+            raise CallTimedOut(f"{self._jobs.qsize()} calls wait for a worker already")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((lambda: function(*args), loop, future))
@@ -44,6 +49,8 @@ class WorkerPool:
                 return await asyncio.shield(future)
         except TimeoutError:
             raise CallTimedOut(f"no answer within {timeout_s:g}s") from None
+        finally:
+            future.cancel()  # nobody waits any more: a worker that has not started it skips it
 
     def _grow(self) -> None:
         with self._lock:
@@ -64,6 +71,8 @@ class WorkerPool:
             if job is None:
                 return
             call, loop, future = job
+            if future.cancelled():  # abandoned while it waited (read from another thread: a hint only)
+                continue
             result, error = None, None
             try:
                 result = call()

@@ -2,8 +2,9 @@
 
 Every accepted socket holds a ticket until it is closed, whatever phase it is
 in (TLS, request, relay). Past `max_connections` (or the per-address cap) a
-client still gets a short 503 once its request head has arrived, so a browser
-shows why; past a small slack above that, it is closed at once, so a flood
+plain client still gets a short 503 once its request head has arrived, so a
+browser shows why (a TLS client is closed: a handshake is too dear to spend on
+a refusal); past a small slack above that, it is closed at once, so a flood
 costs no more than the slack in descriptors and memory.
 """
 from __future__ import annotations

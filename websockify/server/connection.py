@@ -18,8 +18,8 @@ from ..protocol import hixie
 from ..protocol import sniff as sniffing
 from ..protocol.handshake import perform_handshake
 from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response, origin_allowed
-from ..protocol.logsafe import printable, printable_target
-from ..protocol.tokens import token_from_host, token_from_target
+from ..protocol.logsafe import printable
+from ..protocol.tokens import printable_target, token_from_host, token_from_target
 from ..protocol.websocket import RelaySession, WebSocketSession
 from ..proxy.pump import Relay
 from ..proxy.target import Connector

@@ -169,6 +169,9 @@ class Listener:
                     self._loop.remove_reader(self.sock.fileno())
                     self._loop.call_later(_EMFILE_PAUSE_S, self.start)
                     return
-                raise
+                # accept(2): network errors of a connection already gone (EPROTO,
+                # ENETDOWN, EHOSTUNREACH...) are to be retried like EAGAIN.
+                log.debug("accept failed: %s", exc.strerror or exc)
+                continue
             conn.setblocking(False)
             self._on_accept(conn, address)

@@ -97,9 +97,6 @@ class ProxyServer:
             return
         # One deadline from here to the relay, whatever the stages in between.
         deadline = self._loop.time() + self.config.handshake_timeout_s
-        if self._tls is None:
-            self._loop.create_task(self._serve(sock, None, address, ticket, deadline))
-            return
         # TLS and plain share the port: look at the first byte before a
         # transport (plain or TLS) takes the socket.
         timer = self._loop.call_at(deadline, self._drop_silent, sock, address)

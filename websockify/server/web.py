@@ -2,7 +2,7 @@
 
 Which path a request may name is decided in protocol/http.py; this module adds
 the file-system checks (symlinks must resolve inside the root) and streams the
-file with sendfile.
+file in chunks, with flow control.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import stat
 from typing import Optional
 
 from ..errors import HttpError
-from ..protocol.logsafe import printable_target
+from ..protocol.tokens import printable_target
 from ..protocol.http import SECURITY_HEADERS, RequestHead, content_type, error_response, http_date, \
     response_head, static_path
 

@@ -79,10 +79,11 @@ class WorkerGroup:
     def __init__(self, config: Config, sockets: list[ListeningSocket], count: int,
                  service: "Optional[WrappedService]", report_sessions: bool):
         self.config = config
-        # --max-connections is for the whole: each worker takes its share.
-        share = -(-config.limits.max_connections // count)
-        self._worker_config = dataclasses.replace(
-            config, workers=1, limits=dataclasses.replace(config.limits, max_connections=share))
+        # --max-connections and --max-connections-per-ip are for the whole: each worker takes its share.
+        limits = config.limits
+        per_ip = -(-limits.max_connections_per_ip // count) if limits.max_connections_per_ip else 0
+        self._worker_config = dataclasses.replace(config, workers=1, limits=dataclasses.replace(
+            limits, max_connections=-(-limits.max_connections // count), max_connections_per_ip=per_ip))
         self.sockets = sockets
         self._count = count
         self._service = service
@@ -90,6 +91,7 @@ class WorkerGroup:
         self._loop = asyncio.get_running_loop()
         self._workers: dict[int, _Worker] = {}  # by index
         self._stopping = False
+        self._accepting = True
         self._all_listening = asyncio.Event()
         self._reap_timer: Optional[asyncio.TimerHandle] = None
         self.on_session_start: Callable[[], None] = lambda: None
@@ -118,6 +120,9 @@ class WorkerGroup:
         env = {**os.environ, ENVIRONMENT: description, f"{ENVIRONMENT}_CONFIG": settings}
         try:
             pid = process.spawn_worker([sys.executable, "-m", "websockify.worker"], env, [*fds, child_end.fileno()])
+        except OSError:
+            parent_end.close()
+            raise
         finally:
             child_end.close()
         parent_end.setblocking(False)
@@ -197,8 +202,13 @@ class WorkerGroup:
         self._loop.call_later(_RESTART_DELAY_S, self._restart, worker.index)
 
     def _restart(self, index: int) -> None:
-        if not self._stopping and index not in self._workers:
+        if self._stopping or not self._accepting or index in self._workers:
+            return  # after --timeout the sockets are closed: nothing for a new worker to serve
+        try:
             self._spawn(index)
+        except OSError as exc:
+            log.error("cannot start worker %d: %s; trying again in %gs", index, exc, _RESTART_DELAY_S)
+            self._loop.call_later(_RESTART_DELAY_S, self._restart, index)
 
     # -- what app.py calls -----------------------------------------------
 
@@ -208,6 +218,7 @@ class WorkerGroup:
             process.signal_pid(worker.pid, signal.SIGHUP)
 
     def stop_accepting(self) -> None:
+        self._accepting = False
         for worker in self._workers.values():
             self._send(worker, b"S")
         for listening in self.sockets:  # our copies too, or the kernel would queue new clients

@@ -50,3 +50,32 @@ def test_workers_are_daemons_and_bounded():
         pool.close()
 
     asyncio.run(scenario())
+
+
+def test_abandoned_calls_are_skipped_and_waiting_calls_are_capped():
+    release = threading.Event()
+    ran = []
+
+    async def scenario():
+        pool = WorkerPool(1, "capped", max_waiting=5)
+        first = asyncio.ensure_future(pool.run(release.wait, 60, timeout_s=5))  # holds the only worker
+        await asyncio.sleep(0.05)
+        for i in range(5):  # they wait, time out, and are abandoned
+            with pytest.raises(CallTimedOut):
+                await pool.run(ran.append, i, timeout_s=0.01)
+        release.set()
+        assert await first
+        assert await pool.run(lambda: "fresh", timeout_s=5) == "fresh"
+        assert ran == []  # the abandoned calls never ran
+        release.clear()
+        blocker = asyncio.ensure_future(pool.run(release.wait, 60, timeout_s=5))
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.ensure_future(pool.run(ran.append, i, timeout_s=5)) for i in range(5)]
+        await asyncio.sleep(0)
+        with pytest.raises(CallTimedOut, match="wait for a worker already"):
+            await pool.run(ran.append, 99, timeout_s=5)
+        release.set()
+        await asyncio.gather(blocker, *waiting)
+        pool.close()
+
+    asyncio.run(scenario())

@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 
 from ...addresses import parse_host, parse_port
 from ...errors import ConfigError, WebsockifyError
+from ...protocol.logsafe import printable
 from ...protocol.tokens import redact
 
 UNIX_SOCKET = "unix_socket"
@@ -67,7 +68,7 @@ def missing_library(plugin: str, package: str, extra: str) -> ConfigError:
 
 def token_hint(token: str) -> str:
     """What the log may show of a token: enough to tell two apart, not enough to use one."""
-    return redact(token)
+    return printable(redact(token))
 
 
 def parse_target(text: str) -> TokenTarget:
