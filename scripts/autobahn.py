@@ -12,10 +12,13 @@ Each case's outcome must be one that scripts/autobahn_expected.json accepts;
 a failure that only the relay explains (text echoed as binary, other message
 boundaries) passes only if the bytes that came back are the bytes sent.
 The compression cases (12.*, 13.*) run too, and must find permessage-deflate
-declined (UNIMPLEMENTED); the performance cases (9.*) only with --performance.
+declined (UNIMPLEMENTED); the performance cases (9.*) only with --performance
+(but never 9.7.1 and 9.8.1, see ALWAYS_EXCLUDED). A new outcome, once checked
+in the HTML report, goes into the expectations file with --update.
 
 Exit status: 0 as expected, 1 a difference (or websockify died, or logged a
-traceback), 2 Autobahn cannot be set up here (the reason in one line).
+traceback), 2 Autobahn cannot be set up here (the reason in one line). Under
+make, this status shows in make's "Error N" line; make itself then exits 2.
 
     .venv/bin/python scripts/autobahn.py [--performance] [--cases 5.*,6.4.*] [--update]
 """
