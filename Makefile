@@ -5,6 +5,10 @@
 #              checkout (bench/); options go in BENCH_ARGS, e.g. make bench BENCH_ARGS=--quick
 # make soak  - soak test: 10000 connections through one websockify, 10 minutes of churn;
 #              options go in SOAK_ARGS, e.g. make soak SOAK_ARGS="--duration 3600"
+# make autobahn - the Autobahn WebSocket test suite against websockify (and websockets' own
+#              server beside it), checked against scripts/autobahn_expected.json; Autobahn
+#              needs Python 2.7 (set up in .autobahn/ on first use); options go in
+#              AUTOBAHN_ARGS, e.g. make autobahn AUTOBAHN_ARGS="--performance"
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -16,7 +20,7 @@ CC     ?= cc
 REBIND_CFLAGS = $(shell $(PYTHON) websockify/wrap/cflags.py)
 REBIND_LIBS   = $(shell $(PYTHON) websockify/wrap/cflags.py --libs)
 
-.PHONY: all run test fuzz bench soak clean rebind
+.PHONY: all run test fuzz bench soak autobahn clean rebind
 
 all: $(VENV)/.installed $(REBIND)
 
@@ -70,6 +74,9 @@ bench: $(VENV)/.installed $(REBIND) $(WSLOAD)
 
 soak: $(VENV)/.installed
 	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
+
+autobahn: $(VENV)/.installed
+	$(BIN)/python scripts/autobahn.py $(AUTOBAHN_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache $(REBIND)
