@@ -36,10 +36,15 @@ class WorkerPool:
         self._idle = 0
         self._lock = threading.Lock()
 
+    @property
+    def waiting(self) -> int:
+        """Calls queued for a worker, abandoned ones included until a worker skips them."""
+        return self._jobs.qsize()
+
     async def run(self, function: Callable[..., T], *args: Any, timeout_s: float) -> T:
         """`function(*args)` on a worker; CallTimedOut after `timeout_s`."""
-        if self._jobs.qsize() >= self._max_waiting:
-            raise CallTimedOut(f"{self._jobs.qsize()} calls wait for a worker already")
+        if self.waiting >= self._max_waiting:
+            raise CallTimedOut(f"{self.waiting} calls wait for a worker already")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((lambda: function(*args), loop, future))
