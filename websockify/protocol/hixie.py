@@ -77,7 +77,7 @@ class HixieSession:
         self.subprotocol = "base64"
         self.backlogged = False  # every frame of a read is read at once
 
-    def receive_data(self, data: bytes) -> list[bytes]:
+    def receive_data(self, data: "bytes | memoryview") -> list[bytes]:
         if self._client_done:
             return []
         self._buffer += data

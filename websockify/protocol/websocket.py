@@ -57,7 +57,9 @@ _PING = b"\x89\x00"
 class RelaySession(Protocol):
     """What the relay needs of a client session: WebSocketSession, or HixieSession."""
 
-    def receive_data(self, data: bytes) -> list[bytes]: ...
+    def receive_data(self, data: "bytes | memoryview") -> list[bytes]:
+        """Payloads for the target: bytes objects of their own, never views of `data`,
+        which may be a read buffer that the next read overwrites. Nothing of `data` is kept."""
     def receive_eof(self) -> list[bytes]: ...
     def send_payload(self, data: bytes) -> None: ...
     def close(self, code: int, reason: str = "") -> None: ...
@@ -107,8 +109,9 @@ class WebSocketSession:
 
     # -- client → target -------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[bytes]:
-        """Feed bytes from the client; return the payload bytes for the target, in order.
+    def receive_data(self, data: "bytes | memoryview") -> list[bytes]:
+        """Feed bytes from the client; return the payload bytes for the target, in order
+        (new bytes objects: `data` may be a reused read buffer, and is not kept).
 
         At most FRAMES_PER_CALL frames and about PAYLOAD_BYTES_PER_CALL bytes of
         payload are read per call; the rest waits (`backlogged`) for the next
@@ -142,7 +145,7 @@ class WebSocketSession:
             view.release()
         return out
 
-    def _lacking(self, data: bytes) -> int:
+    def _lacking(self, data: "bytes | memoryview") -> int:
         """How many bytes of `data` complete the frame that starts in the buffer."""
         head = bytes(self._buffer[:14])
         if len(head) < 14:

@@ -154,11 +154,13 @@ class Relay:
 
     # -- client events ---------------------------------------------------
 
-    def client_data(self, data: bytes) -> None:
+    def client_data(self, data: "bytes | memoryview") -> None:
+        """Client bytes, possibly a view of a read buffer reused for the next read: used
+        before returning (the session copies what it keeps), never kept."""
         if self._heartbeat is not None:
             self._heartbeat.heard()
         if self._client_read_blockers or self._held:  # read before a pause took effect: its turn comes
-            self._held.append(data)
+            self._held.append(bytes(data))  # a view of a reused read buffer: keep a copy
             return
         self._parse(data)
         if self._session.backlogged:
@@ -183,7 +185,7 @@ class Relay:
         else:
             self.unblock_client_reads("budget")
 
-    def _parse(self, data: bytes) -> None:
+    def _parse(self, data: "bytes | memoryview") -> None:
         payloads = self._session.receive_data(data)
         if payloads:
             self._deliver(payloads)

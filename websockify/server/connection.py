@@ -39,7 +39,14 @@ def format_peer(address: object) -> str:
     return str(address or "unix-client")
 
 
-class ClientConnection(asyncio.Protocol):
+# Relayed client bytes are read into this buffer, shared by every connection of the
+# process: each read is used before the next one starts, and the frames' payloads are
+# unmasked out of it, so no bytes object is made (and copied) per read.
+_READ_SIZE = 256 * 1024
+_read_view = memoryview(bytearray(_READ_SIZE))
+
+
+class ClientConnection(asyncio.BufferedProtocol):
     """Built by the accept loop with its admission ticket and deadline (TLS sniffing),
     or by the event loop's own server (plain listeners), which admits it here."""
 
@@ -81,6 +88,16 @@ class ClientConnection(asyncio.Protocol):
             self._deadline_at = loop.time() + self._config.handshake_timeout_s
         self._server.connections.add(self)
         self._deadline = loop.call_at(self._deadline_at, self._handshake_timed_out)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._relay is not None:
+            with _read_view[:nbytes] as data:
+                self._relay.client_data(data)
+        else:
+            self.data_received(bytes(_read_view[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         if self._relay is not None:

@@ -14,6 +14,7 @@ from websockets.datastructures import Headers
 
 from websockify.protocol.handshake import perform_handshake
 from websockify.protocol.websocket import MAX_FRAGMENTS, WebSocketSession
+from .reads import receive
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 OUR_CODES = {1002, 1007, 1008, 1009}
@@ -79,11 +80,11 @@ def chunkings(draw, data):
 
 def feed(s, chunks, eof=False):
     """(bytes for the target, bytes for the client, whether the session ended the TCP stream),
-    checking the session's promises on the way."""
+    checking the session's promises on the way; each chunk comes as a reused read buffer."""
     target, to_client = [], []
     for chunk in chunks:
         done = s.client_done
-        out = s.receive_data(chunk)
+        out = receive(s, chunk)
         assert not (done and out), "nothing after the client is done"
         target += out
         while s.backlogged:  # the relay's next turns of the event loop

@@ -23,7 +23,11 @@ class ClientEvents(asyncio.Protocol):
     relay: Relay
 
     def data_received(self, data: bytes) -> None:
-        self.relay.client_data(data)
+        # As ClientConnection hands them over: a view of a read buffer the next read overwrites.
+        buffer = bytearray(data)
+        with memoryview(buffer) as view:
+            self.relay.client_data(view)
+        buffer[:] = b"\xee" * len(buffer)
 
     def pause_writing(self) -> None:
         self.relay.client_write_paused()
