@@ -1,21 +1,5 @@
 """The opening handshake (RFC 6455 §4.2.2) through websockets' ServerProtocol."""
-from websockify.protocol.handshake import perform_handshake
-from websockify.protocol.http import RequestReader
-
-KEY_HEAD = (b"GET /websockify HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
-
-
-def handshake_raw(raw: bytes, max_bytes: int = 1000):
-    head = RequestReader().feed(raw)
-    assert head is not None
-    return perform_handshake(head.target, head.headers, max_bytes)
-
-
-def handshake(protocols: str = "", max_bytes: int = 1000):
-    extra = f"Sec-WebSocket-Protocol: {protocols}\r\n".encode() if protocols else b""
-    return handshake_raw(KEY_HEAD + extra + b"\r\n", max_bytes)
-
+from .inputs import KEY_HEAD, handshake, handshake_raw
 
 def test_accepts_and_picks_the_clients_first_known_subprotocol():
     result = handshake("chat, base64, binary")

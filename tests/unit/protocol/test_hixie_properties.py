@@ -10,7 +10,8 @@ from websockets.datastructures import Headers
 
 from websockify.errors import HttpError
 from websockify.protocol.hixie import HixieSession, challenge_response, handshake_response
-from .reads import receive
+
+from .inputs import receive, split
 
 # Key characters besides digits and spaces; "²" is a digit to str.isdigit() but not to the draft.
 FILLERS = "abcXYZ!%&*+/=?^_~\u00b2\u00b3\u00b9\u00bd\u00e9"
@@ -59,11 +60,6 @@ def test_the_handshake_response_is_one_head_then_the_challenge(key1, key2, key3,
     lines = head.decode("latin-1").split("\r\n")
     assert lines[0] == "HTTP/1.1 101 WebSocket Protocol Handshake" and lines[-2:] == ["", ""]
     assert len(lines) == 7 + bool(extra.get("Sec-WebSocket-Protocol"))  # no header smuggled in
-
-
-def split(data, cuts):
-    points = sorted({c for c in cuts if 0 < c < len(data)})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])] if data else []
 
 
 def run(chunks, max_bytes, eof=False):

@@ -27,21 +27,10 @@ from hypothesis import strategies as st
 from websockify.errors import HttpError
 from websockify.protocol.http import SINGLE_HEADERS, RequestReader, origin_allowed, static_path
 
+from .inputs import chunkings
+
 READER_STATUSES = {400, 414, 431, 505}
 SIZE_STATUSES = {414, 431}
-
-
-def split(data, cuts):
-    points = sorted({c for c in cuts if 0 < c < len(data)})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])] if data else []
-
-
-@st.composite
-def chunkings(draw, data):
-    """`data` cut into non-empty chunks: anywhere, or one byte at a time."""
-    if draw(st.integers(0, 9)) == 0:
-        return [data[i:i + 1] for i in range(len(data))]
-    return split(data, draw(st.lists(st.integers(0, len(data)), max_size=12)))
 
 
 def run(chunks, limits):

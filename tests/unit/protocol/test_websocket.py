@@ -3,24 +3,9 @@ import base64
 
 from websockets.frames import Close, Frame, Opcode
 
-from websockify.protocol.handshake import perform_handshake
-from websockify.protocol.http import RequestReader
 from websockify.protocol.websocket import WebSocketSession
 
-KEY_HEAD = (b"GET /websockify HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
-
-
-def handshake_raw(raw: bytes, max_bytes: int = 1000):
-    head = RequestReader().feed(raw)
-    assert head is not None
-    return perform_handshake(head.target, head.headers, max_bytes)
-
-
-def handshake(protocols: str = "", max_bytes: int = 1000):
-    extra = f"Sec-WebSocket-Protocol: {protocols}\r\n".encode() if protocols else b""
-    return handshake_raw(KEY_HEAD + extra + b"\r\n", max_bytes)
-
+from .inputs import handshake
 
 def session(protocols: str = "", max_bytes: int = 1000) -> WebSocketSession:
     result = handshake(protocols, max_bytes)

@@ -14,7 +14,8 @@ from websockets.datastructures import Headers
 
 from websockify.protocol.handshake import perform_handshake
 from websockify.protocol.websocket import MAX_FRAGMENTS, WebSocketSession
-from .reads import receive
+
+from .inputs import chunkings, receive
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 OUR_CODES = {1002, 1007, 1008, 1009}
@@ -64,18 +65,6 @@ def server_frames(data):
         at += length
     assert at == len(data)
     return frames
-
-
-def split(data, cuts):
-    points = sorted({c for c in cuts if 0 < c < len(data)})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])] if data else []
-
-
-@st.composite
-def chunkings(draw, data):
-    if draw(st.integers(0, 9)) == 0:
-        return [data[i:i + 1] for i in range(len(data))]
-    return split(data, draw(st.lists(st.integers(0, len(data)), max_size=10)))
 
 
 def feed(s, chunks, eof=False):
