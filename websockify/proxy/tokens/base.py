@@ -135,6 +135,17 @@ def resolve_directory(source: object, plugin: str) -> str:
     return directory
 
 
+class DirectoryPlugin(BasePlugin):
+    """A plugin whose source is a directory: resolved at start and again on reload."""
+
+    def __init__(self, src: Optional[str]) -> None:
+        super().__init__(require_source(src, type(self).__name__, "DIRECTORY"))
+        self._directory = resolve_directory(self.source, type(self).__name__)
+
+    def reload(self) -> None:
+        self._directory = resolve_directory(self.source, type(self).__name__)
+
+
 def is_plain_name(token: str) -> bool:
     """True when `token` can only name an entry directly inside a directory."""
     return bool(token) and token not in (".", "..") and "/" not in token and "\0" not in token

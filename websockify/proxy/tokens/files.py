@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ...errors import ConfigError
-from .base import (NO_SUCH_NAME, BasePlugin, TokenBackendUnavailable, TokenTarget, is_inside, is_plain_name,
-                   parse_target, require_source, resolve_directory)
+from .base import (NO_SUCH_NAME, BasePlugin, DirectoryPlugin, TokenBackendUnavailable, TokenTarget, is_inside,
+                   is_plain_name, parse_target, require_source)
 
 log = logging.getLogger(__name__)
 
@@ -208,20 +208,10 @@ class TokenFile(ReadOnlyTokenFile):
         self.loop_safe = len(self._files) <= self.LOOP_SAFE_FILES
 
 
-class TokenFileName(BasePlugin):
+class TokenFileName(DirectoryPlugin):
     """The token is a file name in the source directory; the file holds `host:port`."""
 
     MAX_SIZE = 4096
-
-    def __init__(self, src: Optional[str]) -> None:
-        super().__init__(require_source(src, "TokenFileName", "DIRECTORY"))
-        self._directory = self._resolve()
-
-    def _resolve(self) -> str:
-        return resolve_directory(self.source, "TokenFileName")
-
-    def reload(self) -> None:
-        self._directory = self._resolve()
 
     def lookup(self, token: str) -> Optional[TokenTarget]:
         if not is_plain_name(token):

@@ -12,22 +12,11 @@ import os
 import stat
 from typing import Optional
 
-from .base import (NO_SUCH_NAME, UNIX_SOCKET, BasePlugin, TokenTarget, is_inside, is_plain_name, require_source,
-                   resolve_directory)
+from .base import NO_SUCH_NAME, UNIX_SOCKET, DirectoryPlugin, TokenTarget, is_inside, is_plain_name
 
 
-class UnixDomainSocketDirectory(BasePlugin):
+class UnixDomainSocketDirectory(DirectoryPlugin):
     loop_safe = True  # an lstat(), plus a realpath() for symbolic links
-
-    def __init__(self, src: Optional[str]) -> None:
-        super().__init__(require_source(src, "UnixDomainSocketDirectory", "DIRECTORY"))
-        self._directory = self._resolve()
-
-    def _resolve(self) -> str:
-        return resolve_directory(self.source, "UnixDomainSocketDirectory")
-
-    def reload(self) -> None:
-        self._directory = self._resolve()
 
     def lookup(self, token: str) -> Optional[TokenTarget]:
         if not is_plain_name(token):
