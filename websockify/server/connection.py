@@ -50,6 +50,9 @@ class ClientConnection(asyncio.BufferedProtocol):
     """Built by the accept loop with its admission ticket and deadline (TLS sniffing),
     or by the event loop's own server (plain listeners), which admits it here."""
 
+    __slots__ = ('_buffer', '_config', '_connector', '_deadline', '_deadline_at', '_finished', '_hixie', '_peer',
+                 '_reader', '_relay', '_server', '_sniffed', '_task', '_ticket', '_transport', '_writable')
+
     def __init__(self, server: "ProxyServer", ticket: Optional[Ticket] = None, deadline: float = 0.0):
         self._server = server
         self._config = server.config
@@ -60,13 +63,14 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._buffer = b""
         self._sniffed = False
         limits = server.config.limits
-        self._reader = RequestReader(limits.max_header_bytes, limits.max_headers)
+        # Until the head is read; dropped then: llhttp's state and the raw headers
+        # would stay with every open session.
+        self._reader: Optional[RequestReader] = RequestReader(limits.max_header_bytes, limits.max_headers)
         self._relay: Optional[Relay] = None
         self._task: Optional[asyncio.Task[None]] = None
         self._deadline: Optional[asyncio.TimerHandle] = None
         self._finished = False
-        self._writable = asyncio.Event()
-        self._writable.set()
+        self._writable: Optional[asyncio.Event] = None  # made for a file sender only
         self._hixie: Optional[tuple[RequestHead, bytearray]] = None  # head, bytes after it
         self._connector: Connector = server.connector  # a token may choose another
 
@@ -120,7 +124,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._server.connection_closed(self)
         if self._ticket is not None:
             self._ticket.release()
-        self._writable.set()  # a file sender waiting for room must see the close
+        if self._writable is not None:
+            self._writable.set()  # a file sender waiting for room must see the close
         self._cancel_deadline()
         if self._relay is not None:
             self._relay.client_lost()
@@ -128,12 +133,14 @@ class ClientConnection(asyncio.BufferedProtocol):
             self._task.cancel()
 
     def pause_writing(self) -> None:
-        self._writable.clear()
+        if self._writable is not None:
+            self._writable.clear()
         if self._relay is not None:
             self._relay.client_write_paused()
 
     def resume_writing(self) -> None:
-        self._writable.set()
+        if self._writable is not None:
+            self._writable.set()
         if self._relay is not None:
             self._relay.client_write_resumed()
 
@@ -156,6 +163,7 @@ class ClientConnection(asyncio.BufferedProtocol):
                 log.info("%s: dropped: not HTTP (%s)", self._peer, kind.value)
                 self._finish(b"")
                 return
+        assert self._reader is not None  # nothing is read past the head before the relay
         head = self._reader.feed(data)
         if head is not None:
             try:
@@ -244,13 +252,16 @@ class ClientConnection(asyncio.BufferedProtocol):
             assert self._transport is not None and self._config.web_dir is not None
             self._finished = True
             self._cancel_deadline()  # a large file may take longer than the handshake
+            self._writable = asyncio.Event()
+            self._writable.set()  # nothing was written yet
             self._task = asyncio.get_running_loop().create_task(
                 web.serve(self._transport, head, self._config.web_dir, self._peer, self._writable))
 
     def _start_websocket(self, head: RequestHead) -> None:
-        assert self._transport is not None
+        assert self._transport is not None and self._reader is not None
+        leftover, self._reader = self._reader.leftover, None
         if self._config.hixie76 and hixie.is_hixie76(head.headers):
-            self._hixie = (head, bytearray(self._reader.leftover))
+            self._hixie = (head, bytearray(leftover))
             self._try_hixie()
             return
         result = perform_handshake(head.target, head.headers, self._config.max_message_bytes)
@@ -262,7 +273,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         session = WebSocketSession(result.subprotocol, self._config.max_message_bytes)
         log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, printable_target(head.target),
                   result.subprotocol)
-        self._start_relay(session, self._reader.leftover)
+        self._start_relay(session, leftover)
 
     def _try_hixie(self) -> None:
         """A Hixie-76 handshake needs the 8 bytes that follow the request head."""
