@@ -87,8 +87,8 @@ def frame_header(first_byte: int, length: int) -> bytes:
 
 
 class WebSocketSession:
-    __slots__ = ('_buffer', '_closed', '_decoder', '_eof_received', '_failed', '_fragmented', '_fragments', '_max',
-                 '_out', '_protocol', '_to_websockets', 'backlogged', 'subprotocol')
+    __slots__ = ("_buffer", "_closed", "_decoder", "_eof_received", "_failed", "_fragmented", "_fragments", "_max",
+                 "_out", "_protocol", "_to_websockets", "backlogged", "subprotocol")
 
     def __init__(self, subprotocol: Optional[str], max_message_bytes: int):
         self.subprotocol = subprotocol

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 
 class Heartbeat:
-    __slots__ = ('_dead', '_heard', '_interval_s', '_loop', '_paused', '_ping', '_timer', '_waiting_for_pong')
+    __slots__ = ("_dead", "_heard", "_interval_s", "_loop", "_paused", "_ping", "_timer", "_waiting_for_pong")
 
     def __init__(self, interval_s: float, ping: Callable[[], None], dead: Callable[[], None],
                  paused: Callable[[], bool] = lambda: False):

@@ -76,11 +76,11 @@ class TargetProtocol(asyncio.Protocol):
 class Relay:
     # One per session, thousands at once: no per-instance dict (past 30 attributes
     # CPython stops sharing its keys, about 1 KB more per session).
-    __slots__ = ('_client', '_client_full', '_client_gone', '_client_linger', '_client_read_blockers',
-                 '_close_timeout_s', '_connect_task', '_connector', '_done', '_drain_scheduled', '_failure',
-                 '_heartbeat', '_held', '_loop', '_on_end', '_peer', '_pending', '_recording', '_session',
-                 '_stall_watch', '_started', '_target', '_target_eof_received', '_target_eof_sent', '_target_gone',
-                 '_target_linger', '_traffic', '_write_buffer_bytes', 'bytes_down', 'bytes_up')
+    __slots__ = ("_client", "_client_full", "_client_gone", "_client_linger", "_client_read_blockers",
+                 "_close_timeout_s", "_connect_task", "_connector", "_done", "_drain_scheduled", "_failure",
+                 "_heartbeat", "_held", "_loop", "_on_end", "_peer", "_pending", "_recording", "_session",
+                 "_stall_watch", "_started", "_target", "_target_eof_received", "_target_eof_sent", "_target_gone",
+                 "_target_linger", "_traffic", "_write_buffer_bytes", "bytes_down", "bytes_up")
 
     def __init__(
         self,

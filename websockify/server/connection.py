@@ -50,8 +50,8 @@ class ClientConnection(asyncio.BufferedProtocol):
     """Built by the accept loop with its admission ticket and deadline (TLS sniffing),
     or by the event loop's own server (plain listeners), which admits it here."""
 
-    __slots__ = ('_buffer', '_config', '_connector', '_deadline', '_deadline_at', '_finished', '_hixie', '_peer',
-                 '_reader', '_relay', '_server', '_sniffed', '_task', '_ticket', '_transport', '_writable')
+    __slots__ = ("_buffer", "_config", "_connector", "_deadline", "_deadline_at", "_finished", "_hixie", "_peer",
+                 "_reader", "_relay", "_server", "_sniffed", "_task", "_ticket", "_transport", "_writable")
 
     def __init__(self, server: "ProxyServer", ticket: Optional[Ticket] = None, deadline: float = 0.0):
         self._server = server
