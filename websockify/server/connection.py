@@ -40,18 +40,21 @@ def format_peer(address: object) -> str:
 
 
 # Relayed client bytes are read into this buffer, shared by every connection of the
-# process: each read is used before the next one starts, and the frames' payloads are
-# unmasked out of it, so no bytes object is made (and copied) per read.
+# process, and the frames' payloads are unmasked out of it: no bytes object is made
+# (and copied) per read. A read is used up before its handler returns; a read made
+# while one is being handled (asyncio's own TLS transport reads as it closes) gets a
+# buffer of its own, so the bytes still in use are never overwritten.
 _READ_SIZE = 256 * 1024
 _read_view = memoryview(bytearray(_READ_SIZE))
+_shared_in_use = False
 
 
 class ClientConnection(asyncio.BufferedProtocol):
     """Built by the accept loop with its admission ticket and deadline (TLS sniffing),
     or by the event loop's own server (plain listeners), which admits it here."""
 
-    __slots__ = ("_buffer", "_config", "_connector", "_deadline", "_deadline_at", "_finished", "_hixie", "_peer",
-                 "_reader", "_relay", "_server", "_sniffed", "_task", "_ticket", "_transport", "_writable")
+    __slots__ = ("_buffer", "_config", "_connector", "_deadline", "_deadline_at", "_finished", "_hixie", "_lent",
+                 "_peer", "_reader", "_relay", "_server", "_sniffed", "_task", "_ticket", "_transport", "_writable")
 
     def __init__(self, server: "ProxyServer", ticket: Optional[Ticket] = None, deadline: float = 0.0):
         self._server = server
@@ -61,6 +64,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._transport: Optional[asyncio.Transport] = None
         self._peer = "?"
         self._buffer = b""
+        self._lent = _read_view  # the buffer of the read in progress
         self._sniffed = False
         limits = server.config.limits
         # Until the head is read; dropped then: llhttp's state and the raw headers
@@ -94,14 +98,21 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._deadline = loop.call_at(self._deadline_at, self._handshake_timed_out)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _read_view
+        self._lent = memoryview(bytearray(_READ_SIZE)) if _shared_in_use else _read_view
+        return self._lent
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._relay is not None:
-            with _read_view[:nbytes] as data:
+        global _shared_in_use
+        lent = self._lent
+        if self._relay is None:
+            self.data_received(bytes(lent[:nbytes]))
+            return
+        outer, _shared_in_use = _shared_in_use, _shared_in_use or lent is _read_view
+        try:
+            with lent[:nbytes] as data:
                 self._relay.client_data(data)
-        else:
-            self.data_received(bytes(_read_view[:nbytes]))
+        finally:
+            _shared_in_use = outer
 
     def data_received(self, data: bytes) -> None:
         if self._relay is not None:

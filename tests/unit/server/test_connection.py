@@ -194,6 +194,43 @@ def test_an_upgrade_hands_over_to_the_relay_with_the_pipelined_frame():
     run(scenario)
 
 
+class NestingRelay:
+    """Stands in for the relay: its first read causes another read of the same
+    connection before it is done with its own bytes, as asyncio's TLS transport does
+    when the relay closes it."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.seen: list[bytes] = []
+
+    def client_data(self, data: memoryview) -> None:
+        if not self.seen:
+            self.seen.append(b"")
+            nested = self.connection.get_buffer(-1)
+            nested[:6] = b"nested"
+            self.connection.buffer_updated(6)
+        self.seen.append(bytes(data))
+
+
+def read(connection: ClientConnection, data: bytes) -> None:
+    """What the event loop does for a BufferedProtocol: fill its buffer, report the count."""
+    buffer = connection.get_buffer(-1)
+    buffer[:len(data)] = data
+    connection.buffer_updated(len(data))
+
+
+def test_a_read_during_another_read_does_not_overwrite_its_bytes():
+    async def scenario():
+        client = Client(config())
+        relay = NestingRelay(client.connection)
+        client.connection._relay = relay  # type: ignore[assignment]
+        read(client.connection, b"outer bytes")
+        assert relay.seen == [b"", b"nested", b"outer bytes"]
+        read(client.connection, b"next")  # the shared buffer again, once free
+        assert relay.seen[-1] == b"next"
+    run(scenario)
+
+
 def test_an_unsupported_websocket_version_gets_426():
     async def scenario():
         client = Client(config())
