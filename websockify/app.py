@@ -349,6 +349,7 @@ async def _serve_worker(config: Config, link: WorkerLink, tls: Optional[ssl.SSLC
 async def _run_wrapped(service: "WrappedService", stop: _Stop, status: "_Status") -> int:
     """Until the program ends (its status is ours) or we are stopped (stop it first)."""
     ready = asyncio.ensure_future(service.wait_ready())
+
     def announce(done: "asyncio.Future[None]") -> None:
         if not done.cancelled():  # cancelled: stopped before the program was ready
             status.ready()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Optional
 
+
 def check_header(header: bytes) -> tuple[int, Optional[str]]:
     """(payload length, error) of a frame header, complete up to its payload length."""
     code = header[1] & 0x7F

@@ -6,7 +6,6 @@ visible escape instead, and very long values are cut.
 """
 from __future__ import annotations
 
-
 # C0 controls, DEL and C1 controls, plus the backslash so an escape is unambiguous.
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
 _ESCAPES[ord("\\")] = "\\\\"
@@ -19,4 +18,3 @@ def printable(text: object, limit: int = 200) -> str:
     if len(value) > limit:
         value = value[:limit] + "..."
     return value.translate(_ESCAPES)
-
