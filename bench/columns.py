@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENVS = BENCH / ".venvs"
 OURS = ROOT / ".venv" / "bin" / "websockify"
+PYTHON = ROOT / ".venv" / "bin" / "python"  # has uvloop, which py_relay.py needs
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Column:
     name: str
     describe: str
     proto: str = "ws"                 # what the load generator speaks to it
+    target_proto: str = "tcp"         # the server port a proxy relays to: "tcp" raw, "ws" WebSocket
     command: str = ""                 # empty: the load generator talks to its own server
     install: Optional[tuple[str, str, str]] = None  # (venv, pip requirement, executable)
     idle_extra: str = ""              # added at {extra} for the idle step ({conns})
@@ -69,6 +71,12 @@ def known() -> dict[str, Column]:
         Column("ours-w2", "this checkout's websockify --workers 2",
                command=f"{OURS} --workers 2 {{extra}} {{listen}} {{target}}",
                idle_extra="--max-connections {conns}"),
+        Column("py-relay", "a transparent TCP relay in Python on uvloop (bench/py_relay.py) in front of "
+               "the server's WebSocket port: no WebSocket work, the most Python callbacks reach here",
+               command=f"{PYTHON} {{root}}/bench/py_relay.py {{listen}} {{target}}", target_proto="ws"),
+        Column("py-relay-w2", "the same with two processes on one socket",
+               command=f"{PYTHON} {{root}}/bench/py_relay.py --workers 2 {{listen}} {{target}}",
+               target_proto="ws"),
     ]
     return {c.name: c for c in cols}
 
@@ -77,7 +85,7 @@ def default_names() -> list[str]:
     names = ["raw", "ws-direct", "upstream", "websocat", "ours"]
     if ours_has_workers():
         names.append("ours-w2")
-    return names
+    return names + ["py-relay"]
 
 
 def custom(spec: str) -> Column:
@@ -128,8 +136,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(col: Column, target_port: int, logdir: Path, extra: str = "") -> None:
-    """Starts the proxy and waits until it listens (read from /proc, no probe connection)."""
+def start(col: Column, server_ports: tuple[int, int], logdir: Path, extra: str = "") -> None:
+    """Starts the proxy in front of the server's raw or WebSocket port (server_ports) and
+    waits until it listens (read from /proc, no probe connection)."""
+    target_port = server_ports[1] if col.target_proto == "ws" else server_ports[0]
     col.port = free_port()
     values = {"listen": f"127.0.0.1:{col.port}", "port": str(col.port),
               "target": f"127.0.0.1:{target_port}", "target_host": "127.0.0.1",

@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="shorter runs: 1 bulk rep capped at 2 s, 1.5 s windows")
     ap.add_argument("--columns", help="comma list of columns to run (default: raw, ws-direct, upstream, "
-                    "websocat, ours, and ours-w2 when websockify has --workers)")
+                    "websocat, ours, ours-w2 when websockify has --workers, py-relay; also py-relay-w2)")
     ap.add_argument("--column", action="append", default=[], metavar="NAME=CMD",
                     help="an extra proxy column: a command with {listen} and {target} (repeatable)")
     ap.add_argument("--tests", default=",".join(TESTS), help=f"which tests (default {','.join(TESTS)}; "
@@ -141,14 +141,14 @@ def start_server(logdir: Path) -> tuple[Any, int, int]:
     return server, raw_port, ws_port
 
 
-def ensure_running(col: Column, raw_port: int, logdir: Path, test: str, notes: list[str]) -> None:
+def ensure_running(col: Column, server_ports: tuple[int, int], logdir: Path, test: str, notes: list[str]) -> None:
     """A proxy that died in an earlier test is started again (and that is reported)."""
     if not col.is_proxy or (col.proc and col.proc.poll() is None):
         return
     if col.proc:
         notes.append(f"{col.name}: exited with status {col.proc.returncode}; started again before {test}")
         say(notes[-1])
-    columns.start(col, raw_port, logdir)
+    columns.start(col, server_ports, logdir)
 
 
 def run_tests(args: argparse.Namespace, cols: list[Column], server: Any, raw_port: int, ws_port: int,
@@ -161,7 +161,7 @@ def run_tests(args: argparse.Namespace, cols: list[Column], server: Any, raw_por
                 continue
             try:
                 measure.settle(col)  # first: a proxy on its way out is gone after it
-                ensure_running(col, raw_port, logdir, test.name, notes)
+                ensure_running(col, (raw_port, ws_port), logdir, test.name, notes)
                 # a direct column talks to the server's own port for its protocol
                 port = ws_port if col.proto == "ws" else raw_port
                 r = measure.run(WSLOAD, col, server.pid, port, test)
@@ -172,7 +172,7 @@ def run_tests(args: argparse.Namespace, cols: list[Column], server: Any, raw_por
     return notes
 
 
-def run_idle(args: argparse.Namespace, cols: list[Column], server: Any, raw_port: int, logdir: Path,
+def run_idle(args: argparse.Namespace, cols: list[Column], server: Any, server_ports: tuple[int, int], logdir: Path,
              res: dict[str, dict[str, Any]]) -> list[str]:
     proxies = [c for c in cols if c.is_proxy and not c.error]
     notes = []
@@ -196,10 +196,10 @@ def run_idle(args: argparse.Namespace, cols: list[Column], server: Any, raw_port
         say(f"idle: {args.idle} connections through {col.name}")
         columns.stop(col)
         try:
-            columns.start(col, raw_port, logdir, extra=col.idle_extra.format(conns=args.idle + 100))
+            columns.start(col, server_ports, logdir, extra=col.idle_extra.format(conns=args.idle + 100))
             time.sleep(0.5)
             start = procs.memory_kb(procs.tree(col.proc.pid)) if col.proc else (0, 0)
-            r = measure.run(WSLOAD, col, server.pid, raw_port, test)
+            r = measure.run(WSLOAD, col, server.pid, server_ports[0], test)
             r["memory_at_start"] = {"rss_kb": start[0], "pss_kb": start[1]}
         except procs.BenchError as e:
             r = {"error": str(e)}
@@ -233,7 +233,7 @@ def main(argv: list[str]) -> int:
             continue
         try:
             columns.prepare(col, say)
-            columns.start(col, raw_port, logdir)
+            columns.start(col, (raw_port, ws_port), logdir)
             pids = procs.tree(col.proc.pid) if col.proc else []
             rss, pss = procs.memory_kb(pids)
             res[col.name]["start"] = {"memory": {"rss_kb": rss, "pss_kb": pss, "processes": len(pids)}}
@@ -243,7 +243,7 @@ def main(argv: list[str]) -> int:
             say(f"{col.name}: not run: {e}")
     extra_notes += run_tests(args, cols, server, raw_port, ws_port, logdir, res)
     if args.idle:
-        extra_notes += run_idle(args, cols, server, raw_port, logdir, res)
+        extra_notes += run_idle(args, cols, server, (raw_port, ws_port), logdir, res)
     for col in cols:
         columns.stop(col)
     procs.stop(server)
