@@ -307,12 +307,18 @@ class WebSocketSession:
         """Queue bytes from the target as one message to the client."""
         if not self.is_open:
             return
-        is_text, payload = encode_for_client(self.subprotocol, data)
-        header = frame_header(_FIN_TEXT if is_text else _FIN_BINARY, len(payload))
-        if len(payload) < 1024:
-            self._out.append(header + payload)
+        if self.subprotocol == BASE64:
+            is_text, payload = encode_for_client(self.subprotocol, data)
+            first = _FIN_TEXT if is_text else _FIN_BINARY
+        else:  # binary, the usual case: the payload as it came, without a call per message
+            payload, first = data, _FIN_BINARY
+        length = len(payload)
+        if length < 126:
+            self._out.append(bytes((first, length)) + payload)
+        elif length < 1024:
+            self._out.append(frame_header(first, length) + payload)
         else:  # no copy of a large payload: the relay writes the two together
-            self._out += (header, payload)
+            self._out += (frame_header(first, length), payload)
 
     def ping(self) -> None:
         """Queue a ping (the heartbeat); the client's pong goes to websockets, which expects none."""

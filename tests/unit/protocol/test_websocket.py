@@ -1,7 +1,11 @@
 """An open WebSocket session (websocket.py), driven with bytes only."""
 import base64
 
+import pytest
+from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import WebSocketURI as Uri
 
 from websockify.protocol.websocket import WebSocketSession
 
@@ -29,6 +33,22 @@ def test_binary_messages_and_fragments_reach_the_target():
     assert s.receive_data(data) == [b"ab", b"cd"]
     s.send_payload(b"\x01\x02")
     assert b"".join(s.data_to_send()) == b"\x82\x02\x01\x02"
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 1023, 1024, 65535, 65536])
+@pytest.mark.parametrize("protocols", ["binary", "base64"])
+def test_target_messages_of_every_header_size_are_framed_whole(protocols, length):
+    s = session(protocols, 1 << 20)
+    data = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
+    s.send_payload(data)
+    parser = ClientProtocol(Uri(False, "h", 80, "/", "/"), state=State.OPEN, max_size=None)
+    parser.receive_data(b"".join(s.data_to_send()))
+    [frame] = parser.events_received()
+    assert frame.fin
+    if protocols == "base64":
+        assert (frame.opcode, base64.b64decode(frame.data)) == (Opcode.TEXT, data)
+    else:
+        assert (frame.opcode, frame.data) == (Opcode.BINARY, data)
 
 
 def test_base64_both_ways():
