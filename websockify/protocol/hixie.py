@@ -122,9 +122,11 @@ class HixieSession:
             self._out.append(b"\xff\x00")
         self._out.append(b"")  # end the TCP stream, as a WebSocket server does after closing
 
-    def send_payload(self, data: bytes) -> None:
-        if self._open:
-            self._out.append(b"\x00" + base64.b64encode(data) + b"\xff")
+    def send_payload(self, data: bytes) -> bool:
+        if not self._open:
+            return False
+        self._out.append(b"\x00" + base64.b64encode(data) + b"\xff")
+        return True
 
     def ping(self) -> None:
         """Hixie-76 has no ping: the heartbeat only watches such a client."""

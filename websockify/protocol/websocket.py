@@ -61,7 +61,8 @@ class RelaySession(Protocol):
         """Payloads for the target: bytes objects of their own, never views of `data`,
         which may be a read buffer that the next read overwrites. Nothing of `data` is kept."""
     def receive_eof(self) -> list[bytes]: ...
-    def send_payload(self, data: bytes) -> None: ...
+    def send_payload(self, data: bytes) -> bool:
+        """Queue target bytes as a message; False (and nothing queued) once the client is closing."""
     def close(self, code: int, reason: str = "") -> None: ...
     def ping(self) -> None: ...
     def data_to_send(self) -> list[bytes]: ...
@@ -303,10 +304,10 @@ class WebSocketSession:
 
     # -- target → client -------------------------------------------------
 
-    def send_payload(self, data: bytes) -> None:
-        """Queue bytes from the target as one message to the client."""
+    def send_payload(self, data: bytes) -> bool:
+        """Queue bytes from the target as one message to the client; False if it is closing."""
         if not self.is_open:
-            return
+            return False
         if self.subprotocol == BASE64:
             is_text, payload = encode_for_client(self.subprotocol, data)
             first = _FIN_TEXT if is_text else _FIN_BINARY
@@ -319,6 +320,7 @@ class WebSocketSession:
             self._out.append(frame_header(first, length) + payload)
         else:  # no copy of a large payload: the relay writes the two together
             self._out += (frame_header(first, length), payload)
+        return True
 
     def ping(self) -> None:
         """Queue a ping (the heartbeat); the client's pong goes to websockets, which expects none."""

@@ -298,15 +298,20 @@ class Relay:
     # -- target events ---------------------------------------------------
 
     def target_data(self, data: bytes) -> None:
-        if not self._session.is_open:
+        session = self._session
+        if not session.send_payload(data):
             return  # the client is closing; nothing more can reach it
         self.bytes_down += len(data)
         if self._recording is not None:
             self._recording.record(TARGET_TO_CLIENT, data)
         if self._traffic:
             traffic_log.info("%s: client < target %d bytes", self._peer, len(data))
-        self._session.send_payload(data)
-        self._flush_client()
+        if not self._client_gone:
+            chunks = session.data_to_send()
+            if len(chunks) == 1 and chunks[0]:
+                self._client.write(chunks[0])  # one message: the usual case, without a call more
+            else:
+                self._write_client(chunks)
 
     def target_eof(self) -> bool:
         self._target_eof_received = True

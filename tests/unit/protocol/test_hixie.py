@@ -27,11 +27,12 @@ def test_frames_both_ways_and_close():
     data = b"\x00" + base64.b64encode(b"one") + b"\xff\x00" + base64.b64encode(b"two")
     assert session.receive_data(data) == [b"one"]
     assert session.receive_data(b"\xff") == [b"two"]
-    session.send_payload(b"hi")
+    assert session.send_payload(b"hi") is True
     assert session.data_to_send() == [b"\x00aGk=\xff"]
     assert session.receive_data(b"\xff\x00") == []
     assert session.client_done and session.close_code == 1000
     assert session.data_to_send() == [b"\xff\x00", b""]
+    assert session.send_payload(b"late") is False and session.data_to_send() == []
 
 
 def test_bad_input_closes():

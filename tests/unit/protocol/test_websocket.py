@@ -31,7 +31,7 @@ def test_binary_messages_and_fragments_reach_the_target():
     s = session("binary")
     data = client_frame(Opcode.BINARY, b"ab", fin=False) + client_frame(Opcode.CONT, b"cd")
     assert s.receive_data(data) == [b"ab", b"cd"]
-    s.send_payload(b"\x01\x02")
+    assert s.send_payload(b"\x01\x02") is True
     assert b"".join(s.data_to_send()) == b"\x82\x02\x01\x02"
 
 
@@ -96,7 +96,7 @@ def test_target_close_then_client_data_still_flows_until_its_close():
     s.data_to_send()
     assert not s.is_open
     assert s.receive_data(client_frame(Opcode.BINARY, b"late")) == [b"late"]
-    s.send_payload(b"dropped")
+    assert s.send_payload(b"dropped") is False
     assert s.data_to_send() == []
 
 
