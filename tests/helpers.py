@@ -200,6 +200,15 @@ def pattern_bytes(offset: int, length: int) -> bytes:
     return bytes(((i * 7 + i // 251) & 0xFF) for i in range(offset, offset + length))
 
 
+def accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on host:port now (one probe connection)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout(2)).close()
+        return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     """A port that was free a moment ago. Racy: another process may take it before
     it is used. Prefer port 0 read back, or reserved_port() for a fixed number."""

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from helpers import processes_with, timeout, wait_for, ws_connect
+from helpers import accepts, processes_with, timeout, wait_for, ws_connect
 
 LAUNCHER = "/usr/share/novnc/utils/novnc_proxy"
 
@@ -21,14 +21,6 @@ def _port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=timeout(2)).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_novnc_proxy_with_heartbeat_in_front_of_xvnc(tmp_path):
@@ -44,12 +36,12 @@ def test_novnc_proxy_with_heartbeat_in_front_of_xvnc(tmp_path):
                                "-geometry", "320x240"], stderr=subprocess.DEVNULL, env=env)
     launcher = None
     try:
-        wait_for(lambda: _listening(vnc_port), 30, "Xvnc")
+        wait_for(lambda: accepts(vnc_port), 30, "Xvnc")
         launcher = subprocess.Popen([LAUNCHER, "--listen", str(web_port), "--vnc", f"localhost:{vnc_port}",
                                      "--heartbeat", "30", "--idle-timeout", "600", "--timeout", "0"],
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                     start_new_session=True)
-        wait_for(lambda: _listening(web_port), 30, "novnc_proxy's websockify")
+        wait_for(lambda: accepts(web_port), 30, "novnc_proxy's websockify")
         ours = [pid for pid in processes_with(marker) if b"websockify" in open(f"/proc/{pid}/cmdline", "rb").read()
                 and b"--heartbeat\x0030" in open(f"/proc/{pid}/cmdline", "rb").read()]
         assert ours, "novnc_proxy did not run this websockify with --heartbeat 30"
