@@ -31,35 +31,38 @@ class Leg(asyncio.Protocol):
     def __init__(self, peer: Optional["Leg"] = None):
         self.peer = peer
         self.transport: Optional[asyncio.Transport] = None
-        self.early: list[bytes] = []
+
+    @property
+    def other(self) -> Optional[asyncio.Transport]:
+        return self.peer.transport if self.peer is not None else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
-        peer = self.peer.transport if self.peer is not None else None
-        if peer is None:
-            self.early.append(data)  # uvloop may deliver a read before pause_reading takes effect
-        elif not peer.is_closing():
-            peer.write(data)
+        other = self.other
+        if other is not None and not other.is_closing():
+            other.write(data)
 
     def eof_received(self) -> bool:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.close()  # after what is queued, as websocat --exit-on-eof does
+        self.connection_lost(None)  # close the other after what is queued, as websocat --exit-on-eof does
         return False
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.close()
+        other = self.other
+        if other is not None:
+            other.close()
 
     def pause_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
+        other = self.other
+        if other is not None:
+            other.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.resume_reading()
+        other = self.other
+        if other is not None:
+            other.resume_reading()
 
 
 class ClientLeg(Leg):
@@ -70,22 +73,30 @@ class ClientLeg(Leg):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
+        self.early: list[bytes] = []
         self.transport.pause_reading()
         asyncio.get_running_loop().create_task(self._connect())
 
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None:
+            self.early.append(data)  # uvloop may deliver a read before pause_reading takes effect
+        else:
+            super().data_received(data)
+
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
+        assert self.transport is not None
         try:
-            _, self.peer = await loop.create_connection(lambda: Leg(self), *self.target)
+            target, self.peer = await loop.create_connection(lambda: Leg(self), *self.target)
         except OSError:
-            assert self.transport is not None
             self.transport.abort()
             return
-        if self.early:
-            self.peer.transport.writelines(self.early)  # type: ignore[union-attr]
-            self.early.clear()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        if self.transport.is_closing():  # the client left while we connected
+            target.close()
+            return
+        target.writelines(self.early)
+        self.early.clear()
+        self.transport.resume_reading()
 
 
 def _split(text: str) -> tuple[str, int]:
