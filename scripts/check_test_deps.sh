@@ -35,15 +35,6 @@ missing_packages() {
 read -r -a missing <<<"$(missing_packages)"
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-# Ubuntu has no "chromium" package; its chromium-browser is the same browser.
-if has apt-cache; then
-  for i in "${!missing[@]}"; do
-    if [ "${missing[$i]}" = chromium ] && ! apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-      missing[$i]=chromium-browser
-    fi
-  done
-fi
-
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
   if has sudo && sudo -n true 2>/dev/null; then
@@ -62,9 +53,22 @@ if [ "${sudo[0]:-}" = unavailable ]; then
   exit 2
 fi
 
-echo "make test: installing missing system packages with apt-get: ${missing[*]}"
 apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)  # sudo would drop an exported variable
-if ! "${apt[@]}" update -qq >/dev/null || ! "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+# The package lists first: on a fresh machine apt-cache knows no candidate before them.
+if ! "${apt[@]}" update -qq >/dev/null; then
+  echo "make test: apt-get update failed; missing system packages: ${missing[*]}" >&2
+  exit 2
+fi
+# Ubuntu has no "chromium" package; its chromium-browser is the same browser.
+# (The policy is read whole first: grep -q stops early, and with pipefail the
+# writer's SIGPIPE would read as "no candidate".)
+for i in "${!missing[@]}"; do
+  if [ "${missing[$i]}" = chromium ] && [[ "$(apt-cache policy chromium 2>/dev/null)" != *"Candidate: "[0-9]* ]]; then
+    missing[$i]=chromium-browser
+  fi
+done
+echo "make test: installing missing system packages with apt-get: ${missing[*]}"
+if ! "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
   echo "make test: apt-get could not install: ${missing[*]}" >&2
   exit 2
 fi
