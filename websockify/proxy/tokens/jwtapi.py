@@ -85,13 +85,9 @@ class JWTTokenApi(BasePlugin):
             elif data.startswith(b"{"):
                 keys = [JWK.from_json(data)]
             else:
-                keys = []
-                if _BASE64URL.fullmatch(data):
-                    keys.append(JWK(kty="oct", k=data.decode("ascii")))
-                keys.append(JWK(kty="oct", k=_b64url(data)))
-                if len(data) < 32:  # jwcrypto refuses HMAC keys shorter than the hash
-                    log.warning("key file %s: a %d-byte secret is too short for HS256 (32 bytes at least); "
-                                "tokens signed with it will be refused", path, len(data))
+                keys = self._symmetric_keys(data, path)
+        except ConfigError:
+            raise
         except Exception as exc:  # jwcrypto and cryptography raise many types for a bad key
             raise ConfigError(f"--token-source: key file {path} is not a key JWTTokenApi can use "
                               f"(PEM without a passphrase, JWK JSON, or a symmetric key): {exc}") from None
@@ -100,6 +96,33 @@ class JWTTokenApi(BasePlugin):
             raise ConfigError(f"--token-source: key file {path} holds a {kty} key; "
                               f"JWTTokenApi takes RSA, EC, OKP or symmetric keys")
         return keys, kty
+
+    def _symmetric_keys(self, data: bytes, path: str) -> list[Any]:
+        """The keys a symmetric key file may mean, each reading tried on its own.
+
+        Upstream's reading (the file is the base64url `k`) is decoded here, leniently
+        as jwcrypto did up to 1.6.1, and handed to jwcrypto in canonical form: 1.6.2
+        refuses a `k` whose last character carries stray bits, and one refused
+        reading must not cost the other.
+        """
+        readings: list[tuple[str, bytes]] = []
+        if _BASE64URL.fullmatch(data) and len(data) % 4 != 1:
+            readings.append(("base64url", base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))))
+        readings.append(("raw bytes", data))
+        keys: list[Any] = []
+        refusals: list[str] = []
+        for reading, secret in readings:
+            try:
+                keys.append(self._jwk.JWK(kty="oct", k=_b64url(secret)))
+            except Exception as exc:  # as in _load
+                refusals.append(f"as {reading}: {exc}")
+        if not keys:
+            raise ConfigError(f"--token-source: key file {path} is not a symmetric key jwcrypto accepts "
+                              f"({'; '.join(refusals)})")
+        if len(data) < 32:  # jwcrypto refuses HMAC keys shorter than the hash
+            log.warning("key file %s: a %d-byte secret is too short for HS256 (32 bytes at least); "
+                        "tokens signed with it will be refused", path, len(data))
+        return keys
 
     def lookup(self, token: str) -> Optional[TokenTarget]:
         keys, kty = self._keyring

@@ -28,7 +28,10 @@ def keys(tmp_path_factory):
     # Upstream's fixture: the file holds the key base64url-encoded (the JWK's `k`), no newline.
     files["upstream_secret"] = directory / "symmetric.key"
     files["upstream_secret"].write_text("secret_sauce_secret_sauce_secret_sauce_secret_sauce")
-    made["upstream_secret"] = jwk.JWK(kty="oct", k="secret_sauce_secret_sauce_secret_sauce_secret_sauce")
+    # The key jwcrypto up to 1.6.1 made of it: the last character's stray bits dropped
+    # (1.6.2 refuses such a `k`, so the key is built from the decoded bytes).
+    made["upstream_secret"] = jwk.JWK(kty="oct", k=b64(base64.urlsafe_b64decode(
+        "secret_sauce_secret_sauce_secret_sauce_secret_sauce" + "=")))
     files["raw_secret"] = directory / "raw.key"
     files["raw_secret"].write_bytes(b"s3cr+t/with*chars that are not base64url!\n")
     made["raw_secret"] = jwk.JWK(kty="oct", k=b64(b"s3cr+t/with*chars that are not base64url!"))
@@ -71,6 +74,15 @@ def test_a_base64url_secret_is_also_taken_as_raw_bytes(keys):
     _, files = keys
     raw = jwk.JWK(kty="oct", k=b64(b"secret_sauce_secret_sauce_secret_sauce_secret_sauce"))
     assert JWTTokenApi(files["upstream_secret"]).lookup(signed(raw, "HS256")) == ("127.0.0.1", 5901)
+
+
+def test_a_secret_that_is_no_base64url_is_still_read_as_bytes(tmp_path):
+    """33 base64url characters decode to nothing (a length of 4n+1): that reading is
+    refused, and the raw-bytes reading still makes the key."""
+    secret = b"A" * 32 + b"B"
+    (tmp_path / "odd.key").write_bytes(secret)
+    raw = jwk.JWK(kty="oct", k=b64(secret))
+    assert JWTTokenApi(str(tmp_path / "odd.key")).lookup(signed(raw, "HS256")) == ("127.0.0.1", 5901)
 
 
 def test_time_claims(keys):
