@@ -164,6 +164,11 @@ def test_redis_source_formats(tmp_path, redis_server):
     for source, target in expected.items():
         assert lookups(TokenRedis(source), "tok") == [target], source
     assert parse_redis_source("127.0.0.1")[0] == {"host": "127.0.0.1", "port": 6379, "db": 0, "password": None}
+    # A URL reaches redis-py as written (redis 8.2 refuses unix:/path), less our namespace.
+    for url in (f"unix://{path}", f"unix://{path}?db=1", f"redis://:p%40ss@127.0.0.1:{port}/2?db=3"):
+        assert parse_redis_source(url)[1:] == (url, "")
+    assert parse_redis_source(f"unix://{path}?namespace=a%3Ab&db=1")[1:] == (f"unix://{path}?db=1", "a:b")
+    assert parse_redis_source("redis://h/0?db=1&namespace=ns")[1:] == ("redis://h/0?db=1", "ns")
 
 
 def test_redis_with_a_password(tmp_path):

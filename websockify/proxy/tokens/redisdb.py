@@ -64,10 +64,8 @@ def parse_redis_source(src: str) -> tuple[dict[str, Any], Optional[str], str]:
         parts = urllib.parse.urlsplit(src)
         if parts.scheme == "unix" and not parts.path:
             raise ConfigError(f"--token-source: {src!r} names no socket; write unix:///path/to/redis.sock")
-        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        namespace = "".join(value for name, value in query if name == "namespace")
-        rest = urllib.parse.urlencode([(name, value) for name, value in query if name != "namespace"])
-        return {}, urllib.parse.urlunsplit(parts._replace(query=rest)), namespace
+        url, namespace = _take_namespace(src)
+        return {}, url, namespace
     what = "--token-source"
     host_field = None
     if src.startswith("["):
@@ -91,6 +89,27 @@ def parse_redis_source(src: str) -> tuple[dict[str, Any], Optional[str], str]:
                 "db": int(db) if db else 0,
                 "password": password or None}
     return settings, None, namespace
+
+
+def _take_namespace(url: str) -> tuple[str, str]:
+    """`url` without its `namespace` query parameter (ours, not redis-py's), and that namespace.
+
+    Only that parameter is cut out of the text; the rest stays as the user wrote it,
+    since redis-py reads some forms (`unix:///path`) by their exact spelling.
+    """
+    head, question, tail = url.partition("?")
+    if not question:
+        return url, ""
+    query, hash_mark, fragment = tail.partition("#")
+    kept, namespace = [], ""
+    for field in query.split("&"):
+        name, _, value = field.partition("=")
+        if urllib.parse.unquote_plus(name) == "namespace":
+            namespace = urllib.parse.unquote_plus(value)
+        else:
+            kept.append(field)
+    rest = "&".join(kept)
+    return head + ("?" + rest if rest else "") + hash_mark + fragment, namespace
 
 
 class TokenRedis(BasePlugin):
