@@ -54,23 +54,27 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["websockify", "websockify.*"]),
+    # Ranges, each bounded at the next major version: a new major release is a choice
+    # made with `make test-latest`, never a surprise. The exact versions tested are in
+    # constraints.txt (`make constraints` refreshes it).
     install_requires=[
-        # Tested range: the code uses ServerProtocol(state=OPEN) and Request, which
+        # The code uses ServerProtocol(state=OPEN) and Request, which
         # tests/unit/protocol/test_websockets_contract.py checks.
         "websockets>=17.0,<18",
-        "httptools>=0.6",  # llhttp, Node.js's HTTP parser, for request heads
-        "click>=8.1",
-        "psutil>=5.9",
+        "httptools>=0.6,<1",  # llhttp, Node.js's HTTP parser, for request heads
+        "click>=8.1,<9",
+        "psutil>=5.9,<8",
         # A faster event loop; optional at run time (the stdlib loop is the fallback).
-        "uvloop>=0.19; sys_platform != 'win32' and platform_python_implementation == 'CPython'",
+        "uvloop>=0.19,<1; sys_platform != 'win32' and platform_python_implementation == 'CPython'",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "hypothesis", "wheel", "mypy", "ruff", "types-psutil",
+        "test": ["pytest>=7,<10", "pytest-timeout>=2,<3", "hypothesis>=6,<7", "wheel<1", "mypy>=1,<3",
+                 "ruff<1", "types-psutil<8",
                  # the token plugins' optional libraries, tested against a real redis-server
-                 "redis[hiredis]>=5.0", "jwcrypto>=1.5"],
+                 "redis[hiredis]>=5.0.1,<9", "jwcrypto>=1.5,<2"],
         # Optional token plugin backends: TokenRedis (redis.asyncio) and JWTTokenApi.
-        "redis": ["redis[hiredis]>=5.0"],
-        "jwt": ["jwcrypto>=1.5"],
+        "redis": ["redis[hiredis]>=5.0.1,<9"],  # 5.0.0 has no Redis.aclose()
+        "jwt": ["jwcrypto>=1.5,<2"],
     },
     cmdclass={"build_py": BuildPyWithRebind},
     entry_points={"console_scripts": ["websockify = websockify.cli:main"]},
