@@ -33,6 +33,11 @@ class UnixAddress:
 Target = Union[TcpAddress, UnixAddress]
 
 
+class TooManyColons(ConfigError):
+    """`HOST:PORT` whose host holds a colon yet is no IPv6 address: often two
+    addresses run together (`localhost:6080:5900`)."""
+
+
 def format_host_port(host: str, port: int) -> str:
     """`host:port`, with an IPv6 literal in brackets."""
     if ":" in host:
@@ -51,6 +56,19 @@ def parse_port(text: str, what: str, allow_zero: bool = False) -> int:
     if not low <= port <= 65535:
         raise ConfigError(f"{what}: port {port} is out of range {low}-65535")
     return port
+
+
+def _looks_like_ipv6(host: str) -> bool:
+    return "::" in host or re.fullmatch(r"[0-9A-Fa-f:.]+(%\S+)?", host) is not None
+
+
+def _split_host_port(text: str, what: str, form: str) -> tuple[str, str, str]:
+    """`text.rpartition(":")`, refusing a colon in the host that no IPv6 address explains."""
+    host, sep, port_text = text.rpartition(":")
+    if ":" in host and not host.startswith("[") and not _looks_like_ipv6(host):
+        raise TooManyColons(f"{what}: {text!r} has too many colons for {form} "
+                            f"(write an IPv6 address in brackets: [ADDRESS]:PORT)")
+    return host, sep, port_text
 
 
 def parse_host(text: str, what: str) -> str:
@@ -87,7 +105,7 @@ def parse_listen(text: str) -> TcpAddress:
     what = "source address"
     if text.startswith("[") and "]:" not in text:
         raise ConfigError(f"{what}: {text!r} has no port; write [ADDRESS]:PORT")
-    host, sep, port_text = text.rpartition(":")
+    host, sep, port_text = _split_host_port(text, what, "[SOURCE_ADDR:]SOURCE_PORT")
     if not sep or not host:
         return TcpAddress("", parse_port(port_text, what, allow_zero=True))
     return TcpAddress(parse_host(host, what), parse_port(port_text, what, allow_zero=True))
@@ -96,7 +114,7 @@ def parse_listen(text: str) -> TcpAddress:
 def parse_target(text: str) -> TcpAddress:
     """`host:port`; the host is required, as upstream requires it."""
     what = "target address"
-    host, sep, port_text = text.rpartition(":")
+    host, sep, port_text = _split_host_port(text, what, "TARGET_ADDR:TARGET_PORT")
     if not sep or not host:
         raise ConfigError(f"{what}: {text!r} must be HOST:PORT")
     return TcpAddress(parse_host(host, what), parse_port(port_text, what))

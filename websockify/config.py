@@ -13,7 +13,7 @@ from typing import Literal, Optional, cast, get_args
 from .addresses import Target as Target  # re-exported: settings hold addresses
 from .addresses import TcpAddress as TcpAddress
 from .addresses import UnixAddress as UnixAddress
-from .addresses import parse_listen, parse_target
+from .addresses import TooManyColons, parse_listen, parse_target
 from .errors import ConfigError
 
 WrapMode = Literal["exit", "ignore", "respawn"]
@@ -55,6 +55,9 @@ class TlsSettings:
     min_version: SslVersion = DEFAULT_SSL_VERSION
     verify_client: bool = False
     cafile: Optional[str] = None
+    # The option (--ssl-only, --verify-client) that made `cert` DEFAULT_CERT, none
+    # being given: an error about the file must say why websockify looked there.
+    default_cert_for: Optional[str] = None
 
     @property
     def enabled(self) -> bool:
@@ -263,16 +266,24 @@ def build_config(
     listen, target = split_positionals(
         arguments, wrapping=bool(wrap_command), listen_elsewhere=listen_elsewhere,
         other_target=unix_target is not None or token_plugin is not None)
-    listen_address = parse_listen(listen) if listen is not None else None
-    if listen_address is not None and (unix_listen is not None or inetd) and not wrap_command:
-        raise ConfigError(f"a source address cannot be given with {'--inetd' if inetd else '--unix-listen'}")
-
     routes = [name for name, given in (
         ("a target address", target is not None),
         ("--unix-target", unix_target is not None),
         ("a wrapped command (-- COMMAND)", bool(wrap_command)),
         ("--token-plugin", token_plugin is not None),
     ) if given]
+    try:
+        listen_address = parse_listen(listen) if listen is not None else None
+    except TooManyColons:
+        if routes:
+            raise
+        # `websockify localhost:6080:5900`: the source and the target written as one argument.
+        raise ConfigError(f"{listen!r} is not [SOURCE_ADDR:]SOURCE_PORT (too many colons), and no target is "
+                          "given: write the source and the target as two arguments, "
+                          "[SOURCE_ADDR:]SOURCE_PORT TARGET_ADDR:TARGET_PORT") from None
+    if listen_address is not None and (unix_listen is not None or inetd) and not wrap_command:
+        raise ConfigError(f"a source address cannot be given with {'--inetd' if inetd else '--unix-listen'}")
+
     if not routes:
         raise ConfigError("missing target: give TARGET_ADDR:TARGET_PORT, --unix-target FILE, "
                           "--token-plugin CLASS or -- COMMAND")
@@ -365,8 +376,10 @@ def _tls_settings(cert: Optional[str], key: Optional[str], key_password: Optiona
                   cafile: Optional[str]) -> TlsSettings:
     """TLS is on with --cert, or with --ssl-only/--verify-client and upstream's
     default certificate file."""
+    default_cert_for = None
     if cert is None and (ssl_only or verify_client):
         cert = DEFAULT_CERT
+        default_cert_for = "--ssl-only" if ssl_only else "--verify-client"
     if key is not None and cert is None:
         raise ConfigError("--key requires --cert")
     if ssl_version not in SSL_VERSIONS:
@@ -374,5 +387,5 @@ def _tls_settings(cert: Optional[str], key: Optional[str], key_password: Optiona
     return TlsSettings(
         cert=cert, key=key, key_password=key_password, ssl_only=ssl_only, ciphers=ciphers,
         min_version=cast(SslVersion, ssl_version),  # checked against SSL_VERSIONS above
-        verify_client=verify_client, cafile=cafile,
+        verify_client=verify_client, cafile=cafile, default_cert_for=default_cert_for,
     )

@@ -66,3 +66,37 @@ def test_upstream_target_forms(text, expected):
 ])
 def test_upstream_listen_forms(text, expected):
     assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["localhost:6080:5900", "a.example:1:2"])
+def test_a_colon_too_many_is_named(text):
+    """Not 'is not an IPv6 address': nothing in `localhost:6080` looks like one."""
+    with pytest.raises(ConfigError, match="too many colons") as target_error:
+        parse_target(text)
+    assert "IPv6 address in brackets" in str(target_error.value)
+    with pytest.raises(ConfigError, match="too many colons"):
+        parse_listen(text)
+
+
+def test_source_and_target_run_together_says_the_target_is_missing():
+    """`websockify localhost:16510:16501`: one argument where two were meant."""
+    with pytest.raises(ConfigError) as error:
+        build_config(arguments=("localhost:16510:16501",))
+    message = str(error.value)
+    assert "'localhost:16510:16501'" in message and "too many colons" in message
+    assert "no target is given" in message and "two arguments" in message
+    with pytest.raises(ConfigError, match="source address: .* too many colons") as error:
+        build_config(arguments=("localhost:16510:16501",), unix_target="/s")  # a target: only the colons
+    assert "no target" not in str(error.value)
+
+
+def test_an_address_that_looks_like_ipv6_is_still_called_one():
+    with pytest.raises(ConfigError, match="'fe80::zz' is not an IPv6 address"):
+        parse_listen("fe80::zz:6080")
+
+
+def test_the_default_certificate_remembers_why_it_was_chosen():
+    assert build_config(arguments=("1", "a:1"), ssl_only=True).tls.default_cert_for == "--ssl-only"
+    assert build_config(arguments=("1", "a:1"), verify_client=True).tls.default_cert_for == "--verify-client"
+    given = build_config(arguments=("1", "a:1"), ssl_only=True, cert="c.pem").tls
+    assert given.cert == "c.pem" and given.default_cert_for is None

@@ -4,7 +4,8 @@ cli → app → server/proxy/wrap/service → protocol → config/errors (with t
 small addresses, fdlimit and sockopts beside them). A module may import its own layer and the
 layers below it; relative imports are resolved first, so `from ..server import x`
 in protocol/ counts as much as `import websockify.server`. Nothing imports cli
-but the entry points (__main__, and upstream's websocketproxy).
+but the entry points (__main__, and upstream's websocketproxy) and the man page
+generator, which reads the options from it (and so needs no click of its own).
 """
 import ast
 import pathlib
@@ -22,6 +23,7 @@ LAYERS = {
     "websockify.worker": 5,  # python -m websockify.worker: one process of --workers N
     "websockify.websocketproxy": 5,  # upstream's entry points: websockify_init(), WebSocketProxy
     "websockify.cli": 5,
+    "websockify.manpage": 5,  # python -m websockify.manpage: websockify(1) from the command line's definitions
     "websockify.app": 4,
     "websockify.server": 3,
     "websockify.proxy": 3,
@@ -37,7 +39,7 @@ LAYERS = {
     "websockify.sockopts": 1,
     "websockify": 0,  # __init__ (the version string) only, not the modules under it
 }
-CLI_IMPORTERS = {"websockify.__main__", "websockify.websocketproxy"}
+CLI_IMPORTERS = {"websockify.__main__", "websockify.websocketproxy", "websockify.manpage"}
 # Deliberate exceptions, each with its reason.
 ALLOWED = {
     ("websockify", "websockify.websocketproxy"): "upstream's websockify.WebSocketProxy, imported on first use",

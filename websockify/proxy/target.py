@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from typing import Callable, Optional, Protocol
 
-from ..addresses import Target, UnixAddress
+from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import TargetUnavailable
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
@@ -55,6 +56,10 @@ class AddressConnector:
             raise
         except ssl.SSLError as exc:
             raise TargetUnavailable(f"{self.description}: TLS failed: {exc.reason or exc}") from None
+        except socket.gaierror as exc:
+            # Its errno is an EAI_* code, not an errno: os.strerror would say "Unknown error -2".
+            host = self.address.host if isinstance(self.address, TcpAddress) else str(self.address)
+            raise TargetUnavailable(f"cannot resolve target host {host!r}: {exc.strerror or exc}") from None
         except OSError as exc:
             # asyncio's message repeats the address; the errno text says what happened.
             reason = os.strerror(exc.errno) if exc.errno else str(exc)

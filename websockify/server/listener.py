@@ -134,9 +134,15 @@ def open_listener(address: TcpAddress, prefer_ipv6: bool, backlog: int) -> socke
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise StartupError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+        raise StartupError(f"cannot listen on {_tried(address, sockaddr)}: {exc.strerror or exc}") from None
     sock.setblocking(False)
     return sock
+
+
+def _tried(address: TcpAddress, sockaddr: tuple[Any, ...]) -> str:
+    """The address bind() was given (`0.0.0.0:6080` for a bare port), with the name it came from."""
+    tried = format_host_port(sockaddr[0], sockaddr[1])
+    return f"{tried} ({address.host})" if address.host and address.host != sockaddr[0] else tried
 
 
 class Listener:

@@ -1,16 +1,19 @@
 """TLS contexts for the listening port (wss://, https://) and towards the target.
 
-Contexts start from Python's secure defaults (create_default_context) and are
-only narrowed by options, never weakened (upstream's --ssl-version replaced the
-whole option set). A context is built once at start and again on SIGHUP, for
-new connections only: live sessions keep the context they were accepted with.
+Contexts start from Python's secure defaults (create_default_context: TLS 1.2
+at least) and options only change the settings they name (upstream's
+--ssl-version replaced the whole option set). `--ssl-version tlsv1_1` is the one
+that lowers a default, and OpenSSL 3's default security level still refuses TLS
+1.1 unless --ssl-ciphers lowers that too. A context is built once at start and
+again on SIGHUP, for new connections only: live sessions keep the context they
+were accepted with.
 """
 from __future__ import annotations
 
 import ssl
 from typing import Any, Optional
 
-from ..config import TlsSettings
+from ..config import DEFAULT_CERT, TlsSettings
 from ..errors import ConfigError
 
 MIN_VERSIONS = {
@@ -44,6 +47,13 @@ def _is_encrypted(path: str) -> bool:
         return False
 
 
+def _default_cert_missing(option: str, path: str, exc: OSError) -> str:
+    """The user named no certificate: say which option wanted one, and where we looked."""
+    state = "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read: {_reason(exc)}"
+    return (f"{option} needs a certificate: no --cert given, and the default, {DEFAULT_CERT} in the "
+            f"working directory ({path}), {state}")
+
+
 def server_context(settings: TlsSettings) -> ssl.SSLContext:
     """Build the listening side's context; ConfigError (exit 2) names what is wrong."""
     assert settings.cert is not None
@@ -55,6 +65,8 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
             with open(path, "rb"):
                 pass
         except OSError as exc:
+            if what == "certificate" and settings.default_cert_for is not None:
+                raise ConfigError(_default_cert_missing(settings.default_cert_for, path, exc)) from None
             raise ConfigError(f"cannot read {what} file {path}: {_reason(exc)}") from None
     key_file = settings.key or settings.cert
     # Without a password, OpenSSL would prompt on the terminal for an encrypted key.
