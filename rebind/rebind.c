@@ -53,6 +53,27 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/*
+ * Old glibc symbol versions, so that a rebind.so built on a new glibc loads on old
+ * ones (manylinux2014: glibc 2.17). On glibc 2.34 and later a plain link takes
+ * dlsym@GLIBC_2.34 (dlsym moved from libdl into libc), and on x86_64
+ * memcpy@GLIBC_2.14; every later glibc still exports the old versions named here,
+ * each architecture's first (glibc's libc.abilist). Before 2.34 that dlsym lives
+ * in libdl.so.2 only, so cflags.py links libdl.so.2 by name and keeps it needed.
+ * A build on glibc 2.17 itself (a manylinux2014 container) gets these versions
+ * anyway; other architectures are not pinned; musl has no symbol versions.
+ */
+#if defined(__GLIBC__) && !defined(__UCLIBC__)
+#if defined(__x86_64__) && defined(__LP64__)
+__asm__(".symver dlsym,dlsym@GLIBC_2.2.5");
+__asm__(".symver memcpy,memcpy@GLIBC_2.2.5");
+#elif defined(__aarch64__)
+__asm__(".symver dlsym,dlsym@GLIBC_2.17");
+#elif defined(__i386__)
+__asm__(".symver dlsym,dlsym@GLIBC_2.0");
+#endif
+#endif
+
 typedef int (*bind_fn)(int, const struct sockaddr *, socklen_t);
 typedef int (*listen_fn)(int, int);
 

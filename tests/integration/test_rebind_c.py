@@ -6,6 +6,8 @@ another process took the port in between.
 """
 import errno
 import os
+import platform
+import re
 import resource
 import socket
 import subprocess
@@ -30,6 +32,19 @@ def library(tmp_path_factory):
 
 def test_builds_without_any_warning(library):
     assert library.is_file()  # the fixture asserts the compiler printed nothing at all
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="symbol versions are glibc's")
+def test_built_on_any_glibc_it_loads_on_glibc_2_17(library):
+    # rebind.c asks for dlsym's (and on x86_64 memcpy's) oldest version; glibc before 2.34
+    # defines that dlsym in libdl.so.2 only, so the library must keep needing it.
+    symbols = subprocess.run(["objdump", "-T", str(library)], capture_output=True, text=True, check=True,
+                             timeout=timeout(30)).stdout
+    versions = {tuple(int(n) for n in v.split(".")) for v in re.findall(r"\(GLIBC_([\d.]+)\)", symbols)}
+    assert versions and max(versions) <= (2, 17), symbols
+    dynamic = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True, check=True,
+                             timeout=timeout(30)).stdout
+    assert "libdl.so.2" in re.findall(r"\(NEEDED\).*\[(.+)\]", dynamic), dynamic
 
 
 def picked_port(kind=socket.SOCK_STREAM) -> int:

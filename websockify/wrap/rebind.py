@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError
-from .cflags import compile_command
+from .cflags import compile_command, find_compiler
 from .process import run_tool
 
 _HERE = Path(__file__).resolve().parent
@@ -47,13 +47,6 @@ def _loads(library: Path) -> bool:
     true = shutil.which("true") or "/bin/true"
     result = run_tool([true], env={"LD_PRELOAD": str(library)}, timeout_s=10)
     return result.returncode == 0 and "LD_PRELOAD" not in result.stderr and "ld.so" not in result.stderr
-
-
-def find_compiler() -> Optional[str]:
-    configured = os.environ.get("CC")
-    if configured:
-        return shutil.which(configured)
-    return next((found for name in ("cc", "gcc", "clang") if (found := shutil.which(name))), None)
 
 
 def find_rebind() -> Path:
