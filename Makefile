@@ -1,5 +1,10 @@
 # make run   - set up .venv, then run the demo: a plain TCP chat server behind websockify
-# make test  - set up .venv, then run every test
+# make test  - set up .venv with the exact versions in constraints.txt, then run every test
+# make test-latest - the same tests in .venv-latest, on the newest releases the ranges in
+#              setup.py admit (a canary: see docs/development.md for what to do when it fails)
+# make constraints - refresh constraints.txt to the newest releases (pip-compile); run
+#              make test-latest first, and commit both together
+# make man   - regenerate docs/websockify.1 from the options' definitions
 # make fuzz  - the protocol's property tests with many more examples (minutes)
 # make bench - side-by-side benchmark: raw TCP, upstream websockify, websocat and this
 #              checkout (bench/); options go in BENCH_ARGS, e.g. make bench BENCH_ARGS=--quick
@@ -13,6 +18,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 6080
+# The exact versions `make test` and `make run` install; `make constraints` writes it.
+CONSTRAINTS := constraints.txt
+LATEST      := .venv-latest
+PIP_TOOLS   := pip-tools==7.7.0
 
 REBIND := websockify/wrap/lib/rebind.so
 CC     ?= cc
@@ -20,7 +29,7 @@ CC     ?= cc
 REBIND_CFLAGS = $(shell $(PYTHON) websockify/wrap/cflags.py)
 REBIND_LIBS   = $(shell $(PYTHON) websockify/wrap/cflags.py --libs)
 
-.PHONY: all run test fuzz bench soak autobahn clean rebind
+.PHONY: all run test test-latest constraints man fuzz bench soak autobahn clean rebind
 
 all: $(VENV)/.installed $(REBIND)
 
@@ -30,22 +39,21 @@ $(REBIND): rebind/rebind.c websockify/wrap/cflags.py
 	mkdir -p $(dir $@)
 	$(CC) $(REBIND_CFLAGS) -o $@ $< $(REBIND_LIBS)
 
-$(VENV)/.installed: setup.py pyproject.toml
+$(VENV)/.installed: setup.py pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e .
 	touch $@
 
 # The test tools (pytest, mypy, ruff...) only for `make test`.
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $@
 
 # The demo chat server believes it listens on $(PORT); rebind.so moves it to a
 # private loopback port and websockify serves the page and the WebSocket there.
 run: $(VENV)/.installed $(REBIND)
-	@echo "Open http://localhost:$(PORT)/ in a browser (Ctrl-C to stop)."
-	exec $(BIN)/websockify --web demo/web $(PORT) -- $(BIN)/python demo/chat_server.py --port $(PORT)
+	@scripts/run_demo.sh $(BIN) $(PORT)
 
 # System tools first, before anything is built: scripts/check_test_deps.sh
 # installs what is missing when it may (root, passwordless sudo), else names
@@ -54,6 +62,29 @@ test:
 	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/check_test_deps.sh
 	$(MAKE) --no-print-directory $(VENV)/.test-installed $(REBIND)
 	$(BIN)/python -m pytest
+
+# Newest releases, no constraints; the venv is upgraded on every run. It prints
+# where they differ from constraints.txt first, so a failure names its suspects.
+test-latest:
+	@PYTHON=$(PYTHON) VENV=$(LATEST) scripts/check_test_deps.sh
+	$(MAKE) --no-print-directory $(REBIND)
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]'
+	@$(LATEST)/bin/python scripts/versions_against.py $(CONSTRAINTS)
+	$(LATEST)/bin/python -m pytest
+
+# pip-compile in a venv of its own, so its version is the one named here.
+constraints:
+	test -x .venv-tools/bin/python || $(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/python -m pip install --quiet '$(PIP_TOOLS)'
+	CUSTOM_COMPILE_COMMAND='make constraints' .venv-tools/bin/pip-compile --quiet --upgrade --all-extras \
+		--strip-extras --no-emit-index-url --no-emit-find-links --output-file $(CONSTRAINTS) setup.py
+
+# websockify(1) from the click definitions behind --help; tests/unit/test_manpage.py
+# fails when the committed page differs from what this writes.
+man: $(VENV)/.installed
+	$(BIN)/python -m websockify.manpage > docs/websockify.1
 
 # HYPOTHESIS_MAX_EXAMPLES=N overrides the count; failures found are kept in .hypothesis/
 # and replayed first by the next run. No per-test timeout: one property may take minutes.
@@ -79,5 +110,5 @@ autobahn: $(VENV)/.installed
 	$(BIN)/python scripts/autobahn.py $(AUTOBAHN_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache $(REBIND)
+	rm -rf $(VENV) $(LATEST) .venv-tools build dist *.egg-info .pytest_cache $(REBIND)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

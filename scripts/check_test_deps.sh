@@ -29,6 +29,7 @@ missing_packages() {
   [ -e /usr/share/novnc/vnc.html ] || missing+=(novnc)      # served by --web to the browser
   has redis-server || missing+=(redis-server)          # token plugins' Redis
   { has systemd-socket-activate && has systemd-analyze; } || missing+=(systemd)  # socket activation, unit checks
+  has groff || missing+=(groff-base)                   # renders the man page, warnings checked
   echo "${missing[@]}"
 }
 
