@@ -12,8 +12,9 @@ It fails (exit 1) when a session loses or corrupts bytes or fails otherwise,
 when websockify's RSS grows more than 10% after the warm-up (see --warmup),
 when its descriptors exceed what its connections explain during the run, or
 when they do not come back to their starting count once every connection is
-closed. Exit 2: it cannot start
-(e.g. the open-file limit is too low for the connection count).
+closed. Exit 2: it cannot start (e.g. the open-file limit is too low for the
+--connections asked for; without --connections it runs as many as the limit fits,
+up to 10000).
 
     .venv/bin/python scripts/soak.py --connections 2000 --duration 30
 """
@@ -37,12 +38,16 @@ from soak_load import Load, LoadSettings
 from soak_report import HEADER, Run, Sample
 from soak_ws import SessionError
 
+DEFAULT_CONNECTIONS = 10000
+
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The options; --connections stays None when not given, for main() to choose (then set_defaults())."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Exit status: 0 pass, 1 fail, 2 cannot start, 130 interrupted.")
     add = parser.add_argument
-    add("--connections", type=int, default=10000, help="connections held open at once (%(default)s)")
+    add("--connections", type=int, help=f"connections held open at once (default: {DEFAULT_CONNECTIONS}, or as "
+                                         "many as the open-file limit fits)")
     add("--duration", type=float, default=600, help="seconds of churn; 3600 for a release (%(default)s)")
     add("--sample-every", type=float, default=5, help="seconds between samples of websockify (%(default)s)")
     add("--hold", type=float, default=10, help="seconds all connections are held before the churn (%(default)s)")
@@ -67,13 +72,19 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                                                "(default: the one beside this Python)")
     args = parser.parse_args(argv)
     for name in ("connections", "duration", "sample_every", "handshakes", "max_message", "timeout", "settle"):
-        if getattr(args, name) <= 0:
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     for name in ("hold", "warmup", "echo_rate", "churn_rate"):
         if (getattr(args, name) or 0) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
     if not (0 <= args.echo_fraction <= 1 and 0 <= args.abrupt_fraction <= 1):
         parser.error("--echo-fraction and --abrupt-fraction must be between 0 and 1")
+    return args
+
+
+def set_defaults(args: argparse.Namespace, connections: int) -> None:
+    """Settle the connection count, and the defaults that follow from it."""
+    args.connections = connections
     if args.churn_rate is None:
         args.churn_rate = args.connections / 100
     if args.warmup is None:
@@ -82,7 +93,6 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         # leaves); once every connection has been replaced it is there.
         lifetime = args.connections / args.churn_rate if args.churn_rate > 0 else float("inf")
         args.warmup = min(args.duration / 2, max(60, args.duration / 10, lifetime))
-    return args
 
 
 class Soak:
@@ -241,14 +251,17 @@ def run_loop(main: Callable[[], Awaitable[None]]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    needed = procs.file_limit_needed(args.connections, args.handshakes)
-    hard = procs.ensure_file_limit(needed)
-    if hard < needed:
-        fits = procs.max_connections_fitting(hard, args.handshakes)
-        print(f"soak: {args.connections} connections need an open-file limit of {needed} for websockify, the hard "
-              f"limit here is {hard}; raise it (ulimit -Hn as root) or use --connections {fits}", file=sys.stderr)
+    asked = args.connections
+    hard = procs.ensure_file_limit(procs.file_limit_needed(asked or DEFAULT_CONNECTIONS, args.handshakes))
+    try:
+        connections, note = procs.choose_connections(asked, DEFAULT_CONNECTIONS, hard, args.handshakes)
+    except procs.SetupError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
         return 2
-    run = Run(args.connections, args.duration, args.warmup)
+    if note:
+        print(f"soak: {note}", flush=True)
+    set_defaults(args, connections)
+    run = Run(args.connections, args.duration, args.warmup, fitted_from=DEFAULT_CONNECTIONS if note else None)
     workdir = Path(tempfile.mkdtemp(prefix="websockify-soak-"))
     log_path = workdir / "websockify.log"
     echo = websockify = None
@@ -276,14 +289,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     run.log_warnings, run.log_errors = procs.log_problems(log_path)
     print(run.summary(), flush=True)
-    if run.interrupted:
-        shutil.rmtree(workdir, ignore_errors=True)
-        return 130
-    if run.failures():
+    failed = not run.interrupted and bool(run.failures())
+    if failed or run.warnings_hidden():  # the summary points to the log for what it leaves out
         print(f"websockify's log is kept in {log_path}", file=sys.stderr)
-        return 1
-    shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 130 if run.interrupted else 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -139,26 +139,48 @@ class OwnCpu:
         return 100.0 * cpu / wall if wall > 0 else 0.0
 
 
-def log_problems(log_path: Path) -> tuple[int, list[str]]:
-    """websockify's warning count and error lines; a traceback counts as an error."""
-    warnings = 0
+def log_problems(log_path: Path) -> tuple[list[str], list[str]]:
+    """websockify's warning lines and error lines; a traceback counts as an error."""
+    warnings: list[str] = []
     errors: list[str] = []
     with open(log_path, errors="replace") as log:
         for line in log:
             if " WARNING " in line:
-                warnings += 1
+                warnings.append(line.rstrip())
             elif " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
                 errors.append(line.rstrip())
     return warnings, errors
 
 
 def file_limit_needed(connections: int, handshakes: int) -> int:
-    """websockify's descriptors at the peak: two per connection, opening or open, and its own few."""
+    """The open-file limit a run needs: websockify's descriptors at the peak, two per
+    connection opening or open and its own few. The load generator (this process)
+    and the echo server hold one per connection, so what fits websockify fits them."""
     return 2 * (connections + handshakes) + 32
 
 
 def max_connections_fitting(hard_limit: int, handshakes: int) -> int:
+    """The most connections whose file_limit_needed() is within `hard_limit`."""
     return max(0, (hard_limit - 32) // 2 - handshakes)
+
+
+def choose_connections(asked: Optional[int], default: int, hard_limit: int, handshakes: int) -> tuple[int, str]:
+    """The connection count to run with under `hard_limit`, and a line saying why when it is not
+    the one asked for ("" otherwise). `asked` is --connections, None when not given: the default
+    then shrinks to the most that fits, while a count asked for that does not fit is a SetupError."""
+    connections = default if asked is None else asked
+    needed = file_limit_needed(connections, handshakes)
+    if hard_limit >= needed:
+        return connections, ""
+    fits = max_connections_fitting(hard_limit, handshakes)
+    if fits == 0:
+        raise SetupError(f"the open-file limit (hard {hard_limit}) fits no connections with --handshakes "
+                         f"{handshakes}; raise it (ulimit -Hn as root) or lower --handshakes")
+    if asked is not None:
+        raise SetupError(f"{asked} connections need an open-file limit of {needed} for websockify, the hard "
+                         f"limit here is {hard_limit}; raise it (ulimit -Hn as root) or use --connections {fits}")
+    return fits, (f"the open-file limit (hard {hard_limit}) fits {fits} connections, not {default}; "
+                  f"running with {fits}")
 
 
 def ensure_file_limit(needed: int) -> int:

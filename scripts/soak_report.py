@@ -9,6 +9,7 @@ from soak_load import Stats
 MB = 1024 * 1024
 RSS_GROWTH_LIMIT = 0.10
 RSS_GOAL_MB = 150
+WARNINGS_SHOWN = 10  # websockify's log is kept when it has more
 
 HEADER = " time  phase   open   RSS MB    fds  echo/s  open/s  errors  cpu ws/client"
 
@@ -52,9 +53,14 @@ class Run:
     fd_overshoots: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # failures found outside the checks below
     stats: Stats = field(default_factory=Stats)
-    log_warnings: int = 0
+    log_warnings: list[str] = field(default_factory=list)
     log_errors: list[str] = field(default_factory=list)
     interrupted: bool = False
+    fitted_from: Optional[int] = None  # the default connection count, when the open-file limit fits fewer
+
+    def warnings_hidden(self) -> int:
+        """websockify's warnings the summary leaves out."""
+        return max(0, len(self.log_warnings) - WARNINGS_SHOWN)
 
     def after_warmup(self) -> list[Sample]:
         if self.churn_start is None:
@@ -82,7 +88,7 @@ class Run:
             found.append(f"descriptors leaked: {self.fds_end} open {self.settle_limit:g}s after every "
                          f"connection closed, {self.fds_start} at the start")
         if self.log_errors:
-            found.append(f"websockify logged {len(self.log_errors)} errors, first: {self.log_errors[0]}")
+            found.append(f"websockify logged {_count(len(self.log_errors), 'error')}, first: {self.log_errors[0]}")
         return found
 
     def summary(self) -> str:
@@ -95,7 +101,9 @@ class Run:
             lines.append(f"{name:<19}{text}")
 
         ramp = f" (all open {self.ramp_seconds:.1f}s after the start)" if self.ramp_seconds is not None else ""
-        row("connections", f"{self.connections} through one websockify process{ramp}")
+        fitted = (f"; the most the open-file limit fits, not the default {self.fitted_from}"
+                  if self.fitted_from is not None else "")
+        row("connections", f"{self.connections} through one websockify process{ramp}{fitted}")
         churned = 0.0
         if self.churn_start is not None and self.samples:
             churned = (self.churn_end if self.churn_end is not None else self.samples[-1].t) - self.churn_start
@@ -121,7 +129,10 @@ class Run:
         row("reconnects", f"{sum(closes.values())} ({closes['clean']} clean close, {closes['fin']} FIN without "
                           f"close, {closes['rst']} reset)")
         row("errors", str(stats.error_count) + "".join(f", {n} {k}" for k, n in sorted(stats.errors.items())))
-        row("websockify log", f"{self.log_warnings} warnings, {len(self.log_errors)} errors")
+        row("websockify log", f"{_count(len(self.log_warnings), 'warning')}, {_count(len(self.log_errors), 'error')}")
+        lines.extend(f"  {warning}" for warning in self.log_warnings[:WARNINGS_SHOWN])
+        if self.warnings_hidden():
+            lines.append(f"  ... and {self.warnings_hidden()} more in websockify's log")
         row("result", verdict)
         for failure in failures:
             lines.append(f"  - {failure}")
@@ -130,6 +141,10 @@ class Run:
             for kind, messages in sorted(stats.messages.items()):
                 lines.extend(f"  {kind}: {message}" for message in messages)
         return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _mb(value: Optional[int]) -> str:
