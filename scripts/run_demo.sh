@@ -23,6 +23,9 @@ for _ in $(seq 100); do  # 10 s at most
   kill -0 "$pid" 2>/dev/null || break
   sleep 0.1
 done
+if [ ! -s "$state/pid" ] && kill -0 "$pid" 2>/dev/null; then
+  echo "websockify has not said it listens after 10 s; once it does: http://localhost:$port/"
+fi
 while :; do
   wait "$pid"; status=$?
   kill -0 "$pid" 2>/dev/null || break  # else a trapped signal woke the wait

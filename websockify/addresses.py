@@ -59,7 +59,8 @@ def parse_port(text: str, what: str, allow_zero: bool = False) -> int:
 
 
 def _looks_like_ipv6(host: str) -> bool:
-    return "::" in host or re.fullmatch(r"[0-9A-Fa-f:.]+(%\S+)?", host) is not None
+    # At least two colons: `cafe:6080` is a host name (hex letters) and a port run together.
+    return "::" in host or (host.count(":") >= 2 and re.fullmatch(r"[0-9A-Fa-f:.]+(%\S+)?", host) is not None)
 
 
 def _split_host_port(text: str, what: str, form: str) -> tuple[str, str, str]:

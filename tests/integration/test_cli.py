@@ -86,6 +86,8 @@ def test_console_script_is_installed():
     (["--grace-period", "-1", "6080", "--", "true"], "--grace-period"),
     (["localhost:16510:16501"], "(too many colons), and no target is given"),
     (["6080", "localhost:16510:16501"], "has too many colons for TARGET_ADDR:TARGET_PORT"),
+    (["cafe:6080:5900"], "(too many colons), and no target is given"),  # hex letters, yet a name
+    (["6080", "db:1:2"], "has too many colons for TARGET_ADDR:TARGET_PORT"),
     (["6080", "a:1", "--", "true"], "too many arguments"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args, message):

@@ -119,9 +119,10 @@ class JWTTokenApi(BasePlugin):
         if not keys:
             raise ConfigError(f"--token-source: key file {path} is not a symmetric key jwcrypto accepts "
                               f"({'; '.join(refusals)})")
-        if len(data) < 32:  # jwcrypto refuses HMAC keys shorter than the hash
+        longest = max(len(secret) for _, secret in readings)
+        if longest < 32:  # jwcrypto refuses HMAC keys shorter than the hash
             log.warning("key file %s: a %d-byte secret is too short for HS256 (32 bytes at least); "
-                        "tokens signed with it will be refused", path, len(data))
+                        "tokens signed with it will be refused", path, longest)
         return keys
 
     def lookup(self, token: str) -> Optional[TokenTarget]:
