@@ -187,12 +187,6 @@ def split_positionals(arguments: tuple[str, ...], *, wrapping: bool, other_targe
     return arguments[0], arguments[1] if len(arguments) > 1 else None
 
 
-def _mode(text: str) -> int:
-    if not re.fullmatch(r"0?[0-7]{3}", text):
-        raise ConfigError(f"--unix-listen-mode: {text!r} is not an octal mode like 0600")
-    return int(text, 8)
-
-
 def build_config(
     *,
     arguments: tuple[str, ...] = (),
@@ -250,92 +244,32 @@ def build_config(
     `file_only` is accepted for upstream's command lines: directories are never listed.
     """
     del file_only
-    if target_config is not None:  # upstream's deprecated spelling of a token file
-        if token_plugin is not None or token_source is not None:
-            raise ConfigError("--target-config is a token file: give it or --token-plugin, not both")
-        token_plugin, token_source = "TokenFile", target_config
-    if token_source is not None and token_plugin is None:
-        raise ConfigError("--token-source requires --token-plugin")
-    if host_token and token_plugin is None:
-        raise ConfigError("--host-token requires --token-plugin")
-    if unix_listen is not None and inetd:
-        raise ConfigError("--unix-listen and --inetd are two listening sockets: give one")
-    if unix_listen is not None and not unix_listen:
-        raise ConfigError("--unix-listen: empty path")
-    listen_elsewhere = unix_listen is not None or inetd or socket_activated
-    listen, target = split_positionals(
-        arguments, wrapping=bool(wrap_command), listen_elsewhere=listen_elsewhere,
-        other_target=unix_target is not None or token_plugin is not None)
-    routes = [name for name, given in (
-        ("a target address", target is not None),
-        ("--unix-target", unix_target is not None),
-        ("a wrapped command (-- COMMAND)", bool(wrap_command)),
-        ("--token-plugin", token_plugin is not None),
-    ) if given]
-    try:
-        listen_address = parse_listen(listen) if listen is not None else None
-    except TooManyColons:
-        if routes:
-            raise
-        # `websockify localhost:6080:5900`: the source and the target written as one argument.
-        raise ConfigError(f"{listen!r} is not [SOURCE_ADDR:]SOURCE_PORT (too many colons), and no target is "
-                          "given: write the source and the target as two arguments, "
-                          "[SOURCE_ADDR:]SOURCE_PORT TARGET_ADDR:TARGET_PORT") from None
-    if listen_address is not None and (unix_listen is not None or inetd) and not wrap_command:
-        raise ConfigError(f"a source address cannot be given with {'--inetd' if inetd else '--unix-listen'}")
-
-    if not routes:
-        raise ConfigError("missing target: give TARGET_ADDR:TARGET_PORT, --unix-target FILE, "
-                          "--token-plugin CLASS or -- COMMAND")
-    if len(routes) > 1:
-        raise ConfigError(f"conflicting targets: {' and '.join(routes)}")
-
-    resolved_target: Optional[Target] = None
-    if target is not None:
-        resolved_target = parse_target(target)
-    elif unix_target is not None:
-        if not unix_target:
-            raise ConfigError("--unix-target: empty path")
-        resolved_target = UnixAddress(unix_target)
-
-    if wrap_command:
-        if listen_address is None and not (inetd or socket_activated):
-            raise ConfigError("a wrapped command with --unix-listen needs the port it binds: give SOURCE_PORT")
-        if listen_address is not None and listen_address.port == 0:
-            raise ConfigError("a wrapped command needs a fixed source port, not 0")
-    if wrap_mode not in WRAP_MODES:
-        raise ConfigError(f"--wrap-mode: {wrap_mode!r} is not one of {', '.join(WRAP_MODES)}")
-    _positive(grace_period_s, "--grace-period", allow_zero=True)
-    _positive(handshake_timeout_s, "--handshake-timeout")
-    if max_message_bytes < MIN_MAX_MESSAGE_BYTES:
-        raise ConfigError(f"--max-message-size: must be at least {MIN_MAX_MESSAGE_BYTES} bytes")
-    _positive(max_connections, "--max-connections")
-    _positive(max_connections_per_ip, "--max-connections-per-ip", allow_zero=True)
-    if max_header_bytes < 1024:
-        raise ConfigError("--max-header-bytes: must be at least 1024")
-    _positive(max_headers, "--max-headers")
-    for value, option in ((heartbeat_s, "--heartbeat"), (idle_timeout_s, "--idle-timeout"), (timeout_s, "--timeout")):
-        _positive(value, option, allow_zero=True)
-    if workers != "auto" and not (workers.isdigit() and 1 <= int(workers) <= 256):
-        raise ConfigError(f"--workers: {workers!r} is not a number of processes (1-256) or auto")
-    if legacy_syslog and syslog is None:
-        raise ConfigError("--legacy-syslog requires --syslog")
-
+    # Each settings group is checked by its own function, in the order the checks always
+    # ran (--unix-listen-mode and --allowed-origins last, in the Config below): when
+    # several options are wrong, the same one is named first.
+    token_plugin, token_source = _tokens(token_plugin, token_source, host_token, target_config)
+    _check_listening(unix_listen, inetd)
+    listen, target = _source_and_target(
+        arguments, wrap_command=wrap_command, unix_target=unix_target, token_plugin=token_plugin,
+        unix_listen=unix_listen, inetd=inetd, socket_activated=socket_activated)
+    checked_wrap_mode = _wrapping(wrap_command, wrap_mode, grace_period_s, listen,
+                                  port_given_elsewhere=inetd or socket_activated)
+    limits = _limits(max_connections=max_connections, max_connections_per_ip=max_connections_per_ip,
+                     max_header_bytes=max_header_bytes, max_headers=max_headers,
+                     max_message_bytes=max_message_bytes, handshake_timeout_s=handshake_timeout_s)
+    lifetime = _lifetime(heartbeat_s, idle_timeout_s, timeout_s, run_once)
+    worker_count = _workers(workers)
+    logs = _log_settings(verbose=verbose, log_file=log_file, syslog=syslog, legacy_syslog=legacy_syslog,
+                         daemon=daemon, traffic=traffic)
     tls = _tls_settings(cert, key, key_password, ssl_only, ssl_ciphers, ssl_version, verify_client, cafile)
-    if ssl_target and not (resolved_target is not None or token_plugin):
-        raise ConfigError("--ssl-target needs a TCP target or a token plugin")
-    if isinstance(resolved_target, UnixAddress) and ssl_target:
-        raise ConfigError("--ssl-target cannot be used with --unix-target")
-    if auth_source is not None and auth_plugin is None:
-        raise ConfigError("--auth-source requires --auth-plugin")
-    if web_auth and (auth_plugin is None or web is None):
-        raise ConfigError("--web-auth requires --auth-plugin and --web")
+    _check_ssl_target(ssl_target, target, token_plugin)
+    _check_auth(auth_plugin, auth_source, web_auth, web)
 
     return Config(
-        listen=listen_address,
-        target=resolved_target,
+        listen=listen,
+        target=target,
         wrap_command=tuple(wrap_command),
-        wrap_mode=cast(WrapMode, wrap_mode),  # checked against WRAP_MODES above
+        wrap_mode=checked_wrap_mode,
         token_plugin=token_plugin,
         token_source=token_source,
         host_token=host_token,
@@ -346,18 +280,9 @@ def build_config(
         inetd=inetd,
         daemon=daemon,
         pid_file=pid_file,
-        logs=LogSettings(verbose=verbose, log_file=log_file, syslog=syslog, legacy_syslog=legacy_syslog,
-                         daemon=daemon, traffic=traffic),
-        lifetime=Lifetime(heartbeat_s=heartbeat_s, idle_timeout_s=idle_timeout_s, timeout_s=timeout_s,
-                          run_once=run_once),
-        limits=Limits(
-            max_connections=max_connections,
-            max_connections_per_ip=max_connections_per_ip,
-            max_header_bytes=max_header_bytes,
-            max_headers=max_headers,
-            max_message_bytes=max_message_bytes,
-            handshake_timeout_s=handshake_timeout_s,
-        ),
+        logs=logs,
+        lifetime=lifetime,
+        limits=limits,
         tls=tls,
         ssl_target=ssl_target,
         web_auth=web_auth,
@@ -367,9 +292,167 @@ def build_config(
         record=record,
         hixie76=hixie76,
         grace_period_s=grace_period_s,
-        workers=0 if workers == "auto" else int(workers),
+        workers=worker_count,
     )
 
+
+# -- Tokens and authentication -------------------------------------------------
+
+def _tokens(plugin: Optional[str], source: Optional[str], host_token: bool,
+            target_config: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """(token plugin, token source), with upstream's --target-config read as a token file."""
+    if target_config is not None:  # upstream's deprecated spelling of a token file
+        if plugin is not None or source is not None:
+            raise ConfigError("--target-config is a token file: give it or --token-plugin, not both")
+        plugin, source = "TokenFile", target_config
+    if source is not None and plugin is None:
+        raise ConfigError("--token-source requires --token-plugin")
+    if host_token and plugin is None:
+        raise ConfigError("--host-token requires --token-plugin")
+    return plugin, source
+
+
+def _check_auth(auth_plugin: Optional[str], auth_source: Optional[str], web_auth: bool,
+                web: Optional[str]) -> None:
+    if auth_source is not None and auth_plugin is None:
+        raise ConfigError("--auth-source requires --auth-plugin")
+    if web_auth and (auth_plugin is None or web is None):
+        raise ConfigError("--web-auth requires --auth-plugin and --web")
+
+
+# -- Listening -----------------------------------------------------------------
+
+def _check_listening(unix_listen: Optional[str], inetd: bool) -> None:
+    if unix_listen is not None and inetd:
+        raise ConfigError("--unix-listen and --inetd are two listening sockets: give one")
+    if unix_listen is not None and not unix_listen:
+        raise ConfigError("--unix-listen: empty path")
+
+
+def _mode(text: str) -> int:
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise ConfigError(f"--unix-listen-mode: {text!r} is not an octal mode like 0600")
+    return int(text, 8)
+
+
+# -- Source address and target -------------------------------------------------
+
+def _source_and_target(arguments: tuple[str, ...], *, wrap_command: tuple[str, ...], unix_target: Optional[str],
+                       token_plugin: Optional[str], unix_listen: Optional[str], inetd: bool,
+                       socket_activated: bool) -> tuple[Optional[TcpAddress], Optional[Target]]:
+    """The TCP address to listen on (None: the socket comes from elsewhere) and the
+    target address (None: tokens or a wrapped program decide it)."""
+    listen, target = split_positionals(
+        arguments, wrapping=bool(wrap_command), listen_elsewhere=unix_listen is not None or inetd or socket_activated,
+        other_target=unix_target is not None or token_plugin is not None)
+    routes = _routes_given(target, unix_target, wrap_command, token_plugin)
+    listen_address = _source_address(listen, routes)
+    if listen_address is not None and (unix_listen is not None or inetd) and not wrap_command:
+        raise ConfigError(f"a source address cannot be given with {'--inetd' if inetd else '--unix-listen'}")
+    if not routes:
+        raise ConfigError("missing target: give TARGET_ADDR:TARGET_PORT, --unix-target FILE, "
+                          "--token-plugin CLASS or -- COMMAND")
+    if len(routes) > 1:
+        raise ConfigError(f"conflicting targets: {' and '.join(routes)}")
+    return listen_address, _target_address(target, unix_target)
+
+
+def _routes_given(target: Optional[str], unix_target: Optional[str], wrap_command: tuple[str, ...],
+                  token_plugin: Optional[str]) -> list[str]:
+    """The ways to a target the command line gives, as an error names them; exactly one is allowed."""
+    return [name for name, given in (
+        ("a target address", target is not None),
+        ("--unix-target", unix_target is not None),
+        ("a wrapped command (-- COMMAND)", bool(wrap_command)),
+        ("--token-plugin", token_plugin is not None),
+    ) if given]
+
+
+def _source_address(listen: Optional[str], routes: list[str]) -> Optional[TcpAddress]:
+    try:
+        return parse_listen(listen) if listen is not None else None
+    except TooManyColons:
+        if routes:
+            raise
+        # `websockify localhost:6080:5900`: the source and the target written as one argument.
+        raise ConfigError(f"{listen!r} is not [SOURCE_ADDR:]SOURCE_PORT (too many colons), and no target is "
+                          "given: write the source and the target as two arguments, "
+                          "[SOURCE_ADDR:]SOURCE_PORT TARGET_ADDR:TARGET_PORT") from None
+
+
+def _target_address(target: Optional[str], unix_target: Optional[str]) -> Optional[Target]:
+    if target is not None:
+        return parse_target(target)
+    if unix_target is not None:
+        if not unix_target:
+            raise ConfigError("--unix-target: empty path")
+        return UnixAddress(unix_target)
+    return None
+
+
+def _check_ssl_target(ssl_target: bool, target: Optional[Target], token_plugin: Optional[str]) -> None:
+    if ssl_target and not (target is not None or token_plugin):
+        raise ConfigError("--ssl-target needs a TCP target or a token plugin")
+    if isinstance(target, UnixAddress) and ssl_target:
+        raise ConfigError("--ssl-target cannot be used with --unix-target")
+
+
+# -- Wrapping a program --------------------------------------------------------
+
+def _wrapping(wrap_command: tuple[str, ...], wrap_mode: str, grace_period_s: float,
+              listen: Optional[TcpAddress], *, port_given_elsewhere: bool) -> WrapMode:
+    """The checked --wrap-mode. A wrapped program binds a port we know in advance:
+    the source port, or the inherited socket's (--inetd, systemd)."""
+    if wrap_command:
+        if listen is None and not port_given_elsewhere:
+            raise ConfigError("a wrapped command with --unix-listen needs the port it binds: give SOURCE_PORT")
+        if listen is not None and listen.port == 0:
+            raise ConfigError("a wrapped command needs a fixed source port, not 0")
+    if wrap_mode not in WRAP_MODES:
+        raise ConfigError(f"--wrap-mode: {wrap_mode!r} is not one of {', '.join(WRAP_MODES)}")
+    _positive(grace_period_s, "--grace-period", allow_zero=True)
+    return cast(WrapMode, wrap_mode)  # checked against WRAP_MODES above
+
+
+# -- Limits, lifetime, workers, logging ----------------------------------------
+
+def _limits(*, max_connections: int, max_connections_per_ip: int, max_header_bytes: int, max_headers: int,
+            max_message_bytes: int, handshake_timeout_s: float) -> Limits:
+    _positive(handshake_timeout_s, "--handshake-timeout")
+    if max_message_bytes < MIN_MAX_MESSAGE_BYTES:
+        raise ConfigError(f"--max-message-size: must be at least {MIN_MAX_MESSAGE_BYTES} bytes")
+    _positive(max_connections, "--max-connections")
+    _positive(max_connections_per_ip, "--max-connections-per-ip", allow_zero=True)
+    if max_header_bytes < 1024:
+        raise ConfigError("--max-header-bytes: must be at least 1024")
+    _positive(max_headers, "--max-headers")
+    return Limits(max_connections=max_connections, max_connections_per_ip=max_connections_per_ip,
+                  max_header_bytes=max_header_bytes, max_headers=max_headers,
+                  max_message_bytes=max_message_bytes, handshake_timeout_s=handshake_timeout_s)
+
+
+def _lifetime(heartbeat_s: float, idle_timeout_s: float, timeout_s: float, run_once: bool) -> Lifetime:
+    for value, option in ((heartbeat_s, "--heartbeat"), (idle_timeout_s, "--idle-timeout"), (timeout_s, "--timeout")):
+        _positive(value, option, allow_zero=True)
+    return Lifetime(heartbeat_s=heartbeat_s, idle_timeout_s=idle_timeout_s, timeout_s=timeout_s, run_once=run_once)
+
+
+def _workers(text: str) -> int:
+    """--workers: a count of processes, 0 for auto (one per available CPU)."""
+    if text != "auto" and not (text.isdigit() and 1 <= int(text) <= 256):
+        raise ConfigError(f"--workers: {text!r} is not a number of processes (1-256) or auto")
+    return 0 if text == "auto" else int(text)
+
+
+def _log_settings(*, verbose: bool, log_file: Optional[str], syslog: Optional[str], legacy_syslog: bool,
+                  daemon: bool, traffic: bool) -> LogSettings:
+    if legacy_syslog and syslog is None:
+        raise ConfigError("--legacy-syslog requires --syslog")
+    return LogSettings(verbose=verbose, log_file=log_file, syslog=syslog, legacy_syslog=legacy_syslog,
+                       daemon=daemon, traffic=traffic)
+
+
+# -- TLS -----------------------------------------------------------------------
 
 def _tls_settings(cert: Optional[str], key: Optional[str], key_password: Optional[str], ssl_only: bool,
                   ciphers: Optional[str], ssl_version: str, verify_client: bool,
