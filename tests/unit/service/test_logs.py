@@ -1,0 +1,164 @@
+"""service/logs.py: where log lines go and what they look like.
+
+setup_logging changes the process's logging; the `restored_logging` fixture
+puts back what it changes, so tests after these see logging as before.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+
+import pytest
+
+from websockify.config import LogSettings
+from websockify.errors import ConfigError
+from websockify.service import logs
+from websockify.service.logs import TRAFFIC_LOGGER, setup_logging, stderr_is_journal, syslog_address
+
+
+def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord("websockify.test", level, __file__, 1, message, None, None)
+
+
+# -- formats ------------------------------------------------------------------
+
+@pytest.mark.parametrize("level, priority", [(logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4),
+                                             (logging.ERROR, 3), (logging.CRITICAL, 2), (25, 6)])
+def test_the_journal_gets_a_priority_prefix_per_level(level, priority):
+    assert logs._JournalFormatter().format(record("hello", level)) == f"<{priority}>hello"
+
+
+def test_each_line_of_a_journal_entry_has_the_prefix():
+    assert logs._JournalFormatter().format(record("one\ntwo", logging.ERROR)) == "<3>one\n<3>two"
+
+
+def test_bsd_syslog_lines_name_websockify_and_the_pid():
+    line = logs._SyslogFormatter(legacy=True).format(record("first\nsecond"))
+    assert line == f"websockify[{os.getpid()}]: first | second"
+
+
+def test_rfc5424_syslog_lines_have_version_time_host_app_and_pid():
+    line = logs._SyslogFormatter(legacy=False).format(record("hello"))
+    match = re.fullmatch(r"1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) websockify (\d+) - - hello", line)
+    assert match and int(match.group(3)) == os.getpid()
+
+
+# -- --syslog addresses --------------------------------------------------------
+
+@pytest.mark.parametrize("text, address", [("/dev/log", "/dev/log"), ("./log", "./log"),
+                                           ("logs.example:514", ("logs.example", 514)),
+                                           ("127.0.0.1:514", ("127.0.0.1", 514)),
+                                           ("[::1]:514", ("::1", 514))])
+def test_syslog_address_is_a_socket_path_or_host_and_port(text, address):
+    assert syslog_address(text) == address
+
+
+@pytest.mark.parametrize("text", ["localhost", ":514", ""])
+def test_syslog_address_without_host_and_port_is_named(text):
+    with pytest.raises(ConfigError, match=re.escape(f"--syslog: {text!r} is neither a socket path nor HOST:PORT")):
+        syslog_address(text)
+
+
+def test_syslog_address_with_a_bad_port_says_so():
+    with pytest.raises(ConfigError, match="^--syslog: "):
+        syslog_address("localhost:port")
+
+
+# -- is standard error the journal? ---------------------------------------------
+
+@pytest.fixture
+def stderr_file(tmp_path, monkeypatch):
+    """Make a file standard error; its stat. Called in the test: pytest's capture resets
+    sys.stderr between a fixture's set-up and the test."""
+    with open(tmp_path / "stderr", "w") as file:
+        def install() -> os.stat_result:
+            monkeypatch.setattr(sys, "stderr", file)
+            return os.fstat(file.fileno())
+        yield install
+
+
+def test_stderr_is_the_journal_when_journal_stream_names_it(stderr_file, monkeypatch):
+    stat = stderr_file()
+    monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+    assert stderr_is_journal() is True
+
+
+@pytest.mark.parametrize("value", [None, "", "1:2", "junk", "12:"])
+def test_stderr_is_not_the_journal_otherwise(stderr_file, monkeypatch, value):
+    stderr_file()
+    if value is None:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    else:
+        monkeypatch.setenv("JOURNAL_STREAM", value)
+    assert stderr_is_journal() is False
+
+
+def test_a_stderr_without_a_descriptor_is_not_the_journal(monkeypatch):
+    class NoDescriptor:
+        def fileno(self) -> int:
+            raise ValueError("no descriptor")
+
+    monkeypatch.setattr(sys, "stderr", NoDescriptor())
+    monkeypatch.setenv("JOURNAL_STREAM", "1:2")
+    assert stderr_is_journal() is False
+
+
+# -- setup_logging ------------------------------------------------------------------
+
+@pytest.fixture
+def restored_logging():
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging._srcfile, logging.logThreads, logging.logMultiprocessing,
+             logging.getLogger("websockets").level, logging.getLogger(TRAFFIC_LOGGER).level)
+    yield
+    for handler in root.handlers:
+        if handler not in saved[0]:
+            handler.close()
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    logging._srcfile, logging.logThreads, logging.logMultiprocessing = saved[2:5]
+    logging.getLogger("websockets").setLevel(saved[5])
+    logging.getLogger(TRAFFIC_LOGGER).setLevel(saved[6])
+
+
+def test_defaults_log_info_to_stderr_and_keep_payloads_out(restored_logging, monkeypatch):
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    setup_logging(LogSettings())
+    root = logging.getLogger()
+    assert [type(h) for h in root.handlers] == [logging.StreamHandler]
+    assert root.level == logging.INFO
+    assert logging.getLogger("websockets").level == logging.WARNING
+    assert logging.getLogger(TRAFFIC_LOGGER).level == logging.WARNING
+
+
+def test_verbose_and_traffic_open_their_levels(restored_logging):
+    setup_logging(LogSettings(verbose=True, traffic=True))
+    assert logging.getLogger().level == logging.DEBUG
+    assert logging.getLogger(TRAFFIC_LOGGER).level == logging.INFO
+
+
+def test_a_log_file_gets_timestamped_lines(restored_logging, tmp_path):
+    path = tmp_path / "websockify.log"
+    setup_logging(LogSettings(log_file=str(path)))
+    logging.getLogger("websockify.test").warning("into the file")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    line = path.read_text()
+    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d{{3}} websockify\[{os.getpid()}\] WARNING "
+                        r"into the file\n", line), line
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_config_error(restored_logging, tmp_path):
+    handlers = logging.getLogger().handlers[:]
+    path = tmp_path / "missing" / "websockify.log"
+    with pytest.raises(ConfigError, match=f"^--log-file: cannot open {path}: No such file or directory$"):
+        setup_logging(LogSettings(log_file=str(path)))
+    assert logging.getLogger().handlers == handlers  # nothing installed half-way
+
+
+def test_a_syslog_socket_that_is_not_there_is_a_config_error(restored_logging, tmp_path):
+    path = tmp_path / "no-log"
+    with pytest.raises(ConfigError, match=f"^--syslog: cannot reach {path}: No such file or directory$"):
+        setup_logging(LogSettings(syslog=str(path)))
