@@ -7,9 +7,10 @@ from websockify.protocol.websocket import WebSocketSession
 from websockify.proxy.heartbeat import Heartbeat
 from websockify.proxy.pump import Relay, TargetProtocol
 from websockify.server.connection import ClientConnection
+from websockify.server.gate import Entry
 
 
-@pytest.mark.parametrize("cls", [ClientConnection, Relay, TargetProtocol, WebSocketSession, Heartbeat])
+@pytest.mark.parametrize("cls", [ClientConnection, Entry, Relay, TargetProtocol, WebSocketSession, Heartbeat])
 def test_a_per_session_class_has_slots_all_the_way_down(cls):
     assert cls.__dictoffset__ == 0, f"{cls.__name__} instances have a __dict__: give it (or a base) __slots__"
 

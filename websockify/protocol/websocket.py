@@ -50,7 +50,11 @@ MAX_FRAGMENTS = 1024
 # not read is given at most this much more than its write buffer holds.
 FRAMES_PER_CALL = 256
 PAYLOAD_BYTES_PER_CALL = 256 * 1024
-_FIN_TEXT, _FIN_BINARY, _FIN_CLOSE = 0x81, 0x82, 0x88
+# Opcodes as plain ints, bound once: the loop compares them with a frame's first
+# byte per frame, and an exact int compares faster than an IntEnum member.
+_TEXT, _BINARY, _CLOSE, _CONT = int(Opcode.TEXT), int(Opcode.BINARY), int(Opcode.CLOSE), int(Opcode.CONT)
+_FIN = 0x80
+_FIN_TEXT, _FIN_BINARY, _FIN_CLOSE = _FIN | _TEXT, _FIN | _BINARY, _FIN | _CLOSE
 _PING = b"\x89\x00"
 
 
@@ -165,63 +169,50 @@ class WebSocketSession:
         return max(0, min(len(data), frame - len(self._buffer)))
 
     def _read_frames(self, view: memoryview, out: list[bytes]) -> int:
-        """Read or route whole frames from `view`; return where the unread part starts."""
+        """Read or route whole frames from `view`; return where the unread part starts.
+
+        Whole masked data frames are read inline (per frame, no call but apply_mask
+        and, for text or base64, the decoder); every other frame is routed by the
+        helpers below, which say what the loop does next."""
         position, end = 0, len(view)
         frames, payload_bytes = 0, 0
         self.backlogged = False
         spent = False  # the budget of this call is used up: the next frame waits, if there is one
+        plain = self._plain_data_readable()  # changes only where a frame goes to websockets
         while position < end:
             if self._to_websockets:
-                step = min(self._to_websockets, end - position)
-                self._feed_websockets(view[position:position + step], out)
-                self._to_websockets -= step
-                position += step
+                position = self._pass_to_websockets(view, position, out)
                 if self.client_done:
                     return end
+                plain = self._plain_data_readable()
                 continue
             if end - position < 2:
                 break
             first, second = view[position], view[position + 1]
-            code = second & 0x7F
-            length_end = 2 if code < 126 else 4 if code == 126 else 10
-            if end - position < length_end:
-                break
-            if code < 126:
-                length = code
-            else:
+            length = second & 0x7F
+            if length < 126:
+                length_end = 2
+            else:  # a 16- or 64-bit length follows
+                length_end = 4 if length == 126 else 10
+                if end - position < length_end:
+                    break
                 length, error = check_header(bytes(view[position:position + length_end]))
                 if error is not None:
                     self._fail(CloseCode.PROTOCOL_ERROR, error)
                     return end
-            opcode = first & 0x0F
             header = length_end + 4 if second & 0x80 else length_end
-            fast = ((first & 0xF0) == 0x80 and second & 0x80 and (opcode == 2 or opcode == 1)
-                    and not self._fragmented and length <= self._max
-                    and (self._protocol is None or self._protocol.state is State.OPEN))
+            # A whole unfragmented masked text or binary message: FIN set, no reserved bit.
+            fast = plain and (first == _FIN_BINARY or first == _FIN_TEXT) and second & 0x80 and length <= self._max
             if spent:  # the budget is used up: a frame that is here waits for the next call
                 self.backlogged = not fast or end - position >= header + length
                 break
-            if (not fast and opcode == 8 and first == _FIN_CLOSE and second & 0x80 and length <= 125
-                    and self._protocol is None and not self._fragmented):
-                if end - position < header + length:
-                    break
-                start = position + header
-                payload = apply_mask(view[start:start + length], bytes(view[start - 4:start]))
-                try:
-                    self._closed = Close.parse(payload)
-                except (ProtocolError, UnicodeDecodeError):
-                    self._to_websockets = header + length  # websockets fails it with the right code
-                    continue
-                self._out += (frame_header(_FIN_CLOSE, length) + payload, b"")  # echo, then end the stream
-                return end
             if not fast:
-                if opcode in (1, 2):
-                    self._fragmented = not first & 0x80
-                elif opcode == 0 and first & 0x80:
-                    self._fragmented = False
-                self._to_websockets = header + length
+                stop = self._other_frame(view, position, first, second, header, length)
+                if stop is not None:
+                    return stop
                 frames += 1
                 spent = frames >= FRAMES_PER_CALL
+                plain = self._plain_data_readable()
                 continue
             if end - position < header + length:
                 break  # wait for the whole frame
@@ -231,15 +222,61 @@ class WebSocketSession:
             start = position + header
             payload = apply_mask(view[start:start + length], bytes(view[start - 4:start]))
             position = start + length
-            if opcode == 1 or self.subprotocol == BASE64:
+            if first == _FIN_TEXT or self.subprotocol == BASE64:
                 try:
-                    payload = MessageDecoder(self.subprotocol, opcode == 1).feed(payload, True)
+                    payload = MessageDecoder(self.subprotocol, first == _FIN_TEXT).feed(payload, True)
                 except PayloadError as exc:
                     self._fail(exc.close_code, str(exc)[:120])
                     return end
             if payload:
                 out.append(payload)
         return position
+
+    def _plain_data_readable(self) -> bool:
+        """May the next data frame be read here: no fragmented message under way, and
+        websockets (if it was needed) still open."""
+        return not self._fragmented and (self._protocol is None or self._protocol.state is State.OPEN)
+
+    def _pass_to_websockets(self, view: memoryview, position: int, out: list[bytes]) -> int:
+        """Feed websockets what `view` holds of the frame it reads; return the new position."""
+        step = min(self._to_websockets, len(view) - position)
+        self._feed_websockets(view[position:position + step], out)
+        self._to_websockets -= step
+        return position + step
+
+    def _other_frame(self, view: memoryview, position: int, first: int, second: int, header: int,
+                     length: int) -> Optional[int]:
+        """A frame the fast path does not read: the ordinary close is answered here, the
+        rest goes to websockets, byte for byte, from the next turn of the loop (None).
+        Otherwise, where reading stops: at the frame (incomplete), or the end (answered)."""
+        if (first == _FIN_CLOSE and second & 0x80 and length <= 125 and self._protocol is None
+                and not self._fragmented):
+            if len(view) - position < header + length:
+                return position
+            if self._answer_close(view[position + header - 4:position + header + length]):
+                return len(view)
+            # Refused: websockets fails it with the right code as soon as it has it, so
+            # counting it in the budget changes nothing.
+            self._to_websockets = header + length
+            return None
+        opcode = first & 0x0F
+        if opcode == _TEXT or opcode == _BINARY:
+            self._fragmented = not first & _FIN
+        elif opcode == _CONT and first & _FIN:
+            self._fragmented = False
+        self._to_websockets = header + length
+        return None
+
+    def _answer_close(self, masked: memoryview) -> bool:
+        """Echo a client's close frame (`masked`: its key, then its payload) and end the
+        stream, as websockets does; False if websockets' Close.parse refuses it."""
+        payload = apply_mask(masked[4:], bytes(masked[:4]))
+        try:
+            self._closed = Close.parse(payload)
+        except (ProtocolError, UnicodeDecodeError):
+            return False
+        self._out += (frame_header(_FIN_CLOSE, len(payload)) + payload, b"")  # echo, then end the stream
+        return True
 
     def _feed_websockets(self, data: memoryview, out: list[bytes]) -> None:
         protocol = self._websockets()

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from ..errors import ConfigError, HttpError
 from . import auth_plugins
-from .workers import CallTimedOut, WorkerPool
+from .lookup_threads import CallTimedOut, LookupThreads
 
 # Blocking auth calls at once; a stuck plugin holds one of them, not the loop.
 AUTH_WORKERS = 8
@@ -38,7 +38,7 @@ class Authenticator:
     plugin: Any
     target_host: Optional[str]
     target_port: Optional[int]
-    workers: WorkerPool = field(default_factory=lambda: WorkerPool(AUTH_WORKERS, "auth"))
+    workers: LookupThreads = field(default_factory=lambda: LookupThreads(AUTH_WORKERS, "auth"))
 
     async def check(self, headers: Any, timeout_s: float) -> None:
         """Raise HttpError when the plugin refuses the request (see protocol.http.auth_headers)

@@ -30,6 +30,7 @@ client's last bytes once the client is gone.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import select
 import time
@@ -45,6 +46,21 @@ from .target import Connector
 
 log = logging.getLogger(__name__)
 traffic_log = logging.getLogger("websockify.traffic")
+
+
+class Blocker(enum.StrEnum):
+    """Why reading from the client is paused; it resumes when no reason is left.
+
+    A StrEnum: hashed and compared in C (a plain Enum hashes in Python) on every
+    set operation below."""
+
+    CONNECTING = "connecting"  # the target is not connected yet
+    BUDGET = "budget"  # the session holds frames it has not read yet (protocol/websocket.py)
+    TARGET_FULL = "target-full"  # the target's write buffer is over the mark
+    CLIENT_FULL = "client-full"  # the client's write buffer is over the mark: its pings make pongs
+
+
+_BUDGET_ONLY = frozenset({Blocker.BUDGET})  # bound once: a set made per call would be an allocation
 
 _HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 
@@ -67,10 +83,10 @@ class TargetProtocol(asyncio.Protocol):
         self._relay.target_lost(exc)
 
     def pause_writing(self) -> None:
-        self._relay.block_client_reads("target-full")
+        self._relay.block_client_reads(Blocker.TARGET_FULL)
 
     def resume_writing(self) -> None:
-        self._relay.unblock_client_reads("target-full")
+        self._relay.unblock_client_reads(Blocker.TARGET_FULL)
 
 
 class Relay:
@@ -108,7 +124,7 @@ class Relay:
         self._pending: list[bytes] = []  # client payloads that came before the target was up
         self._held: list[bytes] = []  # client bytes that came while reading was paused
         self._drain_scheduled = False
-        self._client_read_blockers: set[str] = set()
+        self._client_read_blockers: set[Blocker] = set()
         self._client_full = False  # the client's write buffer is over the mark: target reads paused
         self._client_gone = False
         self._target_gone = False
@@ -129,7 +145,7 @@ class Relay:
         client.set_write_buffer_limits(high=write_buffer_bytes)
 
     def start(self, leftover: bytes = b"") -> None:
-        self.block_client_reads("connecting")
+        self.block_client_reads(Blocker.CONNECTING)
         if leftover:
             self.client_data(leftover)
         self._connect_task = self._loop.create_task(self._connect())
@@ -162,7 +178,7 @@ class Relay:
             transport.pause_reading()
         if self._session.client_done:
             self._end_target_writes()
-        self.unblock_client_reads("connecting")
+        self.unblock_client_reads(Blocker.CONNECTING)
 
     # -- client events ---------------------------------------------------
 
@@ -179,15 +195,15 @@ class Relay:
             self._schedule_drain()  # the session holds unread frames: no more bytes for now
 
     def _schedule_drain(self) -> None:
-        if not self._drain_scheduled and self._client_read_blockers <= {"budget"}:
-            self.block_client_reads("budget")  # nothing new until the backlog is read
+        if not self._drain_scheduled and self._client_read_blockers <= _BUDGET_ONLY:
+            self.block_client_reads(Blocker.BUDGET)  # nothing new until the backlog is read
             self._drain_scheduled = True
             self._loop.call_soon(self._drain_backlog)
 
     def _drain_backlog(self) -> None:
         """The session's next budget of frames, unless the target filled up meanwhile."""
         self._drain_scheduled = False
-        if self._client_gone or not self._client_read_blockers <= {"budget"}:
+        if self._client_gone or not self._client_read_blockers <= _BUDGET_ONLY:
             return
         if self._session.backlogged or self._held:
             held, self._held = b"".join(self._held), []
@@ -195,7 +211,7 @@ class Relay:
         if self._session.backlogged:
             self._schedule_drain()
         else:
-            self.unblock_client_reads("budget")
+            self.unblock_client_reads(Blocker.BUDGET)
 
     def _parse(self, data: "bytes | memoryview") -> None:
         session = self._session
@@ -372,21 +388,21 @@ class Relay:
 
     # -- flow control ----------------------------------------------------
 
-    def block_client_reads(self, reason: str) -> None:
+    def block_client_reads(self, reason: Blocker) -> None:
         if not self._client_read_blockers:
             self._client.pause_reading()
         self._client_read_blockers.add(reason)
-        if reason == "target-full" and self._stall_watch is None:
+        if reason is Blocker.TARGET_FULL and self._stall_watch is None:
             self._stall_watch = self._loop.call_later(self._close_timeout_s, self._watch_stall)
 
-    def unblock_client_reads(self, reason: str) -> None:
+    def unblock_client_reads(self, reason: Blocker) -> None:
         self._client_read_blockers.discard(reason)
-        if reason == "target-full":
+        if reason is Blocker.TARGET_FULL:
             self._cancel(self._stall_watch)
             self._stall_watch = None
         if self._client_gone:
             return
-        if self._client_read_blockers == {"budget"}:
+        if self._client_read_blockers == _BUDGET_ONLY:
             self._schedule_drain()
         elif not self._client_read_blockers:
             if self._held:  # read before the pause took effect: its turn is now
@@ -403,7 +419,7 @@ class Relay:
         kernel, so its leaving would go unseen: look at the socket itself."""
         self._stall_watch = None
         sock = self._client.get_extra_info("socket")
-        if sock is None or "target-full" not in self._client_read_blockers or self._client_gone:
+        if sock is None or Blocker.TARGET_FULL not in self._client_read_blockers or self._client_gone:
             return
         poller = select.poll()
         poller.register(sock.fileno(), _HANGUP)
@@ -425,7 +441,7 @@ class Relay:
             self._client.resume_reading()
 
     def client_write_paused(self) -> None:
-        self.block_client_reads("client-full")
+        self.block_client_reads(Blocker.CLIENT_FULL)
         if self._target_eof_sent:
             return  # draining the target: its data is discarded, never buffered
         self._client_full = True
@@ -436,7 +452,7 @@ class Relay:
         self._client_full = False
         if self._target is not None and not self._target_gone:
             self._target.resume_reading()
-        self.unblock_client_reads("client-full")
+        self.unblock_client_reads(Blocker.CLIENT_FULL)
 
     # -- shutdown --------------------------------------------------------
 

@@ -25,11 +25,11 @@ from typing import Any, Optional
 from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import ConfigError, HttpError, TargetUnavailable
 from ..protocol.logsafe import printable
-from ..protocol.tokens import redact
+from ..protocol.token_request import redact
 from .plugins import load_plugin
 from .target import AddressConnector
 from .tokens.base import UNIX_SOCKET, TokenBackendUnavailable, normalize_target
-from .workers import CallTimedOut, WorkerPool
+from .lookup_threads import CallTimedOut, LookupThreads
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class TokenRouter:
         self._connect_timeout_s = connect_timeout_s
         self._tls = tls
         self._coroutine = inspect.iscoroutinefunction(plugin.lookup)
-        self._workers = WorkerPool(LOOKUP_WORKERS, "token")
+        self._workers = LookupThreads(LOOKUP_WORKERS, "token")
         self._connectors: dict[Target, AddressConnector] = {}
 
     @property

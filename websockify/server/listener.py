@@ -1,8 +1,10 @@
-"""Listening sockets (TCP, Unix, inherited from systemd or inetd) and the accept loop.
+"""Listening sockets (TCP, Unix, inherited from systemd or inetd) and our own accept loop.
 
-We accept ourselves (rather than through loop.create_server) so that a
-connection can be looked at before a transport owns it: a TLS client must be
-recognised by its first byte before the TLS layer wraps the socket.
+Plain listeners are served by the event loop's own server (loop.create_server:
+uvloop accepts in C). With a certificate, TLS and plain clients share the port,
+and ProxyServer accepts through Listener instead, so that a connection can be
+looked at before a transport owns it: a TLS client is recognised by its first
+byte before the TLS layer wraps the socket.
 """
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""The proxy server: its listening sockets, many client connections, graceful stop."""
+"""The proxy server: its listening sockets, many client connections, graceful stop.
+
+It builds one ConnectionContext (context.py), all its connections see of it.
+Plain listeners are served by the event loop's own server (it accepts in C with
+uvloop); with a certificate, our accept loop (listener.py) peeks at each
+client's first byte, so TLS and plain share the port. Either way the gate
+(gate.py) admits each client and starts its deadline.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +24,12 @@ from ..proxy.recorder import Recorder
 from ..proxy.routing import TokenRouter
 from ..proxy.target import Connector
 from .admission import Admission, Ticket
-from .connection import ClientConnection, format_peer
+from .connection import ClientConnection
+from .context import ConnectionContext, OpenConnections
+from .gate import Entry, Gate, time_left_s
 from .listener import Listener, ListeningSocket
+from .peer import format_peer
+from .read_buffer import SharedReadBuffer
 from .tls import server_context
 
 log = logging.getLogger(__name__)
@@ -31,21 +42,16 @@ def _nothing() -> None:
 class ProxyServer:
     def __init__(self, config: Config, connector: Connector, sockets: list[ListeningSocket],
                  tls: Optional[ssl.SSLContext] = None, authenticator: Optional[Authenticator] = None,
-                 router: Optional[TokenRouter] = None):
+                 router: Optional[TokenRouter] = None, *,
+                 on_session_start: Callable[[], None] = _nothing, on_session_end: Callable[[], None] = _nothing):
+        """`on_session_start`, `on_session_end`: a WebSocket session started, ended (for
+        the lifetime options and status)."""
         self.config = config
-        self.connector = connector  # the target when no token router chooses one
-        self.router = router
         self.sockets = sockets
-        self.connections: set[ClientConnection] = set()
-        self._all_closed = asyncio.Event()
         self._listeners: list[Listener] = []
         self._servers: list[asyncio.AbstractServer] = []
-        # WebSocket sessions starting and ending, for the lifetime options and status.
-        self.on_session_start: Callable[[], None] = _nothing
-        self.on_session_end: Callable[[], None] = _nothing
         self._loop = asyncio.get_running_loop()
         self._tls = tls
-        self.authenticator = authenticator
         self._peeking: dict[socket.socket, tuple[asyncio.TimerHandle, Ticket]] = {}
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.admission = Admission(config.limits.max_connections, config.limits.max_connections_per_ip,
@@ -53,17 +59,40 @@ class ProxyServer:
         if self.admission.max_connections < config.limits.max_connections:
             log.warning("the open-file limit (%d) allows %d clients at once: --max-connections %d lowered",
                         nofile, self.admission.max_connections, config.limits.max_connections)
-        self.recorder: Optional[Recorder] = Recorder(config.record) if config.record else None
-        # The Flash policy names one port: the first TCP one.
-        self.port = next((s.port for s in sockets if s.port is not None), 0)
+        self._gate = Gate(self.admission, config.handshake_timeout_s, self._loop.time)
+        self.connections = OpenConnections()
+        self.context = ConnectionContext(
+            config=config,
+            connector=connector,
+            gate=self._gate,
+            read_buffer=SharedReadBuffer(),
+            connections=self.connections,
+            authenticator=authenticator,
+            router=router,
+            recorder=Recorder(config.record) if config.record else None,
+            flash_policy_port=next((s.port for s in sockets if s.port is not None), 0),
+            on_session_start=on_session_start,
+            on_session_end=on_session_end,
+        )
+
+    @property
+    def connector(self) -> Connector:
+        """The target when no token router chooses one."""
+        return self.context.connector
+
+    @property
+    def router(self) -> Optional[TokenRouter]:
+        return self.context.router
 
     async def start(self, announce: bool = True) -> None:
         """Serve every listening socket; `announce` logs where (a worker of many does not)."""
+        context = self.context
         for listening in self.sockets:
             if self._tls is None:
-                # The event loop accepts (in C with uvloop) and builds each connection.
+                # The event loop accepts (in C with uvloop) and builds each connection; the
+                # connection has the gate admit it once it knows its peer.
                 self._servers.append(await self._loop.create_server(
-                    lambda: ClientConnection(self), sock=listening.sock, backlog=self.config.listen_backlog))
+                    lambda: ClientConnection(context), sock=listening.sock, backlog=self.config.listen_backlog))
             else:
                 # TLS and plain share the port: our own accept loop peeks at the first byte.
                 listener = Listener(listening.sock, self._on_accept)
@@ -75,7 +104,7 @@ class ProxyServer:
             return
         if self.config.web_dir:
             log.info("serving web files from %s", self.config.web_dir)
-        log.info("proxying to %s", self.connector.description)
+        log.info("proxying to %s", context.connector.description)
 
     def reload_tls(self) -> None:
         """SIGHUP: a renewed certificate applies to new connections; live ones keep theirs."""
@@ -89,21 +118,17 @@ class ProxyServer:
         log.info("certificate reloaded from %s", self.config.tls.cert)
 
     def _on_accept(self, sock: socket.socket, address: object) -> None:
-        ip = address[0] if isinstance(address, tuple) else ""
-        ticket = self.admission.admit(ip)
-        if ticket is None:
-            log.warning("%s: dropped: %d connections open", format_peer(address), self.admission.total)
+        entry = self._gate.admit(address)
+        if entry is None:
             sock.close()
             return
-        # One deadline from here to the relay, whatever the stages in between.
-        deadline = self._loop.time() + self.config.handshake_timeout_s
         # TLS and plain share the port: look at the first byte before a
         # transport (plain or TLS) takes the socket.
-        timer = self._loop.call_at(deadline, self._drop_silent, sock, address)
-        self._peeking[sock] = (timer, ticket)
-        self._loop.add_reader(sock.fileno(), self._first_byte, sock, address, ticket, deadline)
+        timer = self._loop.call_at(entry.deadline, self._drop_silent, sock, address)
+        self._peeking[sock] = (timer, entry.ticket)
+        self._loop.add_reader(sock.fileno(), self._first_byte, sock, address, entry)
 
-    def _first_byte(self, sock: socket.socket, address: object, ticket: Ticket, deadline: float) -> None:
+    def _first_byte(self, sock: socket.socket, address: object, entry: Entry) -> None:
         try:
             first = sock.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
@@ -111,6 +136,7 @@ class ProxyServer:
         except OSError:
             first = b""
         self._stop_peeking(sock)
+        ticket = entry.ticket
         if not first:
             self._close(sock, ticket)
         elif sniff(first) is Kind.TLS:
@@ -118,7 +144,7 @@ class ProxyServer:
                 log.info("%s: TLS connection refused: %s", format_peer(address), ticket.refusal)
                 self._close(sock, ticket)
             else:
-                self._loop.create_task(self._serve(sock, self._tls, address, ticket, deadline))
+                self._loop.create_task(self._serve(sock, self._tls, address, entry))
         elif self.config.tls.ssl_only:
             log.info("%s: plain connection refused (--ssl-only)", format_peer(address))
             if sniff(first) is Kind.HTTP:
@@ -128,7 +154,7 @@ class ProxyServer:
                     pass
             self._close(sock, ticket)
         else:
-            self._loop.create_task(self._serve(sock, None, address, ticket, deadline))
+            self._loop.create_task(self._serve(sock, None, address, entry))
 
     def _drop_silent(self, sock: socket.socket, address: object) -> None:
         log.info("%s: dropped: sent nothing within %gs", format_peer(address), self.config.handshake_timeout_s)
@@ -151,23 +177,19 @@ class ProxyServer:
         ticket.release()
 
     async def _serve(self, sock: socket.socket, tls: Optional[ssl.SSLContext], address: object,
-                     ticket: Ticket, deadline: float) -> None:
+                     entry: Entry) -> None:
+        context = self.context
         try:
             await self._loop.connect_accepted_socket(
-                lambda: ClientConnection(self, ticket, deadline), sock, ssl=tls,
-                ssl_handshake_timeout=max(deadline - self._loop.time(), 0.001) if tls else None)
+                lambda: ClientConnection(context, entry), sock, ssl=tls,
+                ssl_handshake_timeout=time_left_s(entry.deadline, self._loop.time()) if tls else None)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
             if tls is not None:
                 log.info("%s: TLS handshake failed: %s", format_peer(address), reason)
             else:
                 log.debug("connection dropped before it started: %s", reason)
-            self._close(sock, ticket)
-
-    def connection_closed(self, connection: ClientConnection) -> None:
-        self.connections.discard(connection)
-        if not self.connections:
-            self._all_closed.set()
+            self._close(sock, entry.ticket)
 
     def stop_accepting(self) -> None:
         for listener in self._listeners:
@@ -186,17 +208,16 @@ class ProxyServer:
     async def shutdown(self, timeout_s: float) -> None:
         """Stop accepting, close every session with 1001, wait for them within the timeout."""
         self.stop_accepting()
-        for connection in list(self.connections):
+        for connection in self.connections:
             connection.shutdown()
         try:
             async with asyncio.timeout(timeout_s):
-                while self.connections:
-                    self._all_closed.clear()
-                    await self._all_closed.wait()
+                await self.connections.all_closed()
         except TimeoutError:
             log.warning("%d connection(s) did not close in time; dropping them", len(self.connections))
-            for connection in list(self.connections):
+            for connection in self.connections:
                 connection.abort()
             await asyncio.sleep(0)
-        if self.recorder is not None:
-            await asyncio.to_thread(self.recorder.close)  # joins the writer thread: not on the loop
+        recorder = self.context.recorder
+        if recorder is not None:
+            await asyncio.to_thread(recorder.close)  # joins the writer thread: not on the loop

@@ -15,7 +15,7 @@ import stat
 from typing import Optional
 
 from ..errors import HttpError
-from ..protocol.tokens import printable_target
+from ..protocol.token_request import printable_target
 from ..protocol.http import SECURITY_HEADERS, RequestHead, content_type, error_response, http_date, \
     response_head, static_path
 

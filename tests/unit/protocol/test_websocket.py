@@ -64,6 +64,20 @@ def test_ping_is_answered_with_pong():
     assert b"".join(s.data_to_send()) == b"\x8a\x01p"
 
 
+def test_the_heartbeats_ping_is_framed_here_or_by_websockets_and_not_once_closing():
+    s = session()
+    s.ping()
+    assert s.data_to_send() == [b"\x89\x00"]
+    s.receive_data(client_frame(Opcode.PING, b"p"))  # websockets is reading now
+    s.data_to_send()
+    s.ping()
+    assert b"".join(s.data_to_send()) == b"\x89\x00"
+    s.close(1000)
+    s.data_to_send()
+    s.ping()
+    assert s.data_to_send() == []
+
+
 def test_too_big_is_1009_bad_utf8_is_1007_unmasked_is_1002():
     s = session(max_bytes=10)
     s.receive_data(client_frame(Opcode.BINARY, b"x" * 11))
@@ -88,6 +102,50 @@ def test_close_handshake_and_eof():
     assert s.receive_data(client_frame(Opcode.BINARY, b"x") + client_frame(Opcode.CLOSE, Close(1000, "").serialize())) == [b"x"]
     assert s.client_done and s.close_code == 1000
     assert s.data_to_send()[-1] == b""  # the server ends the TCP stream
+
+
+def test_a_close_frame_is_echoed_here_in_pieces_and_whole():
+    close = client_frame(Opcode.CLOSE, Close(1001, "bye").serialize())
+    s = session()
+    assert s.receive_data(close[:5]) == [] and not s.client_done  # waits for the whole frame
+    assert s.receive_data(close[5:]) == []
+    out = s.data_to_send()
+    assert out[0] == b"\x88\x05" + Close(1001, "bye").serialize() and out[-1] == b""
+    assert s.close_code == 1001 and s.close_reason == "bye"
+
+
+@pytest.mark.parametrize("payload,code", [
+    (b"\x03\xed", 1002),  # 1005 may not be sent
+    (b"\x03\xe8\xff", 1007),  # a reason that is not UTF-8
+    (b"\x03", 1002),  # one byte: no code
+])
+def test_a_close_frame_websockets_refuses_is_failed_by_websockets(payload, code):
+    s = session()
+    s.receive_data(client_frame(Opcode.CLOSE, payload))
+    assert sent_close(s) == code and s.client_done
+
+
+def test_a_close_inside_a_fragmented_message_is_websockets_to_judge():
+    s = session()
+    assert s.receive_data(client_frame(Opcode.TEXT, b"he", fin=False)) == [b"he"]  # fragments go as they come
+    assert s.receive_data(client_frame(Opcode.CLOSE, Close(1000, "").serialize())) == []
+    assert s.client_done and s.close_code == 1002 and s.close_reason == "incomplete fragmented message"
+
+
+def test_after_a_fragmented_message_the_fast_path_reads_again():
+    s = session()
+    message = (client_frame(Opcode.BINARY, b"a", fin=False) + client_frame(Opcode.CONT, b"b", fin=False)
+               + client_frame(Opcode.CONT, b"c") + client_frame(Opcode.BINARY, b"d"))
+    assert s.receive_data(message) == [b"a", b"b", b"c", b"d"]
+    assert s._protocol is not None and not s._fragmented
+
+
+def test_a_reserved_bit_is_1002():
+    frame = bytearray(client_frame(Opcode.BINARY, b"x"))
+    frame[0] |= 0x40
+    s = session()
+    assert s.receive_data(bytes(frame)) == []
+    assert sent_close(s) == 1002
 
 
 def test_target_close_then_client_data_still_flows_until_its_close():

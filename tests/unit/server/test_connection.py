@@ -13,6 +13,7 @@ from websockify.config import Config, build_config
 from websockify.protocol.sniff import FLASH_POLICY_REQUEST
 from websockify.server.admission import Ticket
 from websockify.server.connection import ClientConnection
+from websockify.server.gate import Entry
 from websockify.server.server import ProxyServer
 
 
@@ -25,7 +26,7 @@ class Client:
         self.ticket = ticket or self.server.admission.admit("127.0.0.1")
         assert self.ticket is not None
         loop = asyncio.get_running_loop()
-        self.connection = ClientConnection(self.server, self.ticket, loop.time() + deadline_s)
+        self.connection = ClientConnection(self.server.context, Entry(self.ticket, loop.time() + deadline_s))
         self.transport = FakeTransport(self.connection, {"peername": ("127.0.0.1", 40000)})
         self.connection.connection_made(self.transport)
 

@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 from ...addresses import parse_host, parse_port
 from ...errors import ConfigError, WebsockifyError
 from ...protocol.logsafe import printable
-from ...protocol.tokens import redact
+from ...protocol.token_request import redact
 
 UNIX_SOCKET = "unix_socket"
 

@@ -1,4 +1,4 @@
-"""A small pool of worker threads for plugin calls that may block.
+"""A small pool of threads for plugin calls that may block (token lookups, auth checks).
 
 Plugins written for upstream block (a file read, an HTTP request, a slow
 authenticator); run on the event loop they would stall every client. Unlike
@@ -25,7 +25,7 @@ class CallTimedOut(Exception):
     or too many calls wait already."""
 
 
-class WorkerPool:
+class LookupThreads:
     def __init__(self, max_workers: int, name: str, max_waiting: Optional[int] = None):
         self._max_workers = max_workers
         # Clients that time out and come back must not pile up calls a slow backend never answers.

@@ -1,18 +1,18 @@
-"""The plugin worker pool: real threads, a real event loop."""
+"""The plugin lookup threads: real threads, a real event loop."""
 import asyncio
 import threading
 import time
 
 import pytest
 
-from websockify.proxy.workers import CallTimedOut, WorkerPool
+from websockify.proxy.lookup_threads import CallTimedOut, LookupThreads
 
 
 def test_results_errors_and_timeouts():
     release = threading.Event()
 
     async def scenario():
-        pool = WorkerPool(2, "test")
+        pool = LookupThreads(2, "test")
         assert await pool.run(lambda a, b: a + b, 2, 3, timeout_s=5) == 5
         with pytest.raises(ZeroDivisionError):
             await pool.run(lambda: 1 / 0, timeout_s=5)
@@ -38,7 +38,7 @@ def test_workers_are_daemons_and_bounded():
         return release.wait(60)
 
     async def scenario():
-        pool = WorkerPool(3, "bounded")
+        pool = LookupThreads(3, "bounded")
         calls = [asyncio.ensure_future(pool.run(call, timeout_s=5)) for _ in range(10)]
         async with asyncio.timeout(5):  # every call is queued; three of them are running
             while len(running) < 3:
@@ -52,14 +52,32 @@ def test_workers_are_daemons_and_bounded():
     asyncio.run(scenario())
 
 
+class Holding:
+    """A call that holds its thread until `release` is set; `started` tells it has begun."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+        self.started = threading.Event()
+
+    def __call__(self) -> bool:
+        self.started.set()
+        return self.release.wait(60)
+
+
+async def until(event: threading.Event) -> None:
+    """Wait, bounded and without blocking the loop, for a pool thread to set `event`."""
+    assert await asyncio.to_thread(event.wait, 10), "the call never started"
+
+
 def test_abandoned_calls_are_skipped_and_waiting_calls_are_capped():
     release = threading.Event()
+    holding = Holding(release)
     ran = []
 
     async def scenario():
-        pool = WorkerPool(1, "capped", max_waiting=5)
-        first = asyncio.ensure_future(pool.run(release.wait, 60, timeout_s=5))  # holds the only worker
-        await asyncio.sleep(0.05)
+        pool = LookupThreads(1, "capped", max_waiting=5)
+        first = asyncio.ensure_future(pool.run(holding, timeout_s=5))  # holds the only worker
+        await until(holding.started)
         for i in range(5):  # they wait, time out, and are abandoned
             with pytest.raises(CallTimedOut):
                 await pool.run(ran.append, i, timeout_s=0.01)
@@ -72,8 +90,9 @@ def test_abandoned_calls_are_skipped_and_waiting_calls_are_capped():
         assert await pool.run(lambda: "fresh", timeout_s=5) == "fresh"
         assert ran == []  # the abandoned calls never ran
         release.clear()
-        blocker = asyncio.ensure_future(pool.run(release.wait, 60, timeout_s=5))
-        await asyncio.sleep(0.05)
+        holding.started.clear()
+        blocker = asyncio.ensure_future(pool.run(holding, timeout_s=5))
+        await until(holding.started)
         waiting = [asyncio.ensure_future(pool.run(ran.append, i, timeout_s=5)) for i in range(5)]
         await asyncio.sleep(0)
         with pytest.raises(CallTimedOut, match="wait for a worker already"):
