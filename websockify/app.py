@@ -5,6 +5,7 @@ Order matters: paths are made absolute and a live pid file refused while the
 command still runs in the user's shell; then, with -D, the process detaches;
 then logs are opened and everything that can fail at start is tried, each
 failure reported as one line (to the waiting command line, under -D).
+What a worker process of --workers N sets up the same way is in bootstrap.py.
 """
 from __future__ import annotations
 
@@ -13,48 +14,30 @@ import dataclasses
 import logging
 import os
 import signal
-import ssl
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Optional
 
 from .addresses import TcpAddress
-from .config import Config, Lifetime
+from .bootstrap import Environment, Plugins, Stop, connector, handle_signals, load_plugins, run_loop
+from .config import Config
 from .errors import ConfigError, WebsockifyError
-from .fdlimit import raise_file_limit
-from .proxy.plugins import Authenticator, load_authenticator
-from .proxy.routing import RoutedTargets, TokenRouter, load_token_plugin
-from .proxy.target import AddressConnector, Connector
+from .server.interface import Server
 from .server.listener import ListeningSocket, adopt_listener, open_listener, open_unix_listener
 from .server.server import ProxyServer
-from .server.tls import server_context, target_context
 from .service.activation import take_listen_fds
 from .service.daemon import NO_REPORT, StartupReport, daemonize
 from .service.lifetime import Lifetimes
-from .service.logs import setup_logging
-from .service.notify import Notifier
 from .service.pidfile import PidFile
-from .service.workers import WorkerGroup, WorkerLink, available_cpus
-
-if TYPE_CHECKING:
-    from .wrap.service import WrappedService
+from .service.systemd_notify import Notifier
+from .workers.group import WorkerGroup, available_cpus
+from .wrap.program import WrappedProgram
+from .wrap.reaper import ChildReaper
 
 log = logging.getLogger("websockify")
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop when installed (about 3x the download throughput of the stdlib
-    loop); WEBSOCKIFY_EVENT_LOOP=asyncio selects the standard loop."""
-    if os.environ.get("WEBSOCKIFY_EVENT_LOOP", "auto") != "asyncio":
-        try:
-            import uvloop
-            return uvloop.new_event_loop
-        except ImportError:
-            pass
-    return asyncio.new_event_loop
 
 
 def absolute_paths(config: Config, cwd: str) -> Config:
@@ -77,9 +60,23 @@ def absolute_paths(config: Config, cwd: str) -> Config:
         unix_listen=absolute(config.unix_listen), working_dir=cwd)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything run() set up before the event loop, for _serve()."""
+
+    config: Config
+    sockets: list[ListeningSocket]
+    library: Optional[Path]  # rebind.so, when wrapping
+    plugins: Plugins
+    notifier: Notifier
+    report: StartupReport
+    pid_file: Optional[PidFile]
+
+
 def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None) -> int:
     """Run until stopped; return the process exit code. Plugin objects built
     already (upstream's WebSocketProxy API) replace loading them by name."""
+    environment = Environment.read(os.environ)
     config = absolute_paths(config, os.getcwd())
     pid_file = PidFile(config.pid_file) if config.pid_file else None
     report = NO_REPORT
@@ -90,19 +87,13 @@ def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None) -> in
         inherited = take_listen_fds()
         if config.daemon:
             report = daemonize()
-        setup_logging(config.logs)
-        raise_file_limit()  # two descriptors per client: 1024 would cap us near 500 clients
-        _check_record_path(config.record)
-        tls = server_context(config.tls) if config.tls.enabled else None
-        authenticator = _load_authenticator(config, auth_plugin)
-        router = _load_router(config, token_plugin)
-        library = _prepare_wrapping(config) if config.wrap_command else None
+        plugins = load_plugins(config, token_plugin, auth_plugin)
+        library = _prepare_wrapping(config, environment) if config.wrap_command else None
         sockets = _listening_sockets(config, inherited)
         if config.wrap_command:
             config = dataclasses.replace(config, listen=_public_address(config, sockets))
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve(config, sockets, library, tls, authenticator, router, notifier, report,
-                                     pid_file))
+        prepared = _Prepared(config, sockets, library, plugins, notifier, report, pid_file)
+        return run_loop(environment, _serve(prepared))
     except WebsockifyError as exc:
         line = f"websockify: error: {exc}"
         print(line, file=sys.stderr)
@@ -115,39 +106,13 @@ def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None) -> in
             pid_file.remove()
 
 
-def _load_authenticator(config: Config, plugin: Any) -> Optional[Authenticator]:
-    if config.auth_plugin is None:
-        return None
-    host = config.target.host if isinstance(config.target, TcpAddress) else None
-    port = config.target.port if isinstance(config.target, TcpAddress) else None
-    if plugin is not None:
-        return Authenticator(plugin, host, port)
-    return load_authenticator(config.auth_plugin, config.auth_source, host, port)
-
-
-def _load_router(config: Config, plugin: Any) -> Optional[TokenRouter]:
-    if config.token_plugin is None:
-        return None
-    if plugin is None:
-        plugin = load_token_plugin(config.token_plugin, config.token_source)
-    return TokenRouter(plugin, config.connect_timeout_s, target_context() if config.ssl_target else None)
-
-
-def _check_record_path(prefix: Optional[str]) -> None:
-    if prefix is None:
-        return
-    directory = os.path.dirname(os.path.abspath(prefix))
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
-        raise ConfigError(f"--record: cannot write recordings into {directory}")
-
-
-def _prepare_wrapping(config: Config) -> Path:
+def _prepare_wrapping(config: Config, environment: Environment) -> Path:
     """Everything that can refuse a wrapped command, before anything starts."""
     from .wrap.preload_check import check_preloadable
     from .wrap.rebind import find_rebind
 
     check_preloadable(config.wrap_command[0])
-    return find_rebind()
+    return find_rebind(environment.rebind_so)
 
 
 def _listening_sockets(config: Config, inherited: list[tuple[int, str]]) -> list[ListeningSocket]:
@@ -183,172 +148,96 @@ def _public_address(config: Config, sockets: list[ListeningSocket]) -> TcpAddres
     return TcpAddress("", ports[0])
 
 
-class _Stop:
-    """Why we are stopping: a signal (handlers only record it) or a lifetime option."""
-
-    def __init__(self) -> None:
-        self.signals: list[int] = []
-        self.reason = ""
-        self.event = asyncio.Event()
-        self.force = asyncio.Event()  # a second stop signal
-
-    def on_signal(self, signum: int) -> None:
-        if self.signals:
-            self.force.set()
-        self.signals.append(signum)
-        self.event.set()
-
-    def by_lifetime(self, reason: str) -> None:
-        if not self.event.is_set():
-            self.reason = reason
-            self.event.set()
-
-    @property
-    def signal(self) -> int:
-        return self.signals[0] if self.signals else signal.SIGTERM
-
-    def describe(self) -> str:
-        return f"received {signal.Signals(self.signals[0]).name}" if self.signals else self.reason
-
-
-async def _serve(config: Config, sockets: list[ListeningSocket], library: Optional[Path],
-                 tls: Optional[ssl.SSLContext], authenticator: Optional[Authenticator],
-                 router: Optional[TokenRouter], notifier: Notifier, report: StartupReport,
-                 pid_file: Optional[PidFile]) -> int:
+async def _serve(prepared: _Prepared) -> int:
+    config, plugins, notifier = prepared.config, prepared.plugins, prepared.notifier
     loop = asyncio.get_running_loop()
-    stop = _Stop()
-    for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, stop.on_signal, signum)
-    service: Optional[WrappedService] = None
-    if library is not None:
-        from .wrap.service import WrappedService
-        service = WrappedService(config, library)
-    server: "ProxyServer | WorkerGroup"
-    workers = config.workers or available_cpus()
-    if workers > 1:
-        lifetime = config.lifetime
-        counting = notifier.enabled or bool(lifetime.idle_timeout_s or lifetime.timeout_s or lifetime.run_once)
-        server = WorkerGroup(config, sockets, workers, service, report_sessions=counting)
-    else:
-        connector = service if service is not None else _connector(config, router)
-        server = ProxyServer(config, connector, sockets, tls, authenticator, router)
-    status = _Status(notifier, server, service)
-    lifetimes = Lifetimes(config.lifetime, stop.by_lifetime, server.stop_accepting, status.sessions_changed)
-    server.on_session_start = lifetimes.session_started
-    server.on_session_end = lifetimes.session_ended
+    stop = Stop()
+    reaper = ChildReaper(loop)  # the one owner of child exits in this process
+    program = WrappedProgram(config, prepared.library, reaper) if prepared.library is not None else None
+    status = _Status(notifier, prepared.sockets, program)
+    server: Server
+
+    def stop_accepting() -> None:  # the server is built below, with the lifetimes' hooks
+        server.stop_accepting()
+
+    lifetimes = Lifetimes(config.lifetime, stop.by_lifetime, stop_accepting, status.sessions_changed)
+    server = _server(prepared, reaper, program, lifetimes)
     notifier.start_watchdog()
 
     def reload_and_forward(signum: int) -> None:
-        if service is not None:
-            service.forward(signum)
+        if program is not None:
+            program.forward(signum)
         if signum == signal.SIGHUP:
             notifier.reloading()
             server.reload_tls()  # workers reload their own certificate and tokens
-            if router is not None and isinstance(server, ProxyServer):
-                router.reload()
+            if plugins.router is not None and isinstance(server, ProxyServer):
+                plugins.router.reload()
             status.reloaded()
 
-    for signum in _FORWARDED_SIGNALS:  # before anything starts: a default SIGHUP would kill us
-        loop.add_signal_handler(signum, reload_and_forward, signum)
+    handle_signals(stop, _FORWARDED_SIGNALS, reload_and_forward)
     try:
         await server.start()  # the public port is ours before a wrapped program can try to take it
-        if service is not None:
-            service.start()
-        if pid_file is not None:
-            pid_file.write()
-        report.ready()
+        if program is not None:
+            program.start()
+        if prepared.pid_file is not None:
+            prepared.pid_file.write()
+        prepared.report.ready()
         lifetimes.start()
-        if service is None:
+        if program is None:
             status.ready()
             await stop.event.wait()
             code = 0
         else:
-            code = await _run_wrapped(service, stop, status)
+            code = await _run_wrapped(program, stop, status)
         log.info("%s: shutting down", stop.describe() if stop.event.is_set() else "wrapped service ended")
         notifier.stopping()
-        shutdown = loop.create_task(server.shutdown(config.close_timeout_s))
-        forced = loop.create_task(stop.force.wait())
-        await asyncio.wait([shutdown, forced], return_when=asyncio.FIRST_COMPLETED)
-        if not shutdown.done():
-            log.warning("second signal: exiting without waiting for sessions to close")
-            shutdown.cancel()
-        forced.cancel()
+        await _shut_down(server, config.close_timeout_s, stop)
         return code
     finally:
         lifetimes.close()
         status.close()
         notifier.close()
-        if router is not None:
-            await router.close()
-        if service is not None:
-            await asyncio.to_thread(service.close)  # waits for the watchdog process: not on the loop
-        for listening in sockets:
+        if plugins.router is not None:
+            await plugins.router.close()
+        if program is not None:
+            program.detach()
+            await asyncio.to_thread(program.close)  # waits for the watchdog process: not on the loop
+        reaper.close()
+        for listening in prepared.sockets:
             listening.close()
 
 
-def _connector(config: Config, router: Optional[TokenRouter]) -> Connector:
-    """The target when no wrapped program is: one address, or the one a token names."""
-    if router is not None:
-        return RoutedTargets(config.token_plugin or "")
-    assert config.target is not None
-    return AddressConnector(config.target, config.connect_timeout_s, target_context() if config.ssl_target else None)
+def _server(prepared: _Prepared, reaper: ChildReaper, program: Optional[WrappedProgram],
+            lifetimes: Lifetimes) -> Server:
+    """One process serving the clients, or a group of worker processes."""
+    config = prepared.config
+    workers = config.workers or available_cpus()
+    if workers > 1:
+        lifetime = config.lifetime
+        counting = prepared.notifier.enabled or bool(lifetime.idle_timeout_s or lifetime.timeout_s or lifetime.run_once)
+        return WorkerGroup(config, prepared.sockets, workers, reaper, program, report_sessions=counting,
+                           on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
+    plugins = prepared.plugins
+    target = program if program is not None else connector(config, plugins.router)
+    return ProxyServer(config, target, prepared.sockets, plugins.tls, plugins.authenticator, plugins.router,
+                       on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
 
 
-def run_worker() -> int:
-    """A worker process of `--workers N` (websockify/worker.py): serve until told to stop."""
-    found = WorkerLink.from_environment()
-    if found is None:
-        print("websockify.worker: started by websockify --workers, not by hand", file=sys.stderr)
-        return 2
-    link, config = found
-    # The parent keeps the process-wide duties: daemon, pid file, systemd, lifetimes, the program.
-    config = dataclasses.replace(config, daemon=False, pid_file=None,
-                                 lifetime=Lifetime(heartbeat_s=config.lifetime.heartbeat_s))
-    try:
-        setup_logging(config.logs)
-        raise_file_limit()
-        tls = server_context(config.tls) if config.tls.enabled else None
-        authenticator = _load_authenticator(config, None)
-        router = _load_router(config, None)
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve_worker(config, link, tls, authenticator, router))
-    except WebsockifyError as exc:
-        log.error("worker %d: %s", link.index, exc)
-        return exc.exit_code
-
-
-async def _serve_worker(config: Config, link: WorkerLink, tls: Optional[ssl.SSLContext],
-                        authenticator: Optional[Authenticator], router: Optional[TokenRouter]) -> int:
+async def _shut_down(server: Server, timeout_s: float, stop: Stop) -> None:
+    """Close the sessions, unless a second stop signal says not to wait."""
     loop = asyncio.get_running_loop()
-    stop = _Stop()
-    for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, stop.on_signal, signum)
-    link.start(wrapped=bool(config.wrap_command), connect_timeout_s=config.connect_timeout_s)
-    connector = link.target if link.target is not None else _connector(config, router)
-    server = ProxyServer(config, connector, link.sockets, tls, authenticator, router)
-    server.on_session_start = link.session_started
-    server.on_session_end = link.session_ended
-    link.on_stop_accepting = server.stop_accepting
-
-    def reload() -> None:
-        server.reload_tls()
-        if router is not None:
-            router.reload()
-
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    try:
-        await server.start(announce=False)
-        await stop.event.wait()
-        await server.shutdown(config.close_timeout_s)
-        return 0
-    finally:
-        if router is not None:
-            await router.close()
+    shutdown = loop.create_task(server.shutdown(timeout_s))
+    forced = loop.create_task(stop.force.wait())
+    await asyncio.wait([shutdown, forced], return_when=asyncio.FIRST_COMPLETED)
+    if not shutdown.done():
+        log.warning("second signal: exiting without waiting for sessions to close")
+        shutdown.cancel()
+    forced.cancel()
 
 
-async def _run_wrapped(service: "WrappedService", stop: _Stop, status: "_Status") -> int:
+async def _run_wrapped(program: WrappedProgram, stop: Stop, status: "_Status") -> int:
     """Until the program ends (its status is ours) or we are stopped (stop it first)."""
-    ready = asyncio.ensure_future(service.wait_ready())
+    ready = asyncio.ensure_future(program.wait_ready())
 
     def announce(done: "asyncio.Future[None]") -> None:
         if not done.cancelled():  # cancelled: stopped before the program was ready
@@ -356,16 +245,16 @@ async def _run_wrapped(service: "WrappedService", stop: _Stop, status: "_Status"
 
     ready.add_done_callback(announce)
     stopped = asyncio.ensure_future(stop.event.wait())
-    waiting: list[asyncio.Future[Any]] = [stopped, service.exited]
+    waiting: list[asyncio.Future[Any]] = [stopped, program.exited]
     try:
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         ready.cancel()
         stopped.cancel()
-    if service.exited.done():
-        return service.exited.result()
+    if program.exited.done():
+        return program.exited.result()
     log.info("%s: stopping the wrapped service", stop.describe())
-    code = await service.stop(stop.signal, stop.force)
+    code = await program.stop(stop.signal, stop.force)
     return code if stop.signals else 0  # ending by a lifetime option is a success
 
 
@@ -374,20 +263,19 @@ class _Status:
 
     _EVERY_S = 1.0  # at most one update a second, however busy
 
-    def __init__(self, notifier: Notifier, server: "ProxyServer | WorkerGroup", service: "Optional[WrappedService]"):
+    def __init__(self, notifier: Notifier, sockets: list[ListeningSocket], program: Optional[WrappedProgram]):
         self._notifier = notifier
-        self._server = server
-        self._service = service
+        self._program = program
         self._sessions = 0
         self._pending: Optional[asyncio.TimerHandle] = None
         self._is_ready = False
         # Named now: the sockets are closed when accepting stops (--timeout, shutdown).
-        self._where = ", ".join(str(s) for s in server.sockets)
+        self._where = ", ".join(str(s) for s in sockets)
 
     def text(self) -> str:
         parts = [f"listening on {self._where}", f"{self._sessions} session{'' if self._sessions == 1 else 's'}"]
-        if self._service is not None:
-            parts.append(self._service.status_text())
+        if self._program is not None:
+            parts.append(self._program.status_text())
         return "; ".join(parts)
 
     def ready(self) -> None:

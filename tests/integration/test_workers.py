@@ -18,6 +18,11 @@ def workers_of(proxy) -> list[psutil.Process]:
             if "websockify.worker" in " ".join(p.cmdline())]
 
 
+def session_pids(proxy) -> set[str]:
+    """The pids in the log lines of relayed sessions."""
+    return {line.split("websockify[")[1].split("]")[0] for line in proxy.lines if " target=" in line}
+
+
 def echo_many(port: int, count: int) -> None:
     for i in range(count):
         ws = open_websocket(port)
@@ -31,10 +36,16 @@ def test_workers_share_the_port_and_a_dead_one_is_replaced(echo_server):
         assert "(2 workers)" in proxy.log
         workers = workers_of(proxy)
         assert len(workers) == 2
-        echo_many(proxy.port, 40)
-        # Both took clients: the kernel wakes whichever waits.
-        wait_for(lambda: len({line.split("websockify[")[1].split("]")[0] for line in proxy.lines
-                              if " target=" in line}) == 2, 10, "both workers to log a session")
+        # Each serves alone while the other is paused: which one the kernel wakes
+        # when both wait is its choice, so the test does not leave it one.
+        for serving, paused in (workers, workers[::-1]):
+            paused.suspend()
+            try:
+                echo_many(proxy.port, 5)
+                pid = str(serving.pid)
+                wait_for(lambda pid=pid: pid in session_pids(proxy), 10, f"worker {pid} to log a session")
+            finally:
+                paused.resume()
         victim = workers[0]
         victim.kill()
         proxy.wait_log(rf"worker \d \(pid {victim.pid}\) exited with status 137; starting another")

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from helpers import timeout, wait_for, ws_connect
 from wrapping import ECHO, echo_through, marker_fixture, open_gate, private_address, stop_and_check, wrap
 from websockify.config import TcpAddress
-from websockify.wrap.notify import MAX_PATH_BYTES, ReadinessSocket
+from websockify.wrap.readiness import MAX_PATH_BYTES, ReadinessSocket
 
 
 @pytest.fixture

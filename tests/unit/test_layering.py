@@ -1,6 +1,6 @@
 """Imports flow one way; the protocol layer does no I/O.
 
-cli → app → server/proxy/wrap/service → protocol → config/errors (with the
+cli → app/bootstrap → server/proxy/wrap/workers/service → protocol → config/errors (with the
 small addresses, fdlimit and sockopts beside them). A module may import its own layer and the
 layers below it; relative imports are resolved first, so `from ..server import x`
 in protocol/ counts as much as `import websockify.server`. Nothing imports cli
@@ -25,9 +25,11 @@ LAYERS = {
     "websockify.cli": 5,
     "websockify.manpage": 5,  # python -m websockify.manpage: websockify(1) from the command line's definitions
     "websockify.app": 4,
+    "websockify.bootstrap": 4,  # what the parent (app) and a worker process set up alike
     "websockify.server": 3,
     "websockify.proxy": 3,
     "websockify.wrap": 3,
+    "websockify.workers": 3,  # --workers N: the parent's group, a worker's link, their messages
     "websockify.service": 3,  # daemon mode, pid file, systemd, logs: for cli and app
     "websockify.auth_plugins": 3,  # upstream's import path for proxy/auth_plugins.py
     "websockify.token_plugins": 3,  # upstream's import path for proxy/tokens
@@ -144,7 +146,7 @@ KNOWN = frozenset({"websockify.server", "websockify.server.web", "websockify.app
     ("websockify.protocol.http", "def late():\n    from ..cli import main\n", False),
     ("websockify.server.connection", "from .. import app", False),
     ("websockify.proxy.pump", "import websockify.app", False),
-    ("websockify.wrap.service", "from ..cli import main", False),
+    ("websockify.wrap.program", "from ..cli import main", False),
     ("websockify.app", "from .cli import main", False),
     ("websockify.config", "from .protocol.http import x", False),
     ("websockify.errors", "from . import config, server", False),

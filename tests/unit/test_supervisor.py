@@ -49,3 +49,22 @@ def test_stop_exit_codes(mode, status, expected):
 def test_unknown_mode():
     with pytest.raises(ValueError):
         Supervisor("sometimes")
+
+
+def test_clients_see_three_program_states():
+    from websockify.wrap.supervisor import ProgramState
+
+    s = Supervisor("respawn")
+    assert s.program_state is ProgramState.DOWN  # before the first start
+    s.spawned(0.0)
+    assert s.program_state is ProgramState.STARTING
+    s.ready()
+    assert s.program_state is ProgramState.READY
+    s.tree_exited(1.0, 1)
+    assert s.program_state is ProgramState.STARTING  # backoff: clients wait for the next start
+    s.stop(15)
+    assert s.program_state is ProgramState.DOWN
+    ignoring = Supervisor("ignore")
+    ignoring.spawned(0.0)
+    ignoring.tree_exited(1.0, 0)
+    assert ignoring.program_state is ProgramState.DOWN

@@ -1,1 +1,1 @@
-"""Program wrapping: rebind.so, the supervisor and process control."""
+"""Program wrapping: rebind.so, the supervisor, process control, the child reaper and the wrapped program."""

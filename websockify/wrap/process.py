@@ -63,22 +63,22 @@ def become_subreaper() -> None:
 def spawn(argv: Sequence[str], env: dict[str, str], cwd: Optional[str] = None) -> int:
     """Start the wrapped command in its own session, in `cwd`; return its pid.
 
-    The caller reaps it (see reap), so the Popen object is dropped at once.
+    The caller reaps it (reaper.py), so the Popen object is dropped at once.
     """
     process = subprocess.Popen(list(argv), env=env, cwd=cwd, start_new_session=True, close_fds=True,
                                restore_signals=True)
-    process.returncode = 0  # reaped by reap(), never by Popen; silences its destructor
+    process.returncode = 0  # reaped by the reaper, never by Popen; silences its destructor
     return process.pid
 
 
 def spawn_worker(argv: Sequence[str], env: dict[str, str], fds: Sequence[int]) -> int:
     """Start a worker process (a fresh interpreter, not a fork) that inherits `fds`; its pid.
 
-    Reaped by reap(), like the wrapped program. It stays in our session and
+    Reaped by the reaper (reaper.py), like the wrapped program. It stays in our session and
     process group: a Ctrl-C at the terminal reaches it as it reaches us.
     """
     worker = subprocess.Popen(list(argv), env=env, pass_fds=tuple(fds), close_fds=True)
-    worker.returncode = 0  # reaped by reap(), never by Popen
+    worker.returncode = 0  # reaped by the reaper, never by Popen
     return worker.pid
 
 
@@ -102,19 +102,47 @@ def run_tool(argv: Sequence[str], env: Optional[dict[str, str]] = None,
     return subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout_s)
 
 
-def reap() -> list[tuple[int, int]]:
-    """Collect every exited child: [(pid, exit code as a shell reports it)]."""
-    reaped = []
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
-            break
-        code = os.waitstatus_to_exitcode(status)
-        reaped.append((pid, code if code >= 0 else 128 - code))
-    return reaped
+class NotOurChild(Exception):
+    """waitpid() on a pid that is not (or no longer) our child: its parent collects it."""
+
+
+def try_reap(pid: int) -> Optional[int]:
+    """Collect `pid` if it has exited: its exit code as a shell reports it (128+N for
+    signal N), or None while it runs. Only this pid: waitpid(-1) would take the
+    exit of a child someone else waits for (subprocess.run's, say).
+
+    Raises NotOurChild if it is not our child (a grandchild, or already reaped).
+    """
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        raise NotOurChild(pid) from None
+    if reaped == 0:
+        return None
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+def exited_child() -> Optional[int]:
+    """The pid of a child of ours that has exited, left uncollected (WNOWAIT): whoever
+    owns it still collects it with try_reap. None if no child has exited."""
+    try:
+        found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return None
+    return found.si_pid if found is not None and found.si_pid else None
+
+
+def open_exit_fd(pid: int) -> Optional[int]:
+    """A pidfd: a descriptor that polls readable once `pid` has exited (Linux 5.3+),
+    child or not. None if the process is already gone (and reaped by its parent).
+
+    Raises OSError (ENOSYS) where the kernel has no pidfd_open.
+    """
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
 
 
 def tree(exclude: Sequence[int] = ()) -> list[psutil.Process]:
@@ -142,8 +170,22 @@ def tree(exclude: Sequence[int] = ()) -> list[psutil.Process]:
     return alive
 
 
+def is_running(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def direct_children(exclude: Sequence[int] = ()) -> list[psutil.Process]:
-    return [p for p in tree(exclude) if _ppid(p) == os.getpid()]
+    return own_children(tree(exclude))
+
+
+def own_children(processes: Sequence[psutil.Process]) -> list[psutil.Process]:
+    """Those of `processes` whose parent is us."""
+    me = os.getpid()
+    return [p for p in processes if _ppid(p) == me]
 
 
 def _ppid(process: psutil.Process) -> Optional[int]:
@@ -185,7 +227,7 @@ def start_watchdog(marker: str) -> int:
         raise StartupError(f"cannot start the watchdog: {exc.strerror or exc}") from None
     finally:
         os.close(read_end)
-    watchdog.returncode = 0  # reaped by reap() or stop_watchdog(), never by Popen
+    watchdog.returncode = 0  # reaped by the reaper or stop_watchdog(), never by Popen
     _watchdog_pipes[watchdog.pid] = write_end
     return watchdog.pid
 

@@ -49,9 +49,9 @@ def _loads(library: Path) -> bool:
     return result.returncode == 0 and "LD_PRELOAD" not in result.stderr and "ld.so" not in result.stderr
 
 
-def find_rebind() -> Path:
-    """Return a rebind.so usable on this machine, building it if needed."""
-    explicit = os.environ.get("WEBSOCKIFY_REBIND_SO")
+def find_rebind(explicit: Optional[str] = None) -> Path:
+    """Return a rebind.so usable on this machine, building it if needed; `explicit`
+    (WEBSOCKIFY_REBIND_SO, read by app.py with the other variables) wins."""
     if explicit:
         if not os.path.isfile(explicit):
             raise RebindUnavailable(f"WEBSOCKIFY_REBIND_SO={explicit}: no such file")

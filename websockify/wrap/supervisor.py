@@ -4,15 +4,21 @@ No processes and no clock here: the caller passes the time in, so every path
 (respawn backoff, its reset after a stable run, exit status) is testable with
 plain numbers.
 
-States: STARTING (spawned, private port not accepting yet) → RUNNING (ready)
-→ EXITED (tree gone; then BACKOFF in respawn mode, IDLE in ignore mode, DONE in
-exit mode). STOPPING once websockify itself is asked to stop.
+States: STARTING (spawned, not listening yet) → RUNNING (ready). When the
+tree is gone: BACKOFF until the next start in respawn mode, IDLE in ignore
+mode, DONE in exit mode (DONE is also the state before the first start).
+STOPPING once websockify itself is asked to stop.
+
+What clients see of this is a ProgramState: READY, STARTING (wait for it) or
+DOWN (refuse them now); the worker processes are told the same three.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 from typing import Optional, Union
+
+from ..config import WRAP_MODES, WrapMode
 
 
 class State(enum.Enum):
@@ -22,6 +28,13 @@ class State(enum.Enum):
     IDLE = "idle"
     STOPPING = "stopping"
     DONE = "done"
+
+
+class ProgramState(enum.Enum):
+    """The wrapped program as its clients see it."""
+    READY = "ready"  # listening: connect to it
+    STARTING = "starting"  # starting or about to respawn: wait for it
+    DOWN = "down"  # not running and not coming back: refuse
 
 
 @dataclass(frozen=True)
@@ -57,10 +70,10 @@ Decision = Union[Exit, Respawn, KeepProxying]
 
 
 class Supervisor:
-    def __init__(self, mode: str, backoff: Backoff = Backoff()):
-        if mode not in ("exit", "ignore", "respawn"):
+    def __init__(self, mode: WrapMode, backoff: Backoff = Backoff()):
+        if mode not in WRAP_MODES:  # for callers that mypy does not check
             raise ValueError(f"unknown wrap mode {mode!r}")
-        self.mode = mode
+        self.mode: WrapMode = mode
         self.backoff = backoff
         self.state = State.DONE
         self.started_at: Optional[float] = None
@@ -107,3 +120,9 @@ class Supervisor:
     def accepting_clients(self) -> bool:
         """Whether a client should wait for the service (rather than be refused now)."""
         return self.state in (State.STARTING, State.RUNNING, State.BACKOFF)
+
+    @property
+    def program_state(self) -> ProgramState:
+        if self.state is State.RUNNING:
+            return ProgramState.READY
+        return ProgramState.STARTING if self.accepting_clients else ProgramState.DOWN

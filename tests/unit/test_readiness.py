@@ -2,7 +2,7 @@
 import pytest
 
 from websockify.config import TcpAddress
-from websockify.wrap.notify import parse_report
+from websockify.wrap.readiness import parse_report
 
 
 @pytest.mark.parametrize("data,expected", [

@@ -1,12 +1,21 @@
 """The wrapped program as the proxy's target: start, readiness, supervision, stop.
 
 The supervisor (pure) decides; this module carries its decisions out on the
-event loop, and process.py does the process work. Clients that arrive while the
-service starts or respawns wait for it, within the connect timeout.
+event loop, process.py does the process work, and the reaper (reaper.py) says
+when a process of the program's tree has exited. Clients that arrive while the
+program starts or respawns wait for it, within the connect timeout.
 
 Ready means: a moved socket of the program listens. rebind.so says so with a
-datagram (notify.py), so nothing polls while the program starts, however long
+datagram (readiness.py), so nothing polls while the program starts, however long
 it takes, and a program that binds but never listens is simply never ready.
+
+The program's tree is every descendant of websockify that nobody else watched
+for (the workers and the watchdog are watched by their owners). Those of its
+processes that are our own children are watched; when one exits, the tree is
+looked at again and the children we have now are watched, orphans re-parented to
+us included. Any process of the tree descends from one of those, so the tree's
+last exit is always one we watch. An orphan re-parented to us that exits while
+the watched ones still run is found by the reaper (adopt_orphans) and collected.
 """
 from __future__ import annotations
 
@@ -26,25 +35,26 @@ from ..errors import StartupError
 from ..fdlimit import INITIAL_NOFILE
 from ..proxy.target import AddressConnector, ProtocolFactory, wait_for_program
 from . import process
-from .notify import MAX_PATH_BYTES, ReadinessSocket
+from .readiness import MAX_PATH_BYTES, ReadinessSocket
+from .reaper import ChildReaper
 from .rebind import child_environment
-from .supervisor import Exit, KeepProxying, Respawn, State, Supervisor
+from .supervisor import Exit, KeepProxying, ProgramState, Respawn, State, Supervisor
 
 log = logging.getLogger(__name__)
 
-_STOP_POLL_S = 0.04
-# uvloop keeps SIGCHLD for itself, so children are reaped by polling waitpid (a
-# cheap syscall); the process tree is only walked when something was reaped.
-_REAP_POLL_S = 0.05
 _SLOW_START_WARNING_S = 10.0
+_KILLED_WAIT_S = 5.0  # after SIGKILL: the kernel's part only
 
 
-class WrappedService:
-    def __init__(self, config: Config, library: Path):
+class WrappedProgram:
+    def __init__(self, config: Config, library: Path, reaper: ChildReaper,
+                 clock: Callable[[], float] = time.monotonic):
         self._config = config
         assert config.listen is not None, "the port the program binds"
         self.public_port = config.listen.port
         self._library = library
+        self._reaper = reaper
+        self._clock = clock
         self._argv = config.wrap_command
         self.description = f"wrapped command {os.path.basename(self._argv[0])}"
         self._supervisor = Supervisor(config.wrap_mode)
@@ -57,6 +67,7 @@ class WrappedService:
                                f"for a Unix socket: set {variable} to a shorter one")
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
+        self._tree_empty = asyncio.Event()
         self._address: Optional[TcpAddress] = None
         self._connector: Optional[AddressConnector] = None
         self._main_pid: Optional[int] = None
@@ -65,19 +76,24 @@ class WrappedService:
         self._readiness: Optional[ReadinessSocket] = None
         self._slow_start: Optional[asyncio.TimerHandle] = None
         self._respawn: Optional[asyncio.TimerHandle] = None
-        self._reap_timer: Optional[asyncio.TimerHandle] = None
+        self._state_listeners: list[Callable[[], None]] = []
         self.exited: asyncio.Future[int] = self._loop.create_future()
-        # Other children of websockify (worker processes): not part of the service's
-        # tree; their exit statuses are handed to these callbacks.
-        self.foreign_children: dict[int, Callable[[int], None]] = {}
-        self.on_state_change: Callable[[], None] = lambda: None
+
+    def add_state_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` whenever target_state() may have changed."""
+        self._state_listeners.append(listener)
+
+    def _state_changed(self) -> None:
+        for listener in self._state_listeners:
+            listener()
 
     # -- start -----------------------------------------------------------
 
     def start(self) -> None:
         process.become_subreaper()
+        self._reaper.adopt_orphans(self._adopt)
         self._watchdog_pid = process.start_watchdog(self.marker)
-        self._schedule_reap_poll()
+        self._reaper.watch(self._watchdog_pid, self._watchdog_exited)
         self._spawn()
 
     def _notify_path(self, start: int) -> str:
@@ -93,10 +109,12 @@ class WrappedService:
             self._main_pid = process.spawn(self._argv, env, self._config.working_dir)
         except OSError as exc:
             log.error("cannot start %s: %s", self._argv[0], exc.strerror or exc)
-            self._supervisor.spawned(time.monotonic())
+            self._supervisor.spawned(self._clock())
             self._tree_gone(127)
             return
-        self._supervisor.spawned(time.monotonic())
+        self._tree_empty.clear()
+        self._reaper.watch(self._main_pid, self._member_exited)
+        self._supervisor.spawned(self._clock())
         log.info("started %s (pid %d)", " ".join(self._argv), self._main_pid)
         self._slow_start = self._loop.call_later(_SLOW_START_WARNING_S, self._warn_slow_start)
 
@@ -111,12 +129,12 @@ class WrappedService:
         self._connector = AddressConnector(address, self._config.connect_timeout_s)
         if moved:  # it closed the port and listens on a new one (a re-exec, a launcher's probe...)
             log.info("service moved to %s", self._connector.description)
-            self.on_state_change()
+            self._state_changed()
             return
         self._cancel_slow_start()
         self._supervisor.ready()
         self._ready.set()
-        self.on_state_change()
+        self._state_changed()
         log.info("service ready on %s (public port %d)", self._connector.description, self.public_port)
 
     def _warn_slow_start(self) -> None:
@@ -142,11 +160,12 @@ class WrappedService:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
-    def target_state(self) -> tuple[str, Optional[TcpAddress]]:
-        """("ready", address), ("waiting", None) while it starts or respawns, or ("down", None)."""
-        if self._ready.is_set() and self._address is not None:
-            return "ready", self._address
-        return ("waiting" if self._supervisor.accepting_clients else "down"), None
+    def target_state(self) -> tuple[ProgramState, Optional[TcpAddress]]:
+        """(READY, address), (STARTING, None) while it starts or respawns, or (DOWN, None)."""
+        state = self._supervisor.program_state
+        if state is ProgramState.READY and self._address is not None:
+            return state, self._address
+        return (ProgramState.DOWN if state is ProgramState.DOWN else ProgramState.STARTING), None
 
     def status_text(self) -> str:
         state = self._supervisor.state.value
@@ -159,44 +178,48 @@ class WrappedService:
 
     # -- supervision -----------------------------------------------------
 
-    def _schedule_reap_poll(self) -> None:
-        self._reap_timer = self._loop.call_later(_REAP_POLL_S, self._reap_poll)
-
-    def _reap_poll(self) -> None:
-        self._children_changed()
-        self._schedule_reap_poll()
-
-    def _children_changed(self) -> None:
-        reaped = process.reap()
-        for pid, status in reaped:
-            foreign = self.foreign_children.pop(pid, None)
-            if foreign is not None:
-                foreign(status)
-                continue
-            if pid == self._watchdog_pid:
-                log.warning("the watchdog process exited (%d)", status)
-                continue
+    def _member_exited(self, pid: int, status: Optional[int]) -> None:
+        """A process of the tree ended (`status` None: not our child, its parent has it)."""
+        if status is not None:
             self._last_status = status
             if pid == self._main_pid:
                 log.info("%s (pid %d) exited with status %d", self._argv[0], pid, status)
             else:
                 log.debug("process %d of the wrapped service exited with status %d", pid, status)
-        if reaped and self._supervisor.state in (State.STARTING, State.RUNNING) and not self._alive():
+        alive = self._watch_tree()
+        if not alive and self._supervisor.state in (State.STARTING, State.RUNNING):
             self._tree_gone(self._last_status if self._last_status is not None else 0)
 
-    def reap_now(self) -> None:
-        """Collect exited children at once (the parent waiting for its workers)."""
-        self._children_changed()
+    def _adopt(self, pid: int) -> None:
+        """An orphan of the tree, re-parented to us, exited unwatched: it was ours."""
+        self._reaper.watch(pid, self._member_exited)
+
+    def _watchdog_exited(self, pid: int, status: Optional[int]) -> None:
+        log.warning("the watchdog process exited (%s)", status)
+
+    def _watch_tree(self) -> list[process.Process]:
+        """The tree as it is now, those of it that are our children watched; sets _tree_empty.
+
+        Not its grandchildren: their parents collect them, and a program that forks
+        busily would cost a look at the tree for each of its exits."""
+        alive = self._alive()
+        for member in process.own_children(alive):
+            if not self._reaper.is_watched(member.pid):
+                self._reaper.watch(member.pid, self._member_exited)
+        if alive:
+            self._tree_empty.clear()
+        else:
+            self._tree_empty.set()
+        return alive
 
     def _alive(self) -> list[process.Process]:
-        exclude = [*self.foreign_children, *([self._watchdog_pid] if self._watchdog_pid else [])]
-        return process.tree(exclude=exclude)
+        return process.tree(exclude=self._reaper.watched_by_others(self._member_exited))
 
     def _tree_gone(self, status: int) -> None:
         self._ready.clear()
-        self._loop.call_soon(self.on_state_change)
+        self._loop.call_soon(self._state_changed)
         self._stop_waiting_for_readiness()
-        decision = self._supervisor.tree_exited(time.monotonic(), status)
+        decision = self._supervisor.tree_exited(self._clock(), status)
         if isinstance(decision, Exit):
             log.info("wrapped service ended with status %d; exiting (wrap mode exit)", decision.code)
             if not self.exited.done():
@@ -213,7 +236,7 @@ class WrappedService:
         """Pass a signal on to the program (its daemonized survivors if it is gone)."""
         targets = self._alive()
         leaders = [p for p in targets if p.pid == self._main_pid] or \
-            process.direct_children(exclude=[self._watchdog_pid] if self._watchdog_pid else [])
+            process.direct_children(exclude=self._reaper.watched_by_others(self._member_exited))
         log.info("forwarding %s to %s", signal.Signals(signum).name, ", ".join(str(p.pid) for p in leaders) or "nobody")
         process.send(leaders, signum)
 
@@ -225,7 +248,7 @@ class WrappedService:
         if self._respawn is not None:
             self._respawn.cancel()
         self._stop_waiting_for_readiness()
-        survivors = self._alive()
+        survivors = self._watch_tree()
         process.send(survivors, signum)
         grace_s = self._config.grace_period_s
         if survivors and not await self._wait_gone(grace_s, force):
@@ -234,23 +257,29 @@ class WrappedService:
                         len(left), "on a second signal" if force.is_set() else f"{grace_s:g}s",
                         signal.Signals(signum).name)
             process.send(left, signal.SIGKILL)
-            await self._wait_gone(5.0, None)
-        self._children_changed()
+            await self._wait_gone(_KILLED_WAIT_S, None)
         return self._supervisor.stop_exit_code(self._last_status)
 
     async def _wait_gone(self, seconds: float, force: Optional[asyncio.Event]) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not (force is not None and force.is_set()):
-            self._children_changed()
-            if not self._alive():
-                return True
-            await asyncio.sleep(_STOP_POLL_S)
-        return not self._alive()
+        """Until the reaper has seen the whole tree exit, `force` is set, or `seconds` pass."""
+        waits = [asyncio.ensure_future(self._tree_empty.wait())]
+        if force is not None:
+            waits.append(asyncio.ensure_future(force.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return not self._watch_tree()
+
+    def detach(self) -> None:
+        """On the loop, before close(): stop listening for readiness and for exits."""
+        self._stop_waiting_for_readiness()
+        if self._watchdog_pid is not None:
+            self._reaper.forget(self._watchdog_pid)  # stop_watchdog() collects it
 
     def close(self) -> None:
-        if self._reap_timer is not None:
-            self._reap_timer.cancel()
-        self._stop_waiting_for_readiness()
+        """Off the loop (it waits for the watchdog process): the watchdog, the work directory."""
         if self._watchdog_pid is not None:
             process.stop_watchdog(self._watchdog_pid)
         shutil.rmtree(self._workdir, ignore_errors=True)
