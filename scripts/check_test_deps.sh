@@ -12,7 +12,9 @@ VENV=${VENV:-.venv}
 
 has() { command -v "$1" >/dev/null 2>&1; }
 has_any() { local name; for name; do has "$name" && return 0; done; return 1; }
-can_make_venv() { [ -x "$VENV/bin/python" ] || "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; }
+# A venv without pip (made before python3-venv was installed) does not count: the
+# Makefile makes it again.
+can_make_venv() { "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; }
 # gcc -static needs libc.a; gcc prints the bare name when it has none.
 static_libc() { local path; path=$(gcc -print-file-name=libc.a 2>/dev/null) && [ "$path" != libc.a ] && [ -e "$path" ]; }
 libc_dev() { [ -e /usr/include/stdio.h ] && { ! has gcc || static_libc; }; }
