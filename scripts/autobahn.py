@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import autobahn_report as report
 
@@ -54,7 +54,7 @@ class Unavailable(Exception):
     """Autobahn cannot run here: exit 2 with this one line."""
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Exit status: 0 as expected, 1 a difference, 2 cannot set up.")
     add = parser.add_argument
@@ -169,7 +169,7 @@ class Servers:
                 process.kill()
                 process.wait(timeout=10)
 
-    def websockify_problem(self) -> Optional[str]:
+    def websockify_problem(self) -> str | None:
         """websockify must still be running, and must never have logged a traceback."""
         if self.processes["websockify"].poll() is not None:
             return f"websockify exited during the run ({self.processes['websockify'].returncode})"
@@ -217,7 +217,7 @@ def run_wstest(python: Path, spec_file: Path, timeout_s: float) -> None:
         raise RuntimeError(f"the fuzzing client failed ({wstest.returncode}): see {log.relative_to(ROOT)}")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         python = ensure_venv()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from typing import Optional, cast
+from typing import cast
 
-from websockets.asyncio.server import ServerConnection, serve as ws_serve
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
 MAX_MESSAGE_BYTES = 1024 * 1024  # websockify's default --max-message-size
@@ -29,7 +30,7 @@ class TcpEcho(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
 
-    def eof_received(self) -> Optional[bool]:
+    def eof_received(self) -> bool | None:
         return False  # the client is done: so are we
 
 

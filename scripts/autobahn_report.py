@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 EVENTS_DIFFER = "Actual events differ from any expected."
 # How the performance cases (9.*), which keep no events, word an echo of another type or size.
@@ -64,7 +64,7 @@ class Result:
     behavior: str
     behavior_close: str
     result: str
-    remote_close_code: Optional[int]
+    remote_close_code: int | None
     relay: Json
 
     @property
@@ -117,7 +117,7 @@ def read_report(outdir: Path, agent: str) -> dict[str, Result]:
     return results
 
 
-def default_reason(result: Result, reference: Optional[Result]) -> str:
+def default_reason(result: Result, reference: Result | None) -> str:
     """A first wording of why a case is not plainly OK; the file keeps any edited one."""
     same = reference is not None and reference.outcome == result.outcome
     if result.column == "relay":

@@ -29,10 +29,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Awaitable, Callable, Optional, Sequence
+from typing import Awaitable, Callable, Sequence
 
 import psutil
-
 import soak_procs as procs
 from soak_load import Load, LoadSettings
 from soak_report import HEADER, Run, Sample
@@ -41,7 +40,7 @@ from soak_ws import SessionError
 DEFAULT_CONNECTIONS = 10000
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The options; --connections stays None when not given, for main() to choose (then set_defaults())."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Exit status: 0 pass, 1 fail, 2 cannot start, 130 interrupted.")
@@ -249,7 +248,7 @@ def run_loop(main: Callable[[], Awaitable[None]]) -> None:
         runner.run(guarded())
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     asked = args.connections
     hard = procs.ensure_file_limit(procs.file_limit_needed(asked or DEFAULT_CONNECTIONS, args.handshakes))

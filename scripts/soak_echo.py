@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import signal
-from typing import Optional, cast
+from typing import cast
 
 WRITE_HIGH_WATER = 256 * 1024
 
@@ -26,7 +26,7 @@ class Echo(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
 
-    def eof_received(self) -> Optional[bool]:
+    def eof_received(self) -> bool | None:
         return False  # close our side too: the relay is done with this session
 
     def pause_writing(self) -> None:

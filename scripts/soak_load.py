@@ -14,7 +14,6 @@ import asyncio
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional
 
 from soak_ws import Payloads, SessionError, WsConnection, request_head
 
@@ -126,7 +125,7 @@ class Load:
                 self.stats.error(SessionError("client", f"slot {index}: {exc!r}"))
 
     async def _session(self, conn: WsConnection, rng: random.Random, echoer: bool) -> None:
-        error: Optional[SessionError] = None
+        error: SessionError | None = None
         try:
             while not (self.churning or self.stopping or conn.failure):
                 await conn.sleep(3600)
@@ -175,13 +174,13 @@ class Load:
             return "rst"
         return "clean"
 
-    async def _open(self) -> Optional[WsConnection]:
+    async def _open(self) -> WsConnection | None:
         loop = asyncio.get_running_loop()
         async with self._handshakes:
             if self.stopping:
                 return None
             self.stats.opening += 1
-            conn: Optional[WsConnection] = None
+            conn: WsConnection | None = None
             try:
                 async with asyncio.timeout(self.settings.timeout):
                     _, conn = await loop.create_connection(

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO
 
 import psutil
 
@@ -37,7 +37,7 @@ def _spawn(argv: list[str], stdout: "int | IO[bytes]", stderr: "int | IO[bytes]"
                             start_new_session=True, preexec_fn=_die_with_parent)
 
 
-def stop(proc: Optional[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+def stop(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
     """SIGTERM, a bounded wait, then SIGKILL and another bounded wait."""
     if proc is None or proc.poll() is not None:
         return
@@ -164,7 +164,7 @@ def max_connections_fitting(hard_limit: int, handshakes: int) -> int:
     return max(0, (hard_limit - 32) // 2 - handshakes)
 
 
-def choose_connections(asked: Optional[int], default: int, hard_limit: int, handshakes: int) -> tuple[int, str]:
+def choose_connections(asked: int | None, default: int, hard_limit: int, handshakes: int) -> tuple[int, str]:
     """The connection count to run with under `hard_limit`, and a line saying why when it is not
     the one asked for ("" otherwise). `asked` is --connections, None when not given: the default
     then shrinks to the most that fits, while a count asked for that does not fit is a SetupError."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from soak_load import Stats
 
@@ -41,14 +40,14 @@ class Run:
     echoers: int = 0
     churn_rate: float = 0.0
     samples: list[Sample] = field(default_factory=list)
-    churn_start: Optional[float] = None  # sample time when the churn began
-    churn_end: Optional[float] = None
-    ramp_seconds: Optional[float] = None
-    rss_at_n: Optional[int] = None
-    fds_start: Optional[int] = None
-    fds_at_n: Optional[int] = None
-    fds_end: Optional[int] = None
-    settle_seconds: Optional[float] = None
+    churn_start: float | None = None  # sample time when the churn began
+    churn_end: float | None = None
+    ramp_seconds: float | None = None
+    rss_at_n: int | None = None
+    fds_start: int | None = None
+    fds_at_n: int | None = None
+    fds_end: int | None = None
+    settle_seconds: float | None = None
     settle_limit: float = 0.0
     fd_overshoots: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # failures found outside the checks below
@@ -56,7 +55,7 @@ class Run:
     log_warnings: list[str] = field(default_factory=list)
     log_errors: list[str] = field(default_factory=list)
     interrupted: bool = False
-    fitted_from: Optional[int] = None  # the default connection count, when the open-file limit fits fewer
+    fitted_from: int | None = None  # the default connection count, when the open-file limit fits fewer
 
     def warnings_hidden(self) -> int:
         """websockify's warnings the summary leaves out."""
@@ -147,9 +146,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _mb(value: Optional[int]) -> str:
+def _mb(value: int | None) -> str:
     return "-" if value is None else f"{value / MB:.1f} MB"
 
 
-def _n(value: Optional[int]) -> str:
+def _n(value: int | None) -> str:
     return "-" if value is None else str(value)

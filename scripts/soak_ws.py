@@ -13,7 +13,7 @@ import asyncio
 import random
 import socket
 import struct
-from typing import Callable, Optional, cast
+from typing import Callable, cast
 
 # RFC 6455 section 1.3's sample key and its accept value: the server does not
 # track keys, so one constant request serves every connection.
@@ -83,20 +83,20 @@ class WsConnection(asyncio.Protocol):
 
     def __init__(self, head: bytes, on_lost: Callable[["WsConnection"], None]):
         loop = asyncio.get_running_loop()
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport | None = None
         self._head = head
         self._on_lost = on_lost
         self._buffer = bytearray()
         self._upgraded = False
         self.opened: asyncio.Future[None] = loop.create_future()
         self.finished: asyncio.Future[None] = loop.create_future()  # set when the socket is gone
-        self.wake: Optional[asyncio.Future[None]] = None  # an idle wait to cut short
+        self.wake: asyncio.Future[None] | None = None  # an idle wait to cut short
         self.closing = False
-        self.close_code: Optional[int] = None
-        self.failure: Optional[SessionError] = None
-        self._expected: Optional[memoryview] = None
+        self.close_code: int | None = None
+        self.failure: SessionError | None = None
+        self._expected: memoryview | None = None
         self._got = 0
-        self._echo: Optional[asyncio.Future[None]] = None
+        self._echo: asyncio.Future[None] | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -123,10 +123,10 @@ class WsConnection(asyncio.Protocol):
             self.opened.set_result(None)
         self._parse()
 
-    def eof_received(self) -> Optional[bool]:
+    def eof_received(self) -> bool | None:
         return False
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.closing and self.failure is None:
             if not self.opened.done():
                 self._fail("open", f"connection closed during the handshake ({exc or 'EOF'})")
@@ -279,7 +279,7 @@ class WsConnection(asyncio.Protocol):
             self.transport.abort()
 
 
-def _header(head: bytes, name: bytes) -> Optional[bytes]:
+def _header(head: bytes, name: bytes) -> bytes | None:
     start = head.lower().find(b"\r\n" + name + b":")
     if start < 0:
         return None

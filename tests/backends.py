@@ -8,11 +8,9 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Optional
 
 import pytest
 import redis
-
 from helpers import free_port, timeout, wait_for
 
 
@@ -24,8 +22,8 @@ class RedisServer:
     start() reuses the socket path and the port, as a restarted Redis would.
     """
 
-    def __init__(self, directory: str, tcp: bool = False, password: Optional[str] = None,
-                 tls_dir: Optional[str] = None):
+    def __init__(self, directory: str, tcp: bool = False, password: str | None = None,
+                 tls_dir: str | None = None):
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (.ci/run installs it)")
@@ -36,7 +34,7 @@ class RedisServer:
         self.tcp = tcp or tls_dir is not None
         self.tls_dir = tls_dir  # holds server.crt, server.key and ca.pem (tests/certs.py): TCP is TLS
         self.port = 0
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
     def start(self) -> "RedisServer":
         restart = bool(self.port)
@@ -108,7 +106,7 @@ class TokenApi:
     body), anything else is 404; every request path is recorded in `paths`.
     `delay` holds each answer back, to play a slow API."""
 
-    def __init__(self, routes: Optional[dict[str, tuple[int, bytes]]] = None, delay: float = 0.0):
+    def __init__(self, routes: dict[str, tuple[int, bytes]] | None = None, delay: float = 0.0):
         self.routes = dict(routes or {})
         self.delay = delay
         self.paths: list[str] = []

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from typing import Any, Optional
+from typing import Any
 
 from helpers import timeout, ws_connect
 
@@ -25,7 +25,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--remote-debugging-port=0", "--window-size=1024,768"]
 
 
-def chromium_path() -> Optional[str]:
+def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -4,7 +4,6 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 import pytest  # noqa: E402
-
 from helpers import TcpServer, echo_handler, running_proxy  # noqa: E402
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -35,8 +35,8 @@ class FakeTransport(asyncio.Transport):
     code that writes to a leg it has seen lost fails the test.
     """
 
-    def __init__(self, protocol: Optional[asyncio.BaseProtocol] = None,
-                 extra: Optional[dict[str, Any]] = None) -> None:
+    def __init__(self, protocol: asyncio.BaseProtocol | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         self._protocol = protocol
         self.written = bytearray()
@@ -91,7 +91,7 @@ class FakeTransport(asyncio.Transport):
 
     # -- writing -----------------------------------------------------------
 
-    def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self.high = 64 * 1024 if high is None else high
         self.low = self.high // 4 if low is None else low
 
@@ -126,7 +126,7 @@ class FakeTransport(asyncio.Transport):
             raise RuntimeError("write_eof() on a transport whose connection was lost")
         self.eof_written = True
 
-    def drain(self, count: Optional[int] = None) -> None:
+    def drain(self, count: int | None = None) -> None:
         """The peer reads `count` buffered bytes (all by default)."""
         self.buffered -= self.buffered if count is None else min(count, self.buffered)
         if self._writing_paused and self.buffered <= self.low and self._protocol is not None:
@@ -140,12 +140,12 @@ class FakeConnector:
 
     description = "fake-target"
 
-    def __init__(self, fail: Optional[BaseException] = None, gated: bool = False) -> None:
+    def __init__(self, fail: BaseException | None = None, gated: bool = False) -> None:
         self._fail = fail
         self._gated = gated
-        self.gate: Optional[asyncio.Future[None]] = None
-        self.transport: Optional[FakeTransport] = None
-        self.protocol: Optional[asyncio.Protocol] = None
+        self.gate: asyncio.Future[None] | None = None
+        self.transport: FakeTransport | None = None
+        self.protocol: asyncio.Protocol | None = None
         self.attempts = 0
         self.settled = False  # the attempt has succeeded or failed
 

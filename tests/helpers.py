@@ -16,7 +16,7 @@ import termios
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
 
 from websockets.asyncio.client import connect as ws_connect_raw
 
@@ -56,7 +56,7 @@ class Proxy:
     lines: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
-    client_tls: Optional[object] = None  # an ssl.SSLContext when a test talks TLS to it
+    client_tls: object | None = None  # an ssl.SSLContext when a test talks TLS to it
 
     @property
     def url(self) -> str:
@@ -85,8 +85,8 @@ class Proxy:
             raise AssertionError("websockify did not stop within 15s of SIGTERM") from None
 
 
-def start_proxy(*args: str, env: Optional[dict] = None, wait_listening: bool = True,
-                cwd: Optional[str] = None, preexec_fn: Optional[Callable[[], None]] = None) -> Proxy:
+def start_proxy(*args: str, env: dict | None = None, wait_listening: bool = True,
+                cwd: str | None = None, preexec_fn: Callable[[], None] | None = None) -> Proxy:
     proc = subprocess.Popen(
         [sys.executable, "-m", "websockify", *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -6,7 +6,6 @@ import base64
 import os
 import socket
 import struct
-from typing import Optional
 
 from helpers import timeout, unsent_bytes, wait_steady
 
@@ -83,11 +82,11 @@ def read_frame(sock: socket.socket) -> tuple[int, bytes]:
     return first & 0x0F, exact(length)
 
 
-def close_code(payload: bytes) -> Optional[int]:
+def close_code(payload: bytes) -> int | None:
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
 
 
-def read_until_close(sock: socket.socket) -> Optional[int]:
+def read_until_close(sock: socket.socket) -> int | None:
     """Skip data frames; return the close code of the server's close frame."""
     while True:
         opcode, payload = read_frame(sock)

@@ -8,7 +8,6 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
-from typing import Union
 
 from .errors import ConfigError
 
@@ -30,7 +29,7 @@ class UnixAddress:
         return f"unix:{self.path}"
 
 
-Target = Union[TcpAddress, UnixAddress]
+Target = TcpAddress | UnixAddress
 
 
 class TooManyColons(ConfigError):

@@ -17,7 +17,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .addresses import TcpAddress
 from .bootstrap import Environment, Plugins, Stop, connector, handle_signals, load_plugins, run_loop
@@ -42,7 +42,7 @@ _FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 def absolute_paths(config: Config, cwd: str) -> Config:
     """Every path the user gave, as meant in the shell that started us (-D changes to /)."""
-    def absolute(path: Optional[str]) -> Optional[str]:
+    def absolute(path: str | None) -> str | None:
         return os.path.join(cwd, path) if path and not os.path.isabs(path) else path
 
     tls = dataclasses.replace(config.tls, cert=absolute(config.tls.cert), key=absolute(config.tls.key),
@@ -66,11 +66,11 @@ class _Prepared:
 
     config: Config
     sockets: list[ListeningSocket]
-    library: Optional[Path]  # rebind.so, when wrapping
+    library: Path | None  # rebind.so, when wrapping
     plugins: Plugins
     notifier: Notifier
     report: StartupReport
-    pid_file: Optional[PidFile]
+    pid_file: PidFile | None
 
 
 def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None) -> int:
@@ -207,7 +207,7 @@ async def _serve(prepared: _Prepared) -> int:
             listening.close()
 
 
-def _server(prepared: _Prepared, reaper: ChildReaper, program: Optional[WrappedProgram],
+def _server(prepared: _Prepared, reaper: ChildReaper, program: WrappedProgram | None,
             lifetimes: Lifetimes) -> Server:
     """One process serving the clients, or a group of worker processes."""
     config = prepared.config
@@ -263,11 +263,11 @@ class _Status:
 
     _EVERY_S = 1.0  # at most one update a second, however busy
 
-    def __init__(self, notifier: Notifier, sockets: list[ListeningSocket], program: Optional[WrappedProgram]):
+    def __init__(self, notifier: Notifier, sockets: list[ListeningSocket], program: WrappedProgram | None):
         self._notifier = notifier
         self._program = program
         self._sessions = 0
-        self._pending: Optional[asyncio.TimerHandle] = None
+        self._pending: asyncio.TimerHandle | None = None
         self._is_ready = False
         # Named now: the sockets are closed when accepting stops (--timeout, shutdown).
         self._where = ", ".join(str(s) for s in sockets)

@@ -12,7 +12,7 @@ import os
 import signal
 import ssl
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine, Iterable, Mapping, Optional
+from typing import Any, Callable, Coroutine, Iterable, Mapping
 
 from .addresses import TcpAddress
 from .config import Config
@@ -32,7 +32,7 @@ class Environment:
     """websockify's own environment variables (docs/options.md, "Environment")."""
 
     event_loop: str = "auto"  # WEBSOCKIFY_EVENT_LOOP: "asyncio" refuses uvloop
-    rebind_so: Optional[str] = None  # WEBSOCKIFY_REBIND_SO: the rebind.so to preload
+    rebind_so: str | None = None  # WEBSOCKIFY_REBIND_SO: the rebind.so to preload
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> "Environment":
@@ -61,9 +61,9 @@ def run_loop(environment: Environment, main: Coroutine[Any, Any, int]) -> int:
 class Plugins:
     """What a process that serves clients loads before its loop starts."""
 
-    tls: Optional[ssl.SSLContext]
-    authenticator: Optional[Authenticator]
-    router: Optional[TokenRouter]
+    tls: ssl.SSLContext | None
+    authenticator: Authenticator | None
+    router: TokenRouter | None
 
 
 def load_plugins(config: Config, token_plugin: Any = None, auth_plugin: Any = None) -> Plugins:
@@ -77,7 +77,7 @@ def load_plugins(config: Config, token_plugin: Any = None, auth_plugin: Any = No
     return Plugins(tls, _load_authenticator(config, auth_plugin), _load_router(config, token_plugin))
 
 
-def _load_authenticator(config: Config, plugin: Any) -> Optional[Authenticator]:
+def _load_authenticator(config: Config, plugin: Any) -> Authenticator | None:
     if config.auth_plugin is None:
         return None
     host = config.target.host if isinstance(config.target, TcpAddress) else None
@@ -87,7 +87,7 @@ def _load_authenticator(config: Config, plugin: Any) -> Optional[Authenticator]:
     return load_authenticator(config.auth_plugin, config.auth_source, host, port)
 
 
-def _load_router(config: Config, plugin: Any) -> Optional[TokenRouter]:
+def _load_router(config: Config, plugin: Any) -> TokenRouter | None:
     if config.token_plugin is None:
         return None
     if plugin is None:
@@ -95,7 +95,7 @@ def _load_router(config: Config, plugin: Any) -> Optional[TokenRouter]:
     return TokenRouter(plugin, config.connect_timeout_s, target_context() if config.ssl_target else None)
 
 
-def _check_record_path(prefix: Optional[str]) -> None:
+def _check_record_path(prefix: str | None) -> None:
     if prefix is None:
         return
     directory = os.path.dirname(os.path.abspath(prefix))
@@ -103,7 +103,7 @@ def _check_record_path(prefix: Optional[str]) -> None:
         raise ConfigError(f"--record: cannot write recordings into {directory}")
 
 
-def connector(config: Config, router: Optional[TokenRouter]) -> Connector:
+def connector(config: Config, router: TokenRouter | None) -> Connector:
     """The target when no wrapped program is: one address, or the one a token names."""
     if router is not None:
         return RoutedTargets(config.token_plugin or "")

@@ -11,7 +11,7 @@ same records as websockify(1).
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import click
 
@@ -89,7 +89,7 @@ class _Option(click.Option):
         super().__init__(*args, **kwargs)
         self.section = section
 
-    def get_help_record(self, ctx: click.Context) -> Optional[tuple[str, str]]:
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
         # Only click's left column is kept: its right one adds ranges ("x>=0") and
         # cannot show a number as "10" rather than "10.0".
         record = super().get_help_record(ctx)
@@ -99,7 +99,7 @@ class _Option(click.Option):
         default = self.default_text()
         return record[0], f"{text}  [default: {default}]" if default else text
 
-    def default_text(self) -> Optional[str]:
+    def default_text(self) -> str | None:
         if isinstance(self.show_default, str):
             return self.show_default
         # No default is None in click 8.1, a sentinel in later versions.
@@ -322,7 +322,7 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: one line on bad usage, exit code 2, never a traceback."""
     try:
         code = command.main(args=list(argv) if argv is not None else None,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, Optional, cast, get_args
+from typing import Literal, cast, get_args
 
 from .addresses import Target as Target  # re-exported: settings hold addresses
 from .addresses import TcpAddress as TcpAddress
-from .addresses import UnixAddress as UnixAddress
 from .addresses import TooManyColons, parse_listen, parse_target
+from .addresses import UnixAddress as UnixAddress
 from .errors import ConfigError
 
 WrapMode = Literal["exit", "ignore", "respawn"]
@@ -47,17 +47,17 @@ DEFAULT_UNIX_LISTEN_MODE = "0600"
 @dataclass(frozen=True)
 class TlsSettings:
     """The listening side's TLS. `cert` None means: plain connections only."""
-    cert: Optional[str] = None
-    key: Optional[str] = None
-    key_password: Optional[str] = None
+    cert: str | None = None
+    key: str | None = None
+    key_password: str | None = None
     ssl_only: bool = False
-    ciphers: Optional[str] = None
+    ciphers: str | None = None
     min_version: SslVersion = DEFAULT_SSL_VERSION
     verify_client: bool = False
-    cafile: Optional[str] = None
+    cafile: str | None = None
     # The option (--ssl-only, --verify-client) that made `cert` DEFAULT_CERT, none
     # being given: an error about the file must say why websockify looked there.
-    default_cert_for: Optional[str] = None
+    default_cert_for: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -78,8 +78,8 @@ class Limits:
 @dataclass(frozen=True)
 class LogSettings:
     verbose: bool = False
-    log_file: Optional[str] = None
-    syslog: Optional[str] = None
+    log_file: str | None = None
+    syslog: str | None = None
     legacy_syslog: bool = False
     daemon: bool = False  # syslog facility DAEMON instead of USER
     traffic: bool = False
@@ -98,31 +98,31 @@ class Lifetime:
 class Config:
     # None when the listening socket comes from --unix-listen, --inetd or systemd;
     # with wrapping it is then the port the program binds.
-    listen: Optional[TcpAddress]
-    target: Optional[Target] = None
+    listen: TcpAddress | None
+    target: Target | None = None
     wrap_command: tuple[str, ...] = ()
     wrap_mode: WrapMode = DEFAULT_WRAP_MODE
-    token_plugin: Optional[str] = None
-    token_source: Optional[str] = None
+    token_plugin: str | None = None
+    token_source: str | None = None
     host_token: bool = False
-    web_dir: Optional[str] = None
+    web_dir: str | None = None
     prefer_ipv6: bool = False
-    unix_listen: Optional[str] = None
+    unix_listen: str | None = None
     unix_listen_mode: int = int(DEFAULT_UNIX_LISTEN_MODE, 8)
     inetd: bool = False
     daemon: bool = False
-    pid_file: Optional[str] = None
+    pid_file: str | None = None
     logs: LogSettings = LogSettings()
     lifetime: Lifetime = Lifetime()
     limits: Limits = Limits()
     tls: TlsSettings = TlsSettings()
     ssl_target: bool = False
     web_auth: bool = False
-    auth_plugin: Optional[str] = None
-    auth_source: Optional[str] = None
+    auth_plugin: str | None = None
+    auth_source: str | None = None
     # None: same origin only when --web serves the page, any origin otherwise.
-    allowed_origins: Optional[tuple[str, ...]] = None
-    record: Optional[str] = None
+    allowed_origins: tuple[str, ...] | None = None
+    record: str | None = None
     hixie76: bool = False
     write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES
     close_timeout_s: float = 5.0
@@ -130,7 +130,7 @@ class Config:
     listen_backlog: int = 1024
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S
     workers: int = 1  # processes serving clients; 0: one per available CPU
-    working_dir: Optional[str] = None  # where relative paths were given; the wrapped program runs there
+    working_dir: str | None = None  # where relative paths were given; the wrapped program runs there
 
     @property
     def verbose(self) -> bool:
@@ -166,7 +166,7 @@ def _positive(value: float, option: str, allow_zero: bool = False) -> None:
 
 
 def split_positionals(arguments: tuple[str, ...], *, wrapping: bool, other_target: bool,
-                      listen_elsewhere: bool) -> tuple[Optional[str], Optional[str]]:
+                      listen_elsewhere: bool) -> tuple[str | None, str | None]:
     """(source, target) from the positional arguments.
 
     Normally the source comes first and is required. When the listening socket
@@ -194,43 +194,43 @@ def build_config(
     socket_activated: bool = False,
     verbose: bool = False,
     prefer_ipv6: bool = False,
-    unix_target: Optional[str] = None,
-    unix_listen: Optional[str] = None,
+    unix_target: str | None = None,
+    unix_listen: str | None = None,
     unix_listen_mode: str = DEFAULT_UNIX_LISTEN_MODE,
     inetd: bool = False,
-    web: Optional[str] = None,
+    web: str | None = None,
     wrap_mode: str = DEFAULT_WRAP_MODE,
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
     handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S,
-    cert: Optional[str] = None,
-    key: Optional[str] = None,
-    key_password: Optional[str] = None,
+    cert: str | None = None,
+    key: str | None = None,
+    key_password: str | None = None,
     ssl_only: bool = False,
-    ssl_ciphers: Optional[str] = None,
+    ssl_ciphers: str | None = None,
     ssl_version: str = DEFAULT_SSL_VERSION,
     verify_client: bool = False,
-    cafile: Optional[str] = None,
+    cafile: str | None = None,
     ssl_target: bool = False,
     web_auth: bool = False,
     file_only: bool = False,
     hixie76: bool = False,
-    record: Optional[str] = None,
-    auth_plugin: Optional[str] = None,
-    auth_source: Optional[str] = None,
-    token_plugin: Optional[str] = None,
-    token_source: Optional[str] = None,
+    record: str | None = None,
+    auth_plugin: str | None = None,
+    auth_source: str | None = None,
+    token_plugin: str | None = None,
+    token_source: str | None = None,
     host_token: bool = False,
-    target_config: Optional[str] = None,
-    allowed_origins: Optional[str] = None,
+    target_config: str | None = None,
+    allowed_origins: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     max_headers: int = DEFAULT_MAX_HEADERS,
     daemon: bool = False,
-    pid_file: Optional[str] = None,
-    log_file: Optional[str] = None,
-    syslog: Optional[str] = None,
+    pid_file: str | None = None,
+    log_file: str | None = None,
+    syslog: str | None = None,
     legacy_syslog: bool = False,
     traffic: bool = False,
     heartbeat_s: float = 0.0,
@@ -298,8 +298,8 @@ def build_config(
 
 # -- Tokens and authentication -------------------------------------------------
 
-def _tokens(plugin: Optional[str], source: Optional[str], host_token: bool,
-            target_config: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+def _tokens(plugin: str | None, source: str | None, host_token: bool,
+            target_config: str | None) -> tuple[str | None, str | None]:
     """(token plugin, token source), with upstream's --target-config read as a token file."""
     if target_config is not None:  # upstream's deprecated spelling of a token file
         if plugin is not None or source is not None:
@@ -312,8 +312,8 @@ def _tokens(plugin: Optional[str], source: Optional[str], host_token: bool,
     return plugin, source
 
 
-def _check_auth(auth_plugin: Optional[str], auth_source: Optional[str], web_auth: bool,
-                web: Optional[str]) -> None:
+def _check_auth(auth_plugin: str | None, auth_source: str | None, web_auth: bool,
+                web: str | None) -> None:
     if auth_source is not None and auth_plugin is None:
         raise ConfigError("--auth-source requires --auth-plugin")
     if web_auth and (auth_plugin is None or web is None):
@@ -322,7 +322,7 @@ def _check_auth(auth_plugin: Optional[str], auth_source: Optional[str], web_auth
 
 # -- Listening -----------------------------------------------------------------
 
-def _check_listening(unix_listen: Optional[str], inetd: bool) -> None:
+def _check_listening(unix_listen: str | None, inetd: bool) -> None:
     if unix_listen is not None and inetd:
         raise ConfigError("--unix-listen and --inetd are two listening sockets: give one")
     if unix_listen is not None and not unix_listen:
@@ -337,9 +337,9 @@ def _mode(text: str) -> int:
 
 # -- Source address and target -------------------------------------------------
 
-def _source_and_target(arguments: tuple[str, ...], *, wrap_command: tuple[str, ...], unix_target: Optional[str],
-                       token_plugin: Optional[str], unix_listen: Optional[str], inetd: bool,
-                       socket_activated: bool) -> tuple[Optional[TcpAddress], Optional[Target]]:
+def _source_and_target(arguments: tuple[str, ...], *, wrap_command: tuple[str, ...], unix_target: str | None,
+                       token_plugin: str | None, unix_listen: str | None, inetd: bool,
+                       socket_activated: bool) -> tuple[TcpAddress | None, Target | None]:
     """The TCP address to listen on (None: the socket comes from elsewhere) and the
     target address (None: tokens or a wrapped program decide it)."""
     listen, target = split_positionals(
@@ -357,8 +357,8 @@ def _source_and_target(arguments: tuple[str, ...], *, wrap_command: tuple[str, .
     return listen_address, _target_address(target, unix_target)
 
 
-def _routes_given(target: Optional[str], unix_target: Optional[str], wrap_command: tuple[str, ...],
-                  token_plugin: Optional[str]) -> list[str]:
+def _routes_given(target: str | None, unix_target: str | None, wrap_command: tuple[str, ...],
+                  token_plugin: str | None) -> list[str]:
     """The ways to a target the command line gives, as an error names them; exactly one is allowed."""
     return [name for name, given in (
         ("a target address", target is not None),
@@ -368,7 +368,7 @@ def _routes_given(target: Optional[str], unix_target: Optional[str], wrap_comman
     ) if given]
 
 
-def _source_address(listen: Optional[str], routes: list[str]) -> Optional[TcpAddress]:
+def _source_address(listen: str | None, routes: list[str]) -> TcpAddress | None:
     try:
         return parse_listen(listen) if listen is not None else None
     except TooManyColons:
@@ -380,7 +380,7 @@ def _source_address(listen: Optional[str], routes: list[str]) -> Optional[TcpAdd
                           "[SOURCE_ADDR:]SOURCE_PORT TARGET_ADDR:TARGET_PORT") from None
 
 
-def _target_address(target: Optional[str], unix_target: Optional[str]) -> Optional[Target]:
+def _target_address(target: str | None, unix_target: str | None) -> Target | None:
     if target is not None:
         return parse_target(target)
     if unix_target is not None:
@@ -390,7 +390,7 @@ def _target_address(target: Optional[str], unix_target: Optional[str]) -> Option
     return None
 
 
-def _check_ssl_target(ssl_target: bool, target: Optional[Target], token_plugin: Optional[str]) -> None:
+def _check_ssl_target(ssl_target: bool, target: Target | None, token_plugin: str | None) -> None:
     if ssl_target and not (target is not None or token_plugin):
         raise ConfigError("--ssl-target needs a TCP target or a token plugin")
     if isinstance(target, UnixAddress) and ssl_target:
@@ -400,7 +400,7 @@ def _check_ssl_target(ssl_target: bool, target: Optional[Target], token_plugin: 
 # -- Wrapping a program --------------------------------------------------------
 
 def _wrapping(wrap_command: tuple[str, ...], wrap_mode: str, grace_period_s: float,
-              listen: Optional[TcpAddress], *, port_given_elsewhere: bool) -> WrapMode:
+              listen: TcpAddress | None, *, port_given_elsewhere: bool) -> WrapMode:
     """The checked --wrap-mode. A wrapped program binds a port we know in advance:
     the source port, or the inherited socket's (--inetd, systemd)."""
     if wrap_command:
@@ -444,7 +444,7 @@ def _workers(text: str) -> int:
     return 0 if text == "auto" else int(text)
 
 
-def _log_settings(*, verbose: bool, log_file: Optional[str], syslog: Optional[str], legacy_syslog: bool,
+def _log_settings(*, verbose: bool, log_file: str | None, syslog: str | None, legacy_syslog: bool,
                   daemon: bool, traffic: bool) -> LogSettings:
     if legacy_syslog and syslog is None:
         raise ConfigError("--legacy-syslog requires --syslog")
@@ -454,9 +454,9 @@ def _log_settings(*, verbose: bool, log_file: Optional[str], syslog: Optional[st
 
 # -- TLS -----------------------------------------------------------------------
 
-def _tls_settings(cert: Optional[str], key: Optional[str], key_password: Optional[str], ssl_only: bool,
-                  ciphers: Optional[str], ssl_version: str, verify_client: bool,
-                  cafile: Optional[str]) -> TlsSettings:
+def _tls_settings(cert: str | None, key: str | None, key_password: str | None, ssl_only: bool,
+                  ciphers: str | None, ssl_version: str, verify_client: bool,
+                  cafile: str | None) -> TlsSettings:
     """TLS is on with --cert, or with --ssl-only/--verify-client and upstream's
     default certificate file."""
     default_cert_for = None

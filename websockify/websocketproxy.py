@@ -12,12 +12,12 @@
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from .addresses import format_host_port
 
 # upstream keyword → our build_config parameter (None: handled below)
-KEYWORDS: dict[str, Optional[str]] = {
+KEYWORDS: dict[str, str | None] = {
     "listen_host": None, "listen_port": None, "target_host": None, "target_port": None,
     "wrap_cmd": None, "source_is_ipv6": "prefer_ipv6", "verbose": "verbose", "daemon": "daemon",
     "traffic": "traffic", "record": "record", "run_once": "run_once", "timeout": "timeout_s",

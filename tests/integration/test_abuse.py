@@ -13,11 +13,20 @@ import time
 
 import psutil
 import pytest
-
 from certs import make_all
 from helpers import ROOT, TcpServer, running_proxy, timeout, wait_for
-from rawws import (exchange, frame, open_websocket, read_frame, read_head, read_until_close, send_until_stalled,
-                   status_of, upgrade_request, upgrade_status)
+from rawws import (
+    exchange,
+    frame,
+    open_websocket,
+    read_frame,
+    read_head,
+    read_until_close,
+    send_until_stalled,
+    status_of,
+    upgrade_request,
+    upgrade_status,
+)
 
 PLUGINS = {"PYTHONPATH": os.path.join(ROOT, "tests", "plugins")}
 

@@ -7,10 +7,9 @@ import os
 import ssl
 
 import pytest
-from websockets.exceptions import InvalidStatus
-
 from certs import make_all
 from helpers import ROOT, assert_one_line_error, get, running_proxy, timeout, ws_connect
+from websockets.exceptions import InvalidStatus
 
 
 @pytest.fixture(scope="module")

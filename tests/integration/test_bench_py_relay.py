@@ -11,9 +11,17 @@ import threading
 import uuid
 
 import pytest
-
-from helpers import (ROOT, TcpServer, accepts, echo_handler, pattern_bytes, processes_with, reserved_port,
-                     timeout, wait_for)
+from helpers import (
+    ROOT,
+    TcpServer,
+    accepts,
+    echo_handler,
+    pattern_bytes,
+    processes_with,
+    reserved_port,
+    timeout,
+    wait_for,
+)
 
 RELAY = os.path.join(ROOT, "bench", "py_relay.py")
 

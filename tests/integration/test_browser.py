@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from browser import Browser, visit
 from helpers import ROOT, reserved_port, running_proxy, timeout
 

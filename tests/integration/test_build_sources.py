@@ -4,8 +4,9 @@ import shlex
 import subprocess
 import sys
 
-import websockify
 from helpers import ROOT, timeout
+
+import websockify
 from websockify.wrap.cflags import compile_command
 
 TREE = pathlib.Path(ROOT)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import TcpServer, assert_one_line_error, echo_handler, running_proxy, timeout, ws_connect
 
 

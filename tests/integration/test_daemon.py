@@ -10,7 +10,6 @@ import sys
 import uuid
 
 import pytest
-
 from helpers import ROOT, assert_one_line_error, processes_with, running_proxy, timeout, wait_for
 from rawws import exchange, frame, open_unix_websocket, open_websocket, read_frame, upgrade_request
 

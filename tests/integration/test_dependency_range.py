@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT, timeout
 
 CACHE = Path(sys.prefix) / "dependency-range"

@@ -3,6 +3,7 @@ import base64
 import socket
 
 from helpers import running_proxy, timeout
+
 from websockify.protocol.hixie import challenge_response
 
 KEY1, KEY2, KEY3 = "4 @1  46546xW%0l 1 5", "12998 5 Y3 1  .P00", b"^n:ds[4U"

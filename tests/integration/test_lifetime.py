@@ -131,6 +131,7 @@ def test_heartbeat_spares_a_client_we_are_not_reading():
     """While the target does not read, the client's pongs wait unread in the kernel:
     that client is not dead, and must not be dropped for it."""
     import threading
+
     from helpers import TcpServer
     release = threading.Event()
     target = TcpServer(lambda conn: release.wait(timeout(30)))

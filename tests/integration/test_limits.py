@@ -6,10 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import assert_one_line_error, running_proxy, timeout, wait_for
-from rawws import (exchange, frame, open_websocket, read_frame, read_head, status_of, upgrade_request,
-                   upgrade_status)
+from rawws import exchange, frame, open_websocket, read_frame, read_head, status_of, upgrade_request, upgrade_status
 
 
 def try_open(port: int):

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import running_proxy, timeout, wait_for
 from rawws import exchange, frame, open_websocket, read_frame, upgrade_request
 

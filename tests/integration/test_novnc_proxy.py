@@ -11,7 +11,6 @@ import sys
 import uuid
 
 import pytest
-
 from helpers import accepts, processes_with, timeout, wait_for, ws_connect
 
 LAUNCHER = "/usr/share/novnc/utils/novnc_proxy"

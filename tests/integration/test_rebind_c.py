@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import ROOT, timeout
+
 from websockify.wrap.cflags import compile_command
 
 SOURCE = os.path.join(ROOT, "rebind", "rebind.c")

@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT, assert_one_line_error, running_proxy, timeout, wait_for, ws_connect
 from websockets.exceptions import ConnectionClosedOK
 
-from helpers import ROOT, assert_one_line_error, running_proxy, timeout, wait_for, ws_connect
 from websockify.protocol.recording import CLIENT_TO_TARGET, TARGET_TO_CLIENT, parse_recording
 
 MESSAGES = [bytes(range(256)), b"it's a \\ quote ' test\n", os.urandom(70000), b"x"]

@@ -11,11 +11,19 @@ import time
 
 import psutil
 import pytest
+from helpers import (
+    SinkRecorder,
+    TcpServer,
+    pattern_bytes,
+    running_proxy,
+    timeout,
+    unread_bytes,
+    unsent_bytes,
+    wait_steady,
+    ws_connect,
+)
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.frames import Frame, Opcode
-
-from helpers import (SinkRecorder, TcpServer, pattern_bytes, running_proxy, timeout, unread_bytes, unsent_bytes,
-                     wait_steady, ws_connect)
 
 MIB = 1024 * 1024
 

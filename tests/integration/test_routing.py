@@ -6,7 +6,6 @@ import socket
 import time
 
 import pytest
-
 from helpers import ROOT, TcpServer, echo_handler, running_proxy, timeout
 from rawws import exchange, frame, open_websocket, read_frame, read_head, status_of, upgrade_request, upgrade_status
 
@@ -139,6 +138,7 @@ def test_target_config_is_a_token_file(two_targets, tmp_path):
 def test_routing_option_errors(args, message):
     import subprocess
     import sys
+
     from helpers import assert_one_line_error
     result = subprocess.run([sys.executable, "-m", "websockify", *args], capture_output=True, text=True,
                             timeout=timeout(30), env={**os.environ, **PLUGINS})
@@ -175,6 +175,7 @@ def test_a_fleet_shares_routes_through_one_redis(two_targets, tmp_path):
 
 def test_tokens_over_tls_with_recording(two_targets, tmp_path):
     import ssl
+
     from certs import make_all
     first, _ = two_targets
     (tmp_path / "certs").mkdir()

@@ -14,7 +14,6 @@ import sys
 import time
 
 import pytest
-
 from helpers import ROOT, reserved_port, running_proxy, start_proxy, timeout, wait_for
 from rawws import frame, open_unix_websocket, open_websocket, read_frame
 

@@ -11,10 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
-
 from certs import make_all
 from helpers import TcpServer, assert_one_line_error, echo_handler, running_proxy, timeout, ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 
 @pytest.fixture(scope="module")

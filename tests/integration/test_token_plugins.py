@@ -9,16 +9,22 @@ import time
 import urllib.parse
 
 import pytest
-
 from backends import RedisServer, TokenApi
 from helpers import ROOT, TcpServer, free_port, timeout, wait_for
+
 from websockify import token_plugins
 from websockify.errors import ConfigError
 from websockify.proxy.plugins import load_plugin
-from websockify.token_plugins import (BasePlugin, BaseTokenAPI, JSONTokenApi, TokenBackendUnavailable, TokenRedis,
-                                      parse_source_args)
 from websockify.proxy.tokens import normalize_target
 from websockify.proxy.tokens.redisdb import parse_redis_source
+from websockify.token_plugins import (
+    BasePlugin,
+    BaseTokenAPI,
+    JSONTokenApi,
+    TokenBackendUnavailable,
+    TokenRedis,
+    parse_source_args,
+)
 
 # -- HTTP token APIs ------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ import os
 import ssl
 
 import pytest
-
 from certs import make_all
 from helpers import get, running_proxy
 

@@ -28,12 +28,19 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers import ROOT, Proxy, timeout
 from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
-
-from helpers import ROOT, Proxy, timeout
-from wrapping import (SERVERS, echo_through, marked, marker_fixture, picked_port, private_address, started,
-                      stop_and_check)
+from wrapping import (
+    SERVERS,
+    echo_through,
+    marked,
+    marker_fixture,
+    picked_port,
+    private_address,
+    started,
+    stop_and_check,
+)
 
 PLATFORM = sysconfig.get_platform().replace("-", "_").replace(".", "_")  # linux_x86_64
 NO_COMPILER = "/nonexistent/cc"  # CC names no file: setup.py and websockify find no compiler

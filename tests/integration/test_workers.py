@@ -8,7 +8,6 @@ import sys
 import time
 
 import psutil
-
 from helpers import reserved_port, running_proxy, start_proxy, timeout, wait_for
 from rawws import frame, open_websocket, read_frame
 
@@ -158,6 +157,7 @@ def test_workers_auto_follows_the_cpus_we_may_use(echo_server):
 
 def test_bad_workers_value_is_one_line():
     import subprocess
+
     from helpers import assert_one_line_error
     result = subprocess.run([sys.executable, "-m", "websockify", "--workers", "many", "6080", "h:1"],
                             capture_output=True, text=True, timeout=timeout(30))
@@ -165,7 +165,7 @@ def test_bad_workers_value_is_one_line():
 
 
 def test_per_address_cap_is_shared_out_among_workers(echo_server):
-    from rawws import upgrade_request, read_head, status_of
+    from rawws import read_head, status_of, upgrade_request
     with running_proxy("--workers", "2", "--max-connections-per-ip", "2", "127.0.0.1:0",
                        echo_server.address) as proxy:
         held, statuses = [], []

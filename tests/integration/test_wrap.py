@@ -16,11 +16,21 @@ import uuid
 
 import psutil
 import pytest
-from websockets.exceptions import ConnectionClosed
-
 from helpers import ROOT, assert_one_line_error, timeout, wait_for, ws_connect
-from wrapping import (ECHO, SERVERS, echo_through, launch, marked, marker_fixture, picked_port, private_address,
-                      started, stop_and_check, wrap)
+from websockets.exceptions import ConnectionClosed
+from wrapping import (
+    ECHO,
+    SERVERS,
+    echo_through,
+    launch,
+    marked,
+    marker_fixture,
+    picked_port,
+    private_address,
+    started,
+    stop_and_check,
+    wrap,
+)
 
 
 @pytest.fixture

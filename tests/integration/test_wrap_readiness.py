@@ -9,10 +9,10 @@ import time
 
 import psutil
 import pytest
-from websockets.exceptions import ConnectionClosed
-
 from helpers import timeout, wait_for, ws_connect
+from websockets.exceptions import ConnectionClosed
 from wrapping import ECHO, echo_through, marker_fixture, open_gate, private_address, stop_and_check, wrap
+
 from websockify.config import TcpAddress
 from websockify.wrap.readiness import MAX_PATH_BYTES, ReadinessSocket
 

@@ -18,7 +18,6 @@ import uuid
 from typing import Iterator
 
 import psutil
-
 from helpers import ROOT, Proxy, start_proxy, timeout, wait_for, ws_connect
 
 SERVERS = os.path.join(ROOT, "tests", "servers")

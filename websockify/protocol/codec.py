@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
-from typing import Optional
 
 from ..errors import PayloadError
 
@@ -22,7 +21,7 @@ SUBPROTOCOLS = (BINARY, BASE64)
 class MessageDecoder:
     """Turns the fragments of one client message into bytes for the target."""
 
-    def __init__(self, subprotocol: Optional[str], is_text: bool):
+    def __init__(self, subprotocol: str | None, is_text: bool):
         self._base64 = subprotocol == BASE64
         self._utf8 = codecs.getincrementaldecoder("utf-8")() if is_text and not self._base64 else None
         self._carry = b""
@@ -55,7 +54,7 @@ class MessageDecoder:
         return decoded
 
 
-def encode_for_client(subprotocol: Optional[str], data: bytes) -> tuple[bool, bytes]:
+def encode_for_client(subprotocol: str | None, data: bytes) -> tuple[bool, bytes]:
     """Target bytes → (is_text, payload) of the message to send to the client."""
     if subprotocol == BASE64:
         return True, base64.b64encode(data)

@@ -9,10 +9,9 @@ soon as its length is complete, before websockets sees the frame.
 from __future__ import annotations
 
 import struct
-from typing import Optional
 
 
-def check_header(header: bytes) -> tuple[int, Optional[str]]:
+def check_header(header: bytes) -> tuple[int, str | None]:
     """(payload length, error) of a frame header, complete up to its payload length."""
     code = header[1] & 0x7F
     if code == 126:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 from base64 import b64decode
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue, NegotiationError
@@ -24,7 +24,7 @@ from websockets.utils import accept_key
 from .codec import SUBPROTOCOLS
 
 
-def select_subprotocol(_protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> Optional[Subprotocol]:
+def select_subprotocol(_protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
     """The first of the client's subprotocols we speak; none offered means binary."""
     for name in offered:
         if name in SUBPROTOCOLS:
@@ -38,9 +38,9 @@ def select_subprotocol(_protocol: ServerProtocol, offered: Sequence[Subprotocol]
 @dataclass
 class HandshakeResult:
     accepted: bool
-    subprotocol: Optional[str]
+    subprotocol: str | None
     response: bytes
-    error: Optional[str]
+    error: str | None
 
 
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -50,7 +50,7 @@ def _tokens(value: str) -> list[str]:
     return [token.strip() for token in value.split(",") if token.strip()]
 
 
-def _fast_response(headers: Headers) -> Optional[tuple[Optional[str], bytes]]:
+def _fast_response(headers: Headers) -> tuple[str | None, bytes] | None:
     """(subprotocol, 101 response) for an ordinary valid upgrade; None for anything else."""
     try:
         key = headers.get("Sec-WebSocket-Key")

@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import struct
-from typing import Optional
 
 from websockets.datastructures import Headers
 
@@ -72,7 +71,7 @@ class HixieSession:
         self._out: list[bytes] = []
         self._open = True
         self._client_done = False
-        self._close_code: Optional[int] = None
+        self._close_code: int | None = None
         self._close_reason = ""
         self.subprotocol = "base64"
         self.backlogged = False  # every frame of a read is read at once
@@ -150,7 +149,7 @@ class HixieSession:
         return self._client_done
 
     @property
-    def close_code(self) -> Optional[int]:
+    def close_code(self) -> int | None:
         return self._close_code
 
     @property

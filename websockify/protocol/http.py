@@ -14,7 +14,7 @@ import email.utils
 import http
 import mimetypes
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -83,10 +83,10 @@ class RequestReader:
         self._url = bytearray()
         self._headers: list[tuple[bytes, bytes]] = []
         self._complete = False
-        self._error: Optional[HttpError] = None  # raised inside a callback
+        self._error: HttpError | None = None  # raised inside a callback
         self.leftover = b""  # bytes after the head (a client may pipeline its first frame)
 
-    def feed(self, data: bytes) -> Optional[RequestHead]:
+    def feed(self, data: bytes) -> RequestHead | None:
         """Return the head once complete, None while more is needed; raise HttpError on bad input."""
         if self._complete:
             raise RuntimeError("the request head is already complete")
@@ -163,7 +163,7 @@ class RequestReader:
             raise _HeadersDone()  # stop: a body or a pipelined request is not ours to read
 
 
-def auth_headers(headers: Headers, client_cn: Optional[str]) -> Headers:
+def auth_headers(headers: Headers, client_cn: str | None) -> Headers:
     """The headers an auth plugin sees: no client-sent `SSL_*` header in any letter
     case, and `SSL_CLIENT_S_DN_CN` only from a verified TLS client certificate."""
     clean = Headers((k, v) for k, v in headers.raw_items() if not k.lower().startswith("ssl_"))
@@ -249,7 +249,7 @@ def _authority(scheme: str, authority: str) -> str:
     return authority
 
 
-def origin_allowed(origin: Optional[str], host: Optional[str], allowed: Optional[tuple[str, ...]],
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...] | None,
                    same_origin: bool) -> bool:
     """May a browser page from `origin` open a WebSocket here (cross-site WebSocket hijacking)?
 

@@ -7,7 +7,6 @@ Unlike upstream's `partition(':')`, a bracketed IPv6 literal keeps its colons.
 from __future__ import annotations
 
 import re
-from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
 from .logsafe import printable
@@ -16,7 +15,7 @@ _TOKEN_IN_QUERY = re.compile(r"(?i)(token(?:=|%3D))([^&#\s%]*(?:%(?!26|23)[0-9A-
 _SHOWN = 4  # characters of a token a log line may show
 
 
-def token_from_target(target: str) -> Optional[str]:
+def token_from_target(target: str) -> str | None:
     values = parse_qs(urlsplit(target).query).get("token")
     if not values:
         return None
@@ -24,7 +23,7 @@ def token_from_target(target: str) -> Optional[str]:
     return token or None
 
 
-def token_from_host(host: Optional[str]) -> Optional[str]:
+def token_from_host(host: str | None) -> str | None:
     """`Host: vnc1.example.com:6080` → `vnc1.example.com`; `[::1]:6080` → `::1`."""
     if not host:
         return None

@@ -31,7 +31,7 @@ reports it.
 from __future__ import annotations
 
 import struct
-from typing import Optional, Protocol
+from typing import Protocol
 
 from websockets.exceptions import ProtocolError
 from websockets.frames import Close, Frame, Opcode
@@ -77,7 +77,7 @@ class RelaySession(Protocol):
     @property
     def backlogged(self) -> bool: ...
     @property
-    def close_code(self) -> Optional[int]: ...
+    def close_code(self) -> int | None: ...
     @property
     def close_reason(self) -> str: ...
 
@@ -95,19 +95,19 @@ class WebSocketSession:
     __slots__ = ("_buffer", "_closed", "_decoder", "_eof_received", "_failed", "_fragmented", "_fragments", "_max",
                  "_out", "_protocol", "_to_websockets", "backlogged", "subprotocol")
 
-    def __init__(self, subprotocol: Optional[str], max_message_bytes: int):
+    def __init__(self, subprotocol: str | None, max_message_bytes: int):
         self.subprotocol = subprotocol
         self._max = max_message_bytes
-        self._protocol: Optional[ServerProtocol] = None  # websockets, once a frame needs it
+        self._protocol: ServerProtocol | None = None  # websockets, once a frame needs it
         self._buffer = bytearray()  # the start of a frame not complete yet
         self._to_websockets = 0  # bytes of the current frame that go to websockets
         self._fragmented = False  # websockets is reading a message in fragments
-        self._decoder: Optional[MessageDecoder] = None
+        self._decoder: MessageDecoder | None = None
         self._fragments = 0
         self._out: list[bytes] = []
         self._eof_received = False
         self._failed = False
-        self._closed: Optional[Close] = None  # the client's close frame, answered here
+        self._closed: Close | None = None  # the client's close frame, answered here
         self.backlogged = False  # frames wait in the buffer: the budget of the last call ran out
 
     def _websockets(self) -> ServerProtocol:
@@ -245,7 +245,7 @@ class WebSocketSession:
         return position + step
 
     def _other_frame(self, view: memoryview, position: int, first: int, second: int, header: int,
-                     length: int) -> Optional[int]:
+                     length: int) -> int | None:
         """A frame the fast path does not read: the ordinary close is answered here, the
         rest goes to websockets, byte for byte, from the next turn of the loop (None).
         Otherwise, where reading stops: at the frame (incomplete), or the end (answered)."""
@@ -396,11 +396,11 @@ class WebSocketSession:
                 or (protocol is not None and (protocol.close_rcvd is not None or protocol.parser_exc is not None)))
 
     @property
-    def close_code(self) -> Optional[int]:
+    def close_code(self) -> int | None:
         if self._closed is not None:
             return self._closed.code
         if self._protocol is not None:
-            close: Optional[Close] = self._protocol.close_sent or self._protocol.close_rcvd
+            close: Close | None = self._protocol.close_sent or self._protocol.close_rcvd
             if close is not None:
                 return close.code
         if self._eof_received:

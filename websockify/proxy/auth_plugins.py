@@ -17,12 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from typing import Any, Mapping, NoReturn, Optional
+from typing import Any, Mapping, NoReturn
 
 
 class AuthenticationError(Exception):
-    def __init__(self, log_msg: Optional[str] = None, response_code: int = 403,
-                 response_headers: Optional[Mapping[str, str]] = None, response_msg: Optional[str] = None):
+    def __init__(self, log_msg: str | None = None, response_code: int = 403,
+                 response_headers: Mapping[str, str] | None = None, response_msg: str | None = None):
         self.code = response_code
         self.headers = dict(response_headers or {})
         self.msg = response_msg
@@ -42,24 +42,24 @@ class InvalidOriginError(AuthenticationError):
 class BasePlugin:
     """Upstream's base class: custom plugins written for upstream subclass it."""
 
-    def __init__(self, src: Optional[str] = None):
+    def __init__(self, src: str | None = None):
         self.source: Any = src  # upstream's plugins keep what they need here, parsed or not
 
-    def authenticate(self, headers: Mapping[str, str], target_host: Optional[str],
-                     target_port: Optional[int]) -> None:
+    def authenticate(self, headers: Mapping[str, str], target_host: str | None,
+                     target_port: int | None) -> None:
         pass
 
 
 class BasicHTTPAuth(BasePlugin):
     """`--auth-source user:password`: HTTP Basic authentication with one credential."""
 
-    def __init__(self, src: Optional[str] = None):
+    def __init__(self, src: str | None = None):
         if not src or ":" not in src:
             raise ValueError("BasicHTTPAuth needs --auth-source USER:PASSWORD")
         self._expected = src.encode("utf-8")
 
-    def authenticate(self, headers: Mapping[str, str], target_host: Optional[str],
-                     target_port: Optional[int]) -> None:
+    def authenticate(self, headers: Mapping[str, str], target_host: str | None,
+                     target_port: int | None) -> None:
         header = headers.get("Authorization")
         if header is None:
             self._demand()
@@ -84,11 +84,11 @@ class BasicHTTPAuth(BasePlugin):
 class ExpectOrigin(BasePlugin):
     """`--auth-source "https://a.example https://b.example"`: only pages from these origins."""
 
-    def __init__(self, src: Optional[str] = None):
+    def __init__(self, src: str | None = None):
         self.source = (src or "").split()
 
-    def authenticate(self, headers: Mapping[str, str], target_host: Optional[str],
-                     target_port: Optional[int]) -> None:
+    def authenticate(self, headers: Mapping[str, str], target_host: str | None,
+                     target_port: int | None) -> None:
         origin = headers.get("Origin")
         if origin is None or origin not in self.source:
             raise InvalidOriginError(expected=self.source, actual=origin)
@@ -97,10 +97,10 @@ class ExpectOrigin(BasePlugin):
 class ClientCertCNAuth(BasePlugin):
     """`--auth-source "alice bob"`: TLS client certificates with one of these common names."""
 
-    def __init__(self, src: Optional[str] = None):
+    def __init__(self, src: str | None = None):
         self.source = (src or "").split()
 
-    def authenticate(self, headers: Mapping[str, str], target_host: Optional[str],
-                     target_port: Optional[int]) -> None:
+    def authenticate(self, headers: Mapping[str, str], target_host: str | None,
+                     target_port: int | None) -> None:
         if headers.get("SSL_CLIENT_S_DN_CN", "") not in self.source:
             raise AuthenticationError(response_code=403)

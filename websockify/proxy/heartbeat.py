@@ -7,7 +7,7 @@ taken for dead. Upstream pinged blindly and never looked for the answer.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Optional
+from typing import Callable
 
 
 class Heartbeat:
@@ -23,7 +23,7 @@ class Heartbeat:
         self._loop = asyncio.get_running_loop()
         self._heard = True
         self._waiting_for_pong = False
-        self._timer: Optional[asyncio.TimerHandle] = self._loop.call_later(interval_s, self._tick)
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(interval_s, self._tick)
 
     def heard(self) -> None:
         """Anything from the client: data, a pong, a ping."""

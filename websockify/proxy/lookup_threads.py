@@ -12,7 +12,7 @@ import asyncio
 import logging
 import queue
 import threading
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,12 @@ class CallTimedOut(Exception):
 
 
 class LookupThreads:
-    def __init__(self, max_workers: int, name: str, max_waiting: Optional[int] = None):
+    def __init__(self, max_workers: int, name: str, max_waiting: int | None = None):
         self._max_workers = max_workers
         # Clients that time out and come back must not pile up calls a slow backend never answers.
         self._max_waiting = max_waiting if max_waiting is not None else 64 * max_workers
         self._name = name
-        self._jobs: "queue.SimpleQueue[Optional[_Job]]" = queue.SimpleQueue()
+        self._jobs: "queue.SimpleQueue[_Job | None]" = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._lock = threading.Lock()
@@ -94,7 +94,7 @@ class LookupThreads:
             self._jobs.put(None)
 
 
-def _settle(future: "asyncio.Future[Any]", result: Any, exc: Optional[BaseException]) -> None:
+def _settle(future: "asyncio.Future[Any]", result: Any, exc: BaseException | None) -> None:
     if future.cancelled():
         return
     if exc is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import ConfigError, HttpError
 from . import auth_plugins
@@ -14,7 +14,7 @@ from .lookup_threads import CallTimedOut, LookupThreads
 AUTH_WORKERS = 8
 
 
-def load_plugin(name: str, source: Optional[str], builtins: "ModuleType | str", option: str) -> Any:
+def load_plugin(name: str, source: str | None, builtins: "ModuleType | str", option: str) -> Any:
     """`Class` from `builtins` (a module, or its name: imported only for a bare
     class name), or `package.module.Class`; built with `source`."""
     module_name, _, class_name = name.rpartition(".")
@@ -36,8 +36,8 @@ def load_plugin(name: str, source: Optional[str], builtins: "ModuleType | str", 
 @dataclass
 class Authenticator:
     plugin: Any
-    target_host: Optional[str]
-    target_port: Optional[int]
+    target_host: str | None
+    target_port: int | None
     workers: LookupThreads = field(default_factory=lambda: LookupThreads(AUTH_WORKERS, "auth"))
 
     async def check(self, headers: Any, timeout_s: float) -> None:
@@ -53,6 +53,6 @@ class Authenticator:
             raise HttpError(503, "authentication timed out", log_message=f"auth plugin: {exc}") from None
 
 
-def load_authenticator(name: str, source: Optional[str], target_host: Optional[str],
-                       target_port: Optional[int]) -> Authenticator:
+def load_authenticator(name: str, source: str | None, target_host: str | None,
+                       target_port: int | None) -> Authenticator:
     return Authenticator(load_plugin(name, source, auth_plugins, "--auth-plugin"), target_host, target_port)

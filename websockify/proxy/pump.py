@@ -34,7 +34,7 @@ import enum
 import logging
 import select
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 from ..errors import CloseCode, TargetUnavailable
 from ..protocol.recording import CLIENT_TO_TARGET, TARGET_TO_CLIENT
@@ -79,7 +79,7 @@ class TargetProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         return self._relay.target_eof()
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._relay.target_lost(exc)
 
     def pause_writing(self) -> None:
@@ -107,9 +107,9 @@ class Relay:
         peer: str,
         write_buffer_bytes: int,
         close_timeout_s: float,
-        recording: Optional[SessionRecording] = None,
+        recording: SessionRecording | None = None,
         heartbeat_s: float = 0.0,
-        on_end: Optional[Callable[[], None]] = None,
+        on_end: Callable[[], None] | None = None,
     ):
         self._loop = asyncio.get_running_loop()
         self._client = client
@@ -119,8 +119,8 @@ class Relay:
         self._write_buffer_bytes = write_buffer_bytes
         self._close_timeout_s = close_timeout_s
         self._recording = recording
-        self._target: Optional[asyncio.Transport] = None
-        self._connect_task: Optional[asyncio.Task[None]] = None
+        self._target: asyncio.Transport | None = None
+        self._connect_task: asyncio.Task[None] | None = None
         self._pending: list[bytes] = []  # client payloads that came before the target was up
         self._held: list[bytes] = []  # client bytes that came while reading was paused
         self._drain_scheduled = False
@@ -130,10 +130,10 @@ class Relay:
         self._target_gone = False
         self._target_eof_sent = False
         self._target_eof_received = False
-        self._client_linger: Optional[asyncio.TimerHandle] = None
-        self._target_linger: Optional[asyncio.TimerHandle] = None
-        self._stall_watch: Optional[asyncio.TimerHandle] = None
-        self._failure: Optional[str] = None
+        self._client_linger: asyncio.TimerHandle | None = None
+        self._target_linger: asyncio.TimerHandle | None = None
+        self._stall_watch: asyncio.TimerHandle | None = None
+        self._failure: str | None = None
         self._done = False
         self._started = time.monotonic()
         self._on_end = on_end
@@ -337,7 +337,7 @@ class Relay:
         tls = self._target is not None and self._target.get_extra_info("ssl_object") is not None
         return not self._session.client_done and not tls
 
-    def target_lost(self, exc: Optional[Exception]) -> None:
+    def target_lost(self, exc: Exception | None) -> None:
         self._target_gone = True
         self._cancel(self._target_linger)
         self._cancel(self._stall_watch)
@@ -490,6 +490,6 @@ class Relay:
         )
 
     @staticmethod
-    def _cancel(handle: Optional[asyncio.TimerHandle]) -> None:
+    def _cancel(handle: asyncio.TimerHandle | None) -> None:
         if handle is not None:
             handle.cancel()

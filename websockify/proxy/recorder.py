@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 from ..protocol.recording import FOOTER, HEADER, encode_frame
 
@@ -106,8 +106,8 @@ class SessionRecording:
         self._recorder = recorder
         self._opened = time.monotonic()
         self._cut_short = False
-        self.file: Optional[TextIO] = None  # writer thread only
-        self.path: Optional[str] = None
+        self.file: TextIO | None = None  # writer thread only
+        self.path: str | None = None
 
     def record(self, direction: str, data: bytes) -> None:
         if self._cut_short:

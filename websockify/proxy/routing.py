@@ -20,16 +20,16 @@ import asyncio
 import inspect
 import logging
 import ssl
-from typing import Any, Optional
+from typing import Any
 
 from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import ConfigError, HttpError, TargetUnavailable
 from ..protocol.logsafe import printable
 from ..protocol.token_request import redact
+from .lookup_threads import CallTimedOut, LookupThreads
 from .plugins import load_plugin
 from .target import AddressConnector
 from .tokens.base import UNIX_SOCKET, TokenBackendUnavailable, normalize_target
-from .lookup_threads import CallTimedOut, LookupThreads
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,13 @@ LOOKUP_WORKERS = 16
 _CACHED_CONNECTORS = 4096
 
 
-def load_token_plugin(name: str, source: Optional[str]) -> Any:
+def load_token_plugin(name: str, source: str | None) -> Any:
     """A built-in from websockify.token_plugins, or the user's `package.module.Class`."""
     return load_plugin(name, source, "websockify.token_plugins", "--token-plugin")
 
 
 class TokenRouter:
-    def __init__(self, plugin: Any, connect_timeout_s: float, tls: Optional[ssl.SSLContext]):
+    def __init__(self, plugin: Any, connect_timeout_s: float, tls: ssl.SSLContext | None):
         self.plugin = plugin
         self._connect_timeout_s = connect_timeout_s
         self._tls = tls

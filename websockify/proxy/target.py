@@ -5,7 +5,7 @@ import asyncio
 import os
 import socket
 import ssl
-from typing import Callable, Optional, Protocol
+from typing import Callable, Protocol
 
 from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import TargetUnavailable
@@ -24,7 +24,7 @@ class Connector(Protocol):
 class AddressConnector:
     """Connects to a fixed TCP or Unix address."""
 
-    def __init__(self, address: Target, timeout_s: float, tls: Optional[ssl.SSLContext] = None):
+    def __init__(self, address: Target, timeout_s: float, tls: ssl.SSLContext | None = None):
         self.address = address
         self.description = str(address) + (" (TLS)" if tls else "")
         self._timeout_s = timeout_s

@@ -9,8 +9,6 @@ costs no more than the slack in descriptors and memory.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from ..errors import HttpError
 
 
@@ -19,7 +17,7 @@ class Ticket:
 
     __slots__ = ("_admission", "ip", "refusal", "_released")
 
-    def __init__(self, admission: "Admission", ip: str, refusal: Optional[HttpError]):
+    def __init__(self, admission: "Admission", ip: str, refusal: HttpError | None):
         self._admission = admission
         self.ip = ip
         self.refusal = refusal
@@ -36,7 +34,7 @@ RESERVED_DESCRIPTORS = 32
 
 
 class Admission:
-    def __init__(self, max_connections: int, max_per_ip: int = 0, descriptors: Optional[int] = None):
+    def __init__(self, max_connections: int, max_per_ip: int = 0, descriptors: int | None = None):
         """`descriptors`: the open-file limit. A served client holds two (its socket
         and its target's), a refused one one: past what the limit allows, accepting
         more clients would only starve the target connections of those accepted."""
@@ -53,7 +51,7 @@ class Admission:
         self.served = 0  # tickets without a refusal
         self._per_ip: dict[str, int] = {}
 
-    def admit(self, ip: str) -> Optional[Ticket]:
+    def admit(self, ip: str) -> Ticket | None:
         """A ticket, or None when the client must be closed without a word."""
         if self.total >= self.max_connections + self.slack:
             return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Optional, cast
+from typing import cast
 
 from ..errors import HttpError
 from ..protocol import hixie
@@ -46,12 +46,12 @@ class ClientConnection(asyncio.BufferedProtocol):
                  "_lent", "_peer", "_reader", "_reads", "_relay", "_sniffed", "_task", "_ticket", "_transport",
                  "_writable")
 
-    def __init__(self, context: ConnectionContext, entry: Optional[Entry] = None):
+    def __init__(self, context: ConnectionContext, entry: Entry | None = None):
         self._context = context
         self._reads = context.read_buffer  # a slot of its own: read on every read
-        self._ticket: Optional[Ticket] = entry.ticket if entry is not None else None
+        self._ticket: Ticket | None = entry.ticket if entry is not None else None
         self._deadline_at = entry.deadline if entry is not None else 0.0  # loop time by which the relay must start
-        self._transport: Optional[asyncio.Transport] = None
+        self._transport: asyncio.Transport | None = None
         self._peer = "?"
         self._buffer = b""
         self._lent = self._reads.view  # the buffer of the read in progress
@@ -59,13 +59,13 @@ class ClientConnection(asyncio.BufferedProtocol):
         limits = context.config.limits
         # Until the head is read; dropped then: llhttp's state and the raw headers
         # would stay with every open session.
-        self._reader: Optional[RequestReader] = RequestReader(limits.max_header_bytes, limits.max_headers)
-        self._relay: Optional[Relay] = None
-        self._task: Optional[asyncio.Task[None]] = None
-        self._deadline: Optional[asyncio.TimerHandle] = None
+        self._reader: RequestReader | None = RequestReader(limits.max_header_bytes, limits.max_headers)
+        self._relay: Relay | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._finished = False
-        self._writable: Optional[asyncio.Event] = None  # made for a file sender only
-        self._hixie: Optional[tuple[RequestHead, bytearray]] = None  # head, bytes after it
+        self._writable: asyncio.Event | None = None  # made for a file sender only
+        self._hixie: tuple[RequestHead, bytearray] | None = None  # head, bytes after it
         self._connector: Connector = context.connector  # a token may choose another
 
     # -- asyncio.Protocol ------------------------------------------------
@@ -124,7 +124,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             self._relay.client_eof()
         return False
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._context.connections.discard(self)
         if self._ticket is not None:
             self._ticket.release()
@@ -217,7 +217,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             raise HttpError(404, "no token given", log_message=f"no token ({where})")
         return token
 
-    async def _prepare(self, head: RequestHead, websocket: bool, needs_auth: bool, token: Optional[str]) -> None:
+    async def _prepare(self, head: RequestHead, websocket: bool, needs_auth: bool, token: str | None) -> None:
         """Authentication first (an unauthenticated client must not probe tokens), then the token."""
         assert self._transport is not None
         try:
@@ -314,7 +314,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._context.on_session_start()
         self._relay.start(leftover)
 
-    def _reply_error(self, exc: HttpError, head: Optional[RequestHead]) -> None:
+    def _reply_error(self, exc: HttpError, head: RequestHead | None) -> None:
         target = f" {head.method} {printable_target(head.target)}" if head is not None else ""
         log.info("%s:%s HTTP %d: %s", self._peer, target, exc.status, printable(exc.log_message))
         self._finish(error_response(exc.status, str(exc), exc.headers,

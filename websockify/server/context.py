@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Protocol
+from typing import Callable, Iterator, Protocol
 
 from ..config import Config
 from ..proxy.plugins import Authenticator
@@ -71,9 +71,9 @@ class ConnectionContext:
     gate: Gate  # admits the connections of plain listeners (the accept loop admits the others)
     read_buffer: SharedReadBuffer
     connections: OpenConnections
-    authenticator: Optional[Authenticator] = None
-    router: Optional[TokenRouter] = None
-    recorder: Optional[Recorder] = None
+    authenticator: Authenticator | None = None
+    router: TokenRouter | None = None
+    recorder: Recorder | None = None
     flash_policy_port: int = 0  # the one port a Flash policy names: the first TCP one
     # WebSocket sessions starting and ending, for the lifetime options and status.
     on_session_start: Callable[[], None] = _nothing

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 from .admission import Admission, Ticket
 from .peer import format_peer
@@ -39,7 +39,7 @@ class Gate:
         self._handshake_timeout_s = handshake_timeout_s
         self._clock = clock
 
-    def admit(self, address: object) -> Optional[Entry]:
+    def admit(self, address: object) -> Entry | None:
         """An Entry (its ticket may carry a 503 refusal), or None: close the socket at once."""
         ticket = self.admission.admit(address[0] if isinstance(address, tuple) else "")
         if ticket is None:

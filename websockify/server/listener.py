@@ -15,7 +15,7 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ..addresses import TcpAddress, format_host_port
 from ..errors import ConfigError, StartupError
@@ -44,11 +44,11 @@ def _listen_addresses(address: TcpAddress, prefer_ipv6: bool) -> list[tuple[Any,
 @dataclass
 class ListeningSocket:
     sock: socket.socket
-    unix_path: Optional[str] = None  # a socket file we created, removed at exit if still ours
-    unix_inode: Optional[int] = None
+    unix_path: str | None = None  # a socket file we created, removed at exit if still ours
+    unix_inode: int | None = None
 
     @property
-    def port(self) -> Optional[int]:
+    def port(self) -> int | None:
         """The TCP port, None for a Unix socket."""
         if self.sock.family in (socket.AF_INET, socket.AF_INET6):
             return int(self.sock.getsockname()[1])

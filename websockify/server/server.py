@@ -13,7 +13,7 @@ import logging
 import resource
 import socket
 import ssl
-from typing import Callable, Optional
+from typing import Callable
 
 from ..config import Config
 from ..errors import ConfigError
@@ -41,8 +41,8 @@ def _nothing() -> None:
 
 class ProxyServer:
     def __init__(self, config: Config, connector: Connector, sockets: list[ListeningSocket],
-                 tls: Optional[ssl.SSLContext] = None, authenticator: Optional[Authenticator] = None,
-                 router: Optional[TokenRouter] = None, *,
+                 tls: ssl.SSLContext | None = None, authenticator: Authenticator | None = None,
+                 router: TokenRouter | None = None, *,
                  on_session_start: Callable[[], None] = _nothing, on_session_end: Callable[[], None] = _nothing):
         """`on_session_start`, `on_session_end`: a WebSocket session started, ended (for
         the lifetime options and status)."""
@@ -81,7 +81,7 @@ class ProxyServer:
         return self.context.connector
 
     @property
-    def router(self) -> Optional[TokenRouter]:
+    def router(self) -> TokenRouter | None:
         return self.context.router
 
     async def start(self, announce: bool = True) -> None:
@@ -162,7 +162,7 @@ class ProxyServer:
         if ticket is not None:
             self._close(sock, ticket)
 
-    def _stop_peeking(self, sock: socket.socket) -> Optional[Ticket]:
+    def _stop_peeking(self, sock: socket.socket) -> Ticket | None:
         entry = self._peeking.pop(sock, None)
         if entry is None:
             return None
@@ -176,7 +176,7 @@ class ProxyServer:
         sock.close()
         ticket.release()
 
-    async def _serve(self, sock: socket.socket, tls: Optional[ssl.SSLContext], address: object,
+    async def _serve(self, sock: socket.socket, tls: ssl.SSLContext | None, address: object,
                      entry: Entry) -> None:
         context = self.context
         try:

@@ -11,7 +11,7 @@ were accepted with.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Optional
+from typing import Any
 
 from ..config import DEFAULT_CERT, TlsSettings
 from ..errors import ConfigError
@@ -110,7 +110,7 @@ def target_context() -> ssl.SSLContext:
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
 
 
-def peer_common_name(ssl_object: Optional[ssl.SSLObject]) -> Optional[str]:
+def peer_common_name(ssl_object: ssl.SSLObject | None) -> str | None:
     if ssl_object is None:
         return None
     cert: Any = ssl_object.getpeercert() or {}

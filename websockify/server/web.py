@@ -12,12 +12,18 @@ import hashlib
 import logging
 import os
 import stat
-from typing import Optional
 
 from ..errors import HttpError
+from ..protocol.http import (
+    SECURITY_HEADERS,
+    RequestHead,
+    content_type,
+    error_response,
+    http_date,
+    response_head,
+    static_path,
+)
 from ..protocol.token_request import printable_target
-from ..protocol.http import SECURITY_HEADERS, RequestHead, content_type, error_response, http_date, \
-    response_head, static_path
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +105,7 @@ async def serve(transport: asyncio.Transport, head: RequestHead, web_root: str, 
 
 def _not_modified(head: RequestHead, etag: str, mtime: float) -> bool:
     """RFC 9110 §13.1.2/13.1.3: If-None-Match wins over If-Modified-Since."""
-    if_none_match: Optional[str] = head.headers.get("If-None-Match")
+    if_none_match: str | None = head.headers.get("If-None-Match")
     if if_none_match is not None:
         tags = [t.strip() for t in if_none_match.split(",")]
         return "*" in tags or etag in tags or f"W/{etag}" in tags

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 
 class StartupReport:
     """The daemon's end of the pipe to the waiting command line."""
 
-    def __init__(self, fd: Optional[int]):
+    def __init__(self, fd: int | None):
         self._fd = fd
 
     def ready(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Optional, Protocol
+from typing import Callable, Protocol
 
 from ..config import Lifetime
 
@@ -28,14 +28,14 @@ CallLater = Callable[[float, Callable[[], None]], Timer]
 class Lifetimes:
     def __init__(self, lifetime: Lifetime, stop: Callable[[str], None], stop_accepting: Callable[[], None],
                  on_change: Callable[[int], None] = lambda sessions: None, *,
-                 call_later: Optional[CallLater] = None):
+                 call_later: CallLater | None = None):
         self._lifetime = lifetime
         self._stop = stop
         self._stop_accepting = stop_accepting
         self._on_change = on_change
         self._call_later: CallLater = call_later or asyncio.get_running_loop().call_later
-        self._idle_timer: Optional[Timer] = None
-        self._timeout_timer: Optional[Timer] = None
+        self._idle_timer: Timer | None = None
+        self._timeout_timer: Timer | None = None
         self._draining = False  # --timeout has passed: end with the last session
         self.sessions = 0
         self.sessions_total = 0

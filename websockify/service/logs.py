@@ -22,6 +22,7 @@ import os
 import socket
 import sys
 import time
+
 from ..addresses import parse_host, parse_port
 from ..config import LogSettings
 from ..errors import ConfigError

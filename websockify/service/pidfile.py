@@ -6,7 +6,6 @@ one naming a live websockify is an error, so two instances cannot share it.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from ..errors import StartupError
 
@@ -23,7 +22,7 @@ class PidFile:
     def __init__(self, path: str):
         self.path = path
 
-    def owner(self) -> Optional[int]:
+    def owner(self) -> int | None:
         try:
             with open(self.path) as file:
                 text = file.read().strip()

@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import time
-from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +23,12 @@ SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 class Notifier:
     """Sends notifications if systemd asked for them; does nothing otherwise."""
 
-    def __init__(self, socket_path: Optional[str], watchdog_usec: Optional[int] = None):
-        self._address: Optional[str] = None
-        self._sock: Optional[socket.socket] = None
-        self.watchdog_interval_s: Optional[float] = watchdog_usec / 2e6 if watchdog_usec else None
+    def __init__(self, socket_path: str | None, watchdog_usec: int | None = None):
+        self._address: str | None = None
+        self._sock: socket.socket | None = None
+        self.watchdog_interval_s: float | None = watchdog_usec / 2e6 if watchdog_usec else None
         self._last_status = ""
-        self._watchdog: Optional[asyncio.TimerHandle] = None
+        self._watchdog: asyncio.TimerHandle | None = None
         if socket_path:
             self._address = "\0" + socket_path[1:] if socket_path.startswith("@") else socket_path
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)

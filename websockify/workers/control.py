@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Optional
 
 from ..addresses import TcpAddress
 from ..wrap.supervisor import ProgramState
@@ -38,10 +37,10 @@ _PROGRAM_STATES = {kind: state for state, kind in _PROGRAM_KINDS.items()}
 @dataclass(frozen=True)
 class Message:
     kind: Kind
-    address: Optional[TcpAddress] = None  # PROGRAM_READY only
+    address: TcpAddress | None = None  # PROGRAM_READY only
 
     @classmethod
-    def program(cls, state: ProgramState, address: Optional[TcpAddress]) -> "Message":
+    def program(cls, state: ProgramState, address: TcpAddress | None) -> "Message":
         """The wrapped program's state as a message; READY needs its address."""
         if state is ProgramState.READY:
             if address is None:
@@ -50,7 +49,7 @@ class Message:
         return cls(_PROGRAM_KINDS[state])
 
     @property
-    def program_state(self) -> Optional[ProgramState]:
+    def program_state(self) -> ProgramState | None:
         """The program's state this message reports, or None for the other kinds."""
         return _PROGRAM_STATES.get(self.kind)
 

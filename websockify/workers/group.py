@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 from ..config import Config
 from ..errors import StartupError
@@ -76,7 +76,7 @@ class WorkerGroup:
     """The parent's side; a server.interface.Server, as a ProxyServer is."""
 
     def __init__(self, config: Config, sockets: list[ListeningSocket], count: int, reaper: ChildReaper,
-                 program: Optional[WrappedProgram], report_sessions: bool,
+                 program: WrappedProgram | None, report_sessions: bool,
                  on_session_start: Callable[[], None] = _nothing, on_session_end: Callable[[], None] = _nothing):
         self.config = config
         # --max-connections and --max-connections-per-ip are for the whole: each worker takes its share.
@@ -177,7 +177,7 @@ class WorkerGroup:
 
     # -- exits -----------------------------------------------------------
 
-    def _exited(self, worker: _Worker, status: Optional[int]) -> None:
+    def _exited(self, worker: _Worker, status: int | None) -> None:
         if self._workers.get(worker.index) is not worker:
             return
         del self._workers[worker.index]

@@ -13,7 +13,7 @@ import logging
 import pickle
 import socket
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping
 
 from ..config import Config
 from ..proxy.target import AddressConnector, ProtocolFactory, wait_for_program
@@ -48,7 +48,7 @@ class WorkerSettings:
                 _CONFIG_ENVIRONMENT: base64.b64encode(pickle.dumps(self.config)).decode("ascii")}
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> Optional["WorkerSettings"]:
+    def from_environment(cls, environ: Mapping[str, str]) -> "WorkerSettings" | None:
         """The settings in `environ`, or None when it has none (not started by a parent)."""
         description = environ.get(ENVIRONMENT)
         settings = environ.get(_CONFIG_ENVIRONMENT)
@@ -70,7 +70,7 @@ class RemoteTarget:
         self._timeout_s = connect_timeout_s
         self.state = ProgramState.STARTING
         self._ready = asyncio.Event()
-        self._connector: Optional[AddressConnector] = None
+        self._connector: AddressConnector | None = None
 
     def update(self, message: Message) -> None:
         state = message.program_state
@@ -100,11 +100,11 @@ class WorkerLink:
         self._control.setblocking(False)
         self._report = settings.report_sessions
         self.sockets = [adopt_listener(fd, f"worker {settings.index}") for fd in settings.listening_fds]
-        self._target: Optional[RemoteTarget] = None
+        self._target: RemoteTarget | None = None
         self._on_stop_accepting: Callable[[], None] = lambda: None
         process.die_with_parent(settings.parent_pid)  # a parent SIGKILLed leaves no worker behind
 
-    def start(self, on_stop_accepting: Callable[[], None], target: Optional[RemoteTarget]) -> None:
+    def start(self, on_stop_accepting: Callable[[], None], target: RemoteTarget | None) -> None:
         """Tell the parent we listen; from now on its messages call `on_stop_accepting`
         and update `target` (the wrapped program, if there is one)."""
         self._on_stop_accepting = on_stop_accepting

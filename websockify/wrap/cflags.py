@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Optional
 
 CFLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
 
@@ -43,7 +42,7 @@ def compile_command(compiler: str, source: str, output: str) -> list[str]:
     return [compiler, *CFLAGS, "-o", output, source, *libs()]
 
 
-def find_compiler() -> Optional[str]:
+def find_compiler() -> str | None:
     """$CC if set (and nothing else then), else cc, gcc or clang on PATH; None if none is there."""
     configured = os.environ.get("CC")
     if configured:

@@ -11,7 +11,6 @@ import os
 import shutil
 import stat
 import struct
-from typing import Optional
 
 from ..errors import ConfigError
 
@@ -23,7 +22,7 @@ class NotPreloadable(ConfigError):
     pass
 
 
-def elf_interpreter_present(header: bytes) -> Optional[bool]:
+def elf_interpreter_present(header: bytes) -> bool | None:
     """For an ELF image's first bytes: does it ask for a dynamic loader? None if not ELF."""
     if header[:4] != b"\x7fELF" or len(header) < 64:
         return None
@@ -45,14 +44,14 @@ def elf_interpreter_present(header: bytes) -> Optional[bool]:
     return False
 
 
-def parse_shebang(first_line: bytes) -> Optional[list[str]]:
+def parse_shebang(first_line: bytes) -> list[str] | None:
     """`#!/usr/bin/env python3 -u` → ['/usr/bin/env', 'python3', '-u']; None if not a script."""
     if not first_line.startswith(b"#!"):
         return None
     return first_line[2:].decode("utf-8", "replace").split()
 
 
-def resolve_command(name: str, path: Optional[str] = None) -> str:
+def resolve_command(name: str, path: str | None = None) -> str:
     found = shutil.which(name, path=path)
     if found is None:
         where = "" if "/" in name else " in PATH"

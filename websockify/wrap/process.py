@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import psutil
 
@@ -60,7 +60,7 @@ def become_subreaper() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
-def spawn(argv: Sequence[str], env: dict[str, str], cwd: Optional[str] = None) -> int:
+def spawn(argv: Sequence[str], env: dict[str, str], cwd: str | None = None) -> int:
     """Start the wrapped command in its own session, in `cwd`; return its pid.
 
     The caller reaps it (reaper.py), so the Popen object is dropped at once.
@@ -96,7 +96,7 @@ def die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> None:
         os.kill(os.getpid(), signum)
 
 
-def run_tool(argv: Sequence[str], env: Optional[dict[str, str]] = None,
+def run_tool(argv: Sequence[str], env: dict[str, str] | None = None,
              timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a short helper (the C compiler, a loader check) to completion."""
     return subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout_s)
@@ -106,7 +106,7 @@ class NotOurChild(Exception):
     """waitpid() on a pid that is not (or no longer) our child: its parent collects it."""
 
 
-def try_reap(pid: int) -> Optional[int]:
+def try_reap(pid: int) -> int | None:
     """Collect `pid` if it has exited: its exit code as a shell reports it (128+N for
     signal N), or None while it runs. Only this pid: waitpid(-1) would take the
     exit of a child someone else waits for (subprocess.run's, say).
@@ -123,7 +123,7 @@ def try_reap(pid: int) -> Optional[int]:
     return code if code >= 0 else 128 - code
 
 
-def exited_child() -> Optional[int]:
+def exited_child() -> int | None:
     """The pid of a child of ours that has exited, left uncollected (WNOWAIT): whoever
     owns it still collects it with try_reap. None if no child has exited."""
     try:
@@ -133,7 +133,7 @@ def exited_child() -> Optional[int]:
     return found.si_pid if found is not None and found.si_pid else None
 
 
-def open_exit_fd(pid: int) -> Optional[int]:
+def open_exit_fd(pid: int) -> int | None:
     """A pidfd: a descriptor that polls readable once `pid` has exited (Linux 5.3+),
     child or not. None if the process is already gone (and reaped by its parent).
 
@@ -188,7 +188,7 @@ def own_children(processes: Sequence[psutil.Process]) -> list[psutil.Process]:
     return [p for p in processes if _ppid(p) == me]
 
 
-def _ppid(process: psutil.Process) -> Optional[int]:
+def _ppid(process: psutil.Process) -> int | None:
     try:
         return process.ppid()
     except psutil.Error:

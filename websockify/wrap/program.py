@@ -28,7 +28,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from ..config import Config, TcpAddress
 from ..errors import StartupError
@@ -68,14 +68,14 @@ class WrappedProgram:
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
         self._tree_empty = asyncio.Event()
-        self._address: Optional[TcpAddress] = None
-        self._connector: Optional[AddressConnector] = None
-        self._main_pid: Optional[int] = None
-        self._last_status: Optional[int] = None
-        self._watchdog_pid: Optional[int] = None
-        self._readiness: Optional[ReadinessSocket] = None
-        self._slow_start: Optional[asyncio.TimerHandle] = None
-        self._respawn: Optional[asyncio.TimerHandle] = None
+        self._address: TcpAddress | None = None
+        self._connector: AddressConnector | None = None
+        self._main_pid: int | None = None
+        self._last_status: int | None = None
+        self._watchdog_pid: int | None = None
+        self._readiness: ReadinessSocket | None = None
+        self._slow_start: asyncio.TimerHandle | None = None
+        self._respawn: asyncio.TimerHandle | None = None
         self._state_listeners: list[Callable[[], None]] = []
         self.exited: asyncio.Future[int] = self._loop.create_future()
 
@@ -160,7 +160,7 @@ class WrappedProgram:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
-    def target_state(self) -> tuple[ProgramState, Optional[TcpAddress]]:
+    def target_state(self) -> tuple[ProgramState, TcpAddress | None]:
         """(READY, address), (STARTING, None) while it starts or respawns, or (DOWN, None)."""
         state = self._supervisor.program_state
         if state is ProgramState.READY and self._address is not None:
@@ -178,7 +178,7 @@ class WrappedProgram:
 
     # -- supervision -----------------------------------------------------
 
-    def _member_exited(self, pid: int, status: Optional[int]) -> None:
+    def _member_exited(self, pid: int, status: int | None) -> None:
         """A process of the tree ended (`status` None: not our child, its parent has it)."""
         if status is not None:
             self._last_status = status
@@ -194,7 +194,7 @@ class WrappedProgram:
         """An orphan of the tree, re-parented to us, exited unwatched: it was ours."""
         self._reaper.watch(pid, self._member_exited)
 
-    def _watchdog_exited(self, pid: int, status: Optional[int]) -> None:
+    def _watchdog_exited(self, pid: int, status: int | None) -> None:
         log.warning("the watchdog process exited (%s)", status)
 
     def _watch_tree(self) -> list[process.Process]:
@@ -260,7 +260,7 @@ class WrappedProgram:
             await self._wait_gone(_KILLED_WAIT_S, None)
         return self._supervisor.stop_exit_code(self._last_status)
 
-    async def _wait_gone(self, seconds: float, force: Optional[asyncio.Event]) -> bool:
+    async def _wait_gone(self, seconds: float, force: asyncio.Event | None) -> bool:
         """Until the reaper has seen the whole tree exit, `force` is set, or `seconds` pass."""
         waits = [asyncio.ensure_future(self._tree_empty.wait())]
         if force is not None:

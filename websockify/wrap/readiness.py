@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import os
 import socket
-from typing import Callable, Optional
+from typing import Callable
 
 from ..config import TcpAddress
 
@@ -25,7 +25,7 @@ MAX_PATH_BYTES = 107
 _MAX_REPORT_BYTES = 128
 
 
-def parse_report(data: bytes) -> Optional[TcpAddress]:
+def parse_report(data: bytes) -> TcpAddress | None:
     """b"127.0.0.1 5901" → TcpAddress; None unless a loopback address and a real port."""
     try:
         host, port_text = data.decode("ascii").split()
@@ -46,7 +46,7 @@ class ReadinessSocket:
         self.path = path
         self._on_report = on_report
         self._loop = asyncio.get_running_loop()
-        self._sock: Optional[socket.socket] = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             self._sock.bind(path)
             self._sock.setblocking(False)

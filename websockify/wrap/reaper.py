@@ -29,7 +29,7 @@ import asyncio
 import errno
 import logging
 import os
-from typing import Callable, Optional, Protocol
+from typing import Callable, Protocol
 
 from . import process
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # pid, and its exit code as a shell reports it; None when it was not our child
 # (a grandchild, whose parent collected the status).
-ExitCallback = Callable[[int, Optional[int]], None]
+ExitCallback = Callable[[int, int | None], None]
 
 _POLL_S = 0.05  # only without pidfds
 _ORPHAN_CHECK_S = 1.0
@@ -59,23 +59,23 @@ class ChildReaper:
     """Watches pids for their exit and dispatches each exit to the callback registered for it."""
 
     def __init__(self, loop: EventLoop,
-                 try_reap: Callable[[int], Optional[int]] = process.try_reap,
-                 open_exit_fd: Callable[[int], Optional[int]] = process.open_exit_fd,
+                 try_reap: Callable[[int], int | None] = process.try_reap,
+                 open_exit_fd: Callable[[int], int | None] = process.open_exit_fd,
                  is_running: Callable[[int], bool] = process.is_running,
                  close_fd: Callable[[int], None] = os.close,
-                 exited_child: Callable[[], Optional[int]] = process.exited_child):
+                 exited_child: Callable[[], int | None] = process.exited_child):
         self._loop = loop
         self._try_reap = try_reap
         self._open_exit_fd = open_exit_fd
         self._is_running = is_running
         self._close_fd = close_fd
         self._exited_child = exited_child
-        self._on_orphan: Optional[Callable[[int], None]] = None
-        self._orphan_check: Optional[asyncio.TimerHandle] = None
+        self._on_orphan: Callable[[int], None] | None = None
+        self._orphan_check: asyncio.TimerHandle | None = None
         self._callbacks: dict[int, ExitCallback] = {}
         self._fds: dict[int, int] = {}  # pid -> pidfd
         self._polling = False  # no pidfds on this kernel
-        self._poll: Optional[asyncio.TimerHandle] = None
+        self._poll: asyncio.TimerHandle | None = None
 
     def watch(self, pid: int, on_exit: ExitCallback) -> None:
         """Call `on_exit(pid, code)` once `pid` has exited (and, if our child, been collected)."""

@@ -15,7 +15,6 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 from ..errors import ConfigError
 from .cflags import compile_command, find_compiler
@@ -33,7 +32,7 @@ class RebindUnavailable(ConfigError):
     """No usable rebind.so and no way to build one."""
 
 
-def source_path() -> Optional[Path]:
+def source_path() -> Path | None:
     return next((p for p in _SOURCES if p.is_file()), None)
 
 
@@ -49,7 +48,7 @@ def _loads(library: Path) -> bool:
     return result.returncode == 0 and "LD_PRELOAD" not in result.stderr and "ld.so" not in result.stderr
 
 
-def find_rebind(explicit: Optional[str] = None) -> Path:
+def find_rebind(explicit: str | None = None) -> Path:
     """Return a rebind.so usable on this machine, building it if needed; `explicit`
     (WEBSOCKIFY_REBIND_SO, read by app.py with the other variables) wins."""
     if explicit:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Optional, Union
 
 from ..config import WRAP_MODES, WrapMode
 
@@ -66,7 +65,7 @@ class KeepProxying:
     """Ignore mode: stay up with nothing behind the proxy."""
 
 
-Decision = Union[Exit, Respawn, KeepProxying]
+Decision = Exit | Respawn | KeepProxying
 
 
 class Supervisor:
@@ -76,10 +75,10 @@ class Supervisor:
         self.mode: WrapMode = mode
         self.backoff = backoff
         self.state = State.DONE
-        self.started_at: Optional[float] = None
+        self.started_at: float | None = None
         self.quick_failures = 0
         self.starts = 0
-        self.stop_signal: Optional[int] = None
+        self.stop_signal: int | None = None
 
     def spawned(self, now: float) -> None:
         self.state = State.STARTING
@@ -110,7 +109,7 @@ class Supervisor:
         self.stop_signal = signum
         self.state = State.STOPPING
 
-    def stop_exit_code(self, status: Optional[int]) -> int:
+    def stop_exit_code(self, status: int | None) -> int:
         """Exit mode reports the program's status; the others report our signal."""
         if self.mode == "exit" and status is not None:
             return status

@@ -1,6 +1,7 @@
 """The opening handshake (RFC 6455 §4.2.2) through websockets' ServerProtocol."""
 from .inputs import KEY_HEAD, handshake, handshake_raw
 
+
 def test_accepts_and_picks_the_clients_first_known_subprotocol():
     result = handshake("chat, base64, binary")
     assert result.accepted and result.subprotocol == "base64"

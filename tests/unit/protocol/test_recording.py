@@ -2,8 +2,14 @@ import os
 
 import pytest
 
-from websockify.protocol.recording import (CLIENT_TO_TARGET, FOOTER, HEADER, TARGET_TO_CLIENT, encode_frame,
-                                           parse_recording)
+from websockify.protocol.recording import (
+    CLIENT_TO_TARGET,
+    FOOTER,
+    HEADER,
+    TARGET_TO_CLIENT,
+    encode_frame,
+    parse_recording,
+)
 
 
 def test_every_byte_value_survives():

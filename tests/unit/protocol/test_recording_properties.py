@@ -2,8 +2,15 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from websockify.protocol.recording import (CLIENT_TO_TARGET, FOOTER, HEADER, TARGET_TO_CLIENT, RecordedFrame,
-                                           encode_frame, parse_recording)
+from websockify.protocol.recording import (
+    CLIENT_TO_TARGET,
+    FOOTER,
+    HEADER,
+    TARGET_TO_CLIENT,
+    RecordedFrame,
+    encode_frame,
+    parse_recording,
+)
 
 frames = st.lists(st.builds(RecordedFrame, st.sampled_from([CLIENT_TO_TARGET, TARGET_TO_CLIENT]),
                             st.integers(0, 10**12), st.binary(max_size=200)), max_size=8)

@@ -2,7 +2,12 @@
 import pytest
 
 from websockify.protocol.token_request import (
-    printable_target, redact, redact_target, token_from_host, token_from_target)
+    printable_target,
+    redact,
+    redact_target,
+    token_from_host,
+    token_from_target,
+)
 
 
 @pytest.mark.parametrize("target,token", [

@@ -11,6 +11,7 @@ from websockify.protocol.websocket import WebSocketSession
 
 from .inputs import handshake
 
+
 def session(protocols: str = "", max_bytes: int = 1000) -> WebSocketSession:
     result = handshake(protocols, max_bytes)
     assert result.accepted

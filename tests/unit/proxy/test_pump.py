@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Optional
 
+from fakes import (
+    Browser,
+    FakeConnector,
+    FakeTransport,
+    HangupSocket,
+    close_of,
+    open_session,
+    run,
+    turns,
+    turns_until,
+    wait_until,
+)
 from websockets.frames import Opcode
 
-from fakes import Browser, FakeConnector, FakeTransport, HangupSocket, close_of, open_session, run, turns, \
-    turns_until, wait_until
 from websockify.errors import TargetUnavailable
 from websockify.protocol.websocket import FRAMES_PER_CALL
 from websockify.proxy.pump import Relay
@@ -35,15 +44,15 @@ class ClientEvents(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.relay.client_write_resumed()
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.relay.client_lost()
 
 
 class Session:
     """One relay between a fake client transport and a fake target."""
 
-    def __init__(self, connector: Optional[FakeConnector] = None, close_timeout_s: float = 5.0,
-                 client_socket: Optional[HangupSocket] = None) -> None:
+    def __init__(self, connector: FakeConnector | None = None, close_timeout_s: float = 5.0,
+                 client_socket: HangupSocket | None = None) -> None:
         self.events = ClientEvents()
         self.client = FakeTransport(self.events, {"socket": client_socket} if client_socket else None)
         self.connector = connector or FakeConnector()

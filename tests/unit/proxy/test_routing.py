@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Optional
+from typing import Any
 
 import pytest
-
 from fakes import run
+
 from websockify.addresses import TcpAddress, UnixAddress
 from websockify.errors import HttpError
 from websockify.proxy.routing import RoutedTargets, TokenRouter
@@ -74,7 +74,7 @@ class Blocking:
         return TABLE.get(token)
 
 
-def router(plugin: Any, tls: Optional[Any] = None) -> TokenRouter:
+def router(plugin: Any, tls: Any | None = None) -> TokenRouter:
     return TokenRouter(plugin, connect_timeout_s=5, tls=tls)
 
 

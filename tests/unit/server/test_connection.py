@@ -3,12 +3,12 @@ admission, the origin check, static files and the hand-over to the relay."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import Any
 
 import pytest
+from fakes import Browser, FakeConnector, FakeTransport, run, turns, turns_until, upgrade_request, wait_until
 from websockets.frames import Opcode
 
-from fakes import Browser, FakeConnector, FakeTransport, run, turns, turns_until, upgrade_request, wait_until
 from websockify.config import Config, build_config
 from websockify.protocol.sniff import FLASH_POLICY_REQUEST
 from websockify.server.admission import Ticket
@@ -20,8 +20,8 @@ from websockify.server.server import ProxyServer
 class Client:
     """One ClientConnection of a real ProxyServer (never started: no listener) on a fake transport."""
 
-    def __init__(self, config: Config, ticket: Optional[Ticket] = None, deadline_s: float = 10,
-                 server: Optional[ProxyServer] = None) -> None:
+    def __init__(self, config: Config, ticket: Ticket | None = None, deadline_s: float = 10,
+                 server: ProxyServer | None = None) -> None:
         self.server = server or ProxyServer(config, FakeConnector(), [])
         self.ticket = ticket or self.server.admission.admit("127.0.0.1")
         assert self.ticket is not None

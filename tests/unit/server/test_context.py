@@ -9,8 +9,8 @@ import socket
 from typing import Any
 
 import pytest
-
 from fakes import FakeConnector, FakeTransport, run, turns
+
 from websockify.config import Config, build_config
 from websockify.server.connection import ClientConnection
 from websockify.server.context import ConnectionContext, OpenConnections

@@ -9,14 +9,19 @@ import stat
 from typing import Any, Callable
 
 import pytest
-
 from fakes import run
+
 from websockify.addresses import TcpAddress
 from websockify.errors import ConfigError, StartupError
 from websockify.server import listener as listener_module
 from websockify.server.listener import (
-    Listener, ListeningSocket, _listen_addresses, adopt_listener, open_listener, open_unix_listener)
-
+    Listener,
+    ListeningSocket,
+    _listen_addresses,
+    adopt_listener,
+    open_listener,
+    open_unix_listener,
+)
 
 # -- TCP ---------------------------------------------------------------------------------
 

@@ -6,11 +6,11 @@ import dataclasses
 import ssl
 import subprocess
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
-
 from certs import make_all
+
 from websockify.config import TlsSettings
 from websockify.errors import ConfigError
 from websockify.server.tls import peer_common_name, server_context, target_context
@@ -123,7 +123,7 @@ def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> ssl.SSLObject:
     raise AssertionError("the handshake did not finish")
 
 
-def client_context(certs: Path, name: Optional[str]) -> ssl.SSLContext:
+def client_context(certs: Path, name: str | None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
     if name is not None:
         context.load_cert_chain(str(certs / f"{name}.pem"))

@@ -1,6 +1,6 @@
 """Fakes for the process side: an event loop whose readers the test fires, and a kernel."""
 import errno
-from typing import Callable, Optional
+from typing import Callable
 
 from websockify.wrap import process
 from websockify.wrap.reaper import ChildReaper
@@ -50,13 +50,13 @@ class Kernel:
     """Processes as the reaper sees them: pidfds, exit codes, whose children they are."""
 
     def __init__(self) -> None:
-        self.children: dict[int, Optional[int]] = {}  # our children: exit code once exited
+        self.children: dict[int, int | None] = {}  # our children: exit code once exited
         self.others: dict[int, bool] = {}  # not ours: running?
         self.reaped: list[int] = []
         self.closed: list[int] = []
         self.pidfds = True
 
-    def try_reap(self, pid: int) -> Optional[int]:
+    def try_reap(self, pid: int) -> int | None:
         if pid not in self.children:
             raise process.NotOurChild(pid)
         code = self.children[pid]
@@ -65,14 +65,14 @@ class Kernel:
             self.reaped.append(pid)
         return code
 
-    def open_exit_fd(self, pid: int) -> Optional[int]:
+    def open_exit_fd(self, pid: int) -> int | None:
         if not self.pidfds:
             raise OSError(errno.ENOSYS, "no pidfd_open")
         if pid not in self.children and pid not in self.others:
             return None
         return 1000 + pid
 
-    def exited_child(self) -> Optional[int]:
+    def exited_child(self) -> int | None:
         """waitid(WNOWAIT): an exited child of ours, left uncollected."""
         return next((pid for pid, code in self.children.items() if code is not None), None)
 

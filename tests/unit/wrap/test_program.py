@@ -24,7 +24,7 @@ WATCHDOG = 99
 
 
 class FakeProcess:
-    def __init__(self, pid: int, parent: Optional[int]):
+    def __init__(self, pid: int, parent: int | None):
         self.pid = pid
         self.parent = parent  # None: websockify
 
@@ -83,7 +83,7 @@ class World:
         while not any(sent == signum for _, sent in self.signals):
             await asyncio.sleep(0)
 
-    def started(self, pid: int, parent: Optional[int] = None) -> None:
+    def started(self, pid: int, parent: int | None = None) -> None:
         """A process appears in our tree, forked by `parent` (None: by us)."""
         self.alive[pid] = FakeProcess(pid, parent)
         if parent is None:
@@ -127,7 +127,7 @@ def run(test: Callable[[], object]) -> None:
 def test_ready_once_rebind_reports_the_moved_port(world):
     async def test() -> None:
         program = WrappedProgram(config(), Path("/rebind.so"), world.reaper, clock=lambda: 0.0)
-        changes: list[tuple[ProgramState, Optional[TcpAddress]]] = []
+        changes: list[tuple[ProgramState, TcpAddress | None]] = []
         program.add_state_listener(lambda: changes.append(program.target_state()))
         program.start()
         assert world.spawned == [("server", "--flag")]

@@ -1,5 +1,4 @@
 """The reaper: each exit goes to whoever watched that pid, and only that pid is collected."""
-from typing import Optional
 
 import pytest
 
@@ -19,7 +18,7 @@ def kernel() -> Kernel:
 def test_an_exit_goes_to_the_callback_of_that_pid_only(loop, kernel):
     kernel.children.update({10: None, 11: None})
     reaper = kernel.reaper(loop)
-    heard: list[tuple[str, int, Optional[int]]] = []
+    heard: list[tuple[str, int, int | None]] = []
     reaper.watch(10, lambda pid, code: heard.append(("a", pid, code)))
     reaper.watch(11, lambda pid, code: heard.append(("b", pid, code)))
     kernel.children[11] = 137
@@ -33,7 +32,7 @@ def test_a_child_not_yet_collectable_is_asked_again(loop, kernel):
     """A multi-threaded child: its pidfd fires before waitpid can collect it."""
     kernel.children[10] = None
     reaper = kernel.reaper(loop)
-    heard: list[Optional[int]] = []
+    heard: list[int | None] = []
     reaper.watch(10, lambda pid, code: heard.append(code))
     loop.fire(1010)
     assert heard == [] and 1010 in loop.readers
@@ -45,7 +44,7 @@ def test_a_child_not_yet_collectable_is_asked_again(loop, kernel):
 def test_a_process_that_is_not_our_child_is_reported_without_a_status(loop, kernel):
     kernel.others[20] = True
     reaper = kernel.reaper(loop)
-    heard: list[tuple[int, Optional[int]]] = []
+    heard: list[tuple[int, int | None]] = []
     reaper.watch(20, lambda pid, code: heard.append((pid, code)))
     kernel.others[20] = False
     loop.fire(1020)
@@ -54,7 +53,7 @@ def test_a_process_that_is_not_our_child_is_reported_without_a_status(loop, kern
 
 def test_a_process_gone_before_it_was_watched_is_reported_on_the_next_turn(loop, kernel):
     reaper = kernel.reaper(loop)
-    heard: list[tuple[int, Optional[int]]] = []
+    heard: list[tuple[int, int | None]] = []
     reaper.watch(30, lambda pid, code: heard.append((pid, code)))
     assert heard == []
     loop.run_soon()
@@ -78,7 +77,7 @@ def test_watched_by_others_names_the_pids_of_other_owners(loop, kernel):
     reaper = kernel.reaper(loop)
 
     class Owner:
-        def exited(self, pid: int, code: Optional[int]) -> None:
+        def exited(self, pid: int, code: int | None) -> None:
             pass
 
     owner = Owner()
@@ -93,7 +92,7 @@ def test_without_pidfds_the_watched_pids_are_checked_on_a_timer(loop, kernel):
     kernel.children[10] = None
     kernel.others[20] = True
     reaper = kernel.reaper(loop)
-    heard: list[tuple[int, Optional[int]]] = []
+    heard: list[tuple[int, int | None]] = []
     reaper.watch(10, lambda pid, code: heard.append((pid, code)))
     reaper.watch(20, lambda pid, code: heard.append((pid, code)))
     assert len(loop.timers) == 1 and loop.readers == {}
@@ -121,7 +120,7 @@ def test_orphans_that_exit_unwatched_are_handed_to_the_adopter(loop, kernel):
     kernel.children.update({10: None, 40: 0, 41: 9})  # 40 and 41: orphans, exited
     reaper = kernel.reaper(loop)
     reaper.watch(10, lambda pid, code: None)
-    heard: list[tuple[int, Optional[int]]] = []
+    heard: list[tuple[int, int | None]] = []
     reaper.adopt_orphans(lambda pid: reaper.watch(pid, lambda pid, code: heard.append((pid, code))))
     assert heard == [] and len(loop.timers) == 1  # nothing happens before the check
     loop.run_timers()

@@ -4,8 +4,15 @@
 `base` for the contract.
 """
 from .api import BaseTokenAPI, JSONTokenApi
-from .base import (UNIX_SOCKET, BasePlugin, TokenBackendUnavailable, TokenTarget, normalize_target, parse_target,
-                   token_hint)
+from .base import (
+                   UNIX_SOCKET,
+                   BasePlugin,
+                   TokenBackendUnavailable,
+                   TokenTarget,
+                   normalize_target,
+                   parse_target,
+                   token_hint,
+)
 from .files import ReadOnlyTokenFile, TokenFile, TokenFileName
 from .jwtapi import JWTTokenApi
 from .redisdb import TokenRedis, parse_source_args

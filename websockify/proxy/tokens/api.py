@@ -18,7 +18,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Optional
+from typing import Any
 
 from ...errors import ConfigError
 from .base import BasePlugin, TokenBackendUnavailable, TokenTarget, normalize_target, parse_target, require_source
@@ -53,7 +53,7 @@ class BaseTokenAPI(BasePlugin):
 
     timeout = 5.0  # seconds for connecting and for each read
 
-    def __init__(self, src: Optional[str]) -> None:
+    def __init__(self, src: str | None) -> None:
         url = require_source(src, type(self).__name__, "URL (with %s where the token goes)")
         if "%s" not in url:
             raise ConfigError(f"--token-source: {url!r} has no %s where the token goes")
@@ -67,7 +67,7 @@ class BaseTokenAPI(BasePlugin):
     def url_for(self, token: str) -> str:
         return str(self.source).replace("%s", urllib.parse.quote(token, safe=""), 1)
 
-    def lookup(self, token: str) -> Optional[TokenTarget]:
+    def lookup(self, token: str) -> TokenTarget | None:
         response = self._get(self.url_for(token))
         if response.status_code >= 500:
             raise TokenBackendUnavailable(f"token API answered {response.status_code}")

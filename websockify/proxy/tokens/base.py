@@ -19,7 +19,7 @@ import errno
 import ipaddress
 import os
 import re
-from typing import Any, Optional, Union
+from typing import Any
 
 from ...addresses import parse_host, parse_port
 from ...errors import ConfigError, WebsockifyError
@@ -35,7 +35,7 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_TARGET = re.compile(rf"((?:{_OCTET}\.){{3}}{_OCTET}):([0-9]{{1,5}})")
 
 # (host, port) for TCP, ("unix_socket", path) for a Unix socket target.
-TokenTarget = Union[tuple[str, int], tuple[str, str]]
+TokenTarget = tuple[str, int] | tuple[str, str]
 
 
 class TokenBackendUnavailable(WebsockifyError):
@@ -48,14 +48,14 @@ class BasePlugin:
     # Plugins written for upstream block (files, HTTP, databases): off the loop by default.
     loop_safe = False
 
-    def __init__(self, src: Optional[str]) -> None:
+    def __init__(self, src: str | None) -> None:
         self.source = src
 
     def lookup(self, token: str) -> Any:
         return None
 
 
-def require_source(src: Optional[str], plugin: str, expected: str) -> str:
+def require_source(src: str | None, plugin: str, expected: str) -> str:
     if not src:
         raise ConfigError(f"--token-plugin {plugin} needs --token-source {expected}")
     return src
@@ -98,7 +98,7 @@ def parse_target(text: str) -> TokenTarget:
         raise ValueError(str(exc)) from None
 
 
-def normalize_target(result: Any) -> Optional[TokenTarget]:
+def normalize_target(result: Any) -> TokenTarget | None:
     """A plugin's answer in one shape: `(str host, int port)` or `("unix_socket", str)`.
 
     Upstream plugins return lists, ports as str or bytes, IPv6 hosts in brackets;
@@ -138,7 +138,7 @@ def resolve_directory(source: object, plugin: str) -> str:
 class DirectoryPlugin(BasePlugin):
     """A plugin whose source is a directory: resolved at start and again on reload."""
 
-    def __init__(self, src: Optional[str]) -> None:
+    def __init__(self, src: str | None) -> None:
         super().__init__(require_source(src, type(self).__name__, "DIRECTORY"))
         self._directory = resolve_directory(self.source, type(self).__name__)
 

@@ -19,11 +19,19 @@ import stat
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ...errors import ConfigError
-from .base import (NO_SUCH_NAME, BasePlugin, DirectoryPlugin, TokenBackendUnavailable, TokenTarget, is_inside,
-                   is_plain_name, parse_target, require_source)
+from .base import (
+    NO_SUCH_NAME,
+    BasePlugin,
+    DirectoryPlugin,
+    TokenBackendUnavailable,
+    TokenTarget,
+    is_inside,
+    is_plain_name,
+    parse_target,
+    require_source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +47,7 @@ _TOKEN_SEPARATOR = re.compile(r":\s")
 Signature = tuple[int, int, int, int, int]
 
 
-def _signature(st: os.stat_result) -> Optional[Signature]:
+def _signature(st: os.stat_result) -> Signature | None:
     if time.time_ns() - st.st_mtime_ns < RACY_WINDOW_NS:
         return None  # "unknown": compare the content next time
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
@@ -47,12 +55,12 @@ def _signature(st: os.stat_result) -> Optional[Signature]:
 
 @dataclass
 class _File:
-    signature: Optional[Signature]
+    signature: Signature | None
     data: bytes
     targets: dict[str, TokenTarget] = field(default_factory=dict)
 
 
-def parse_line(line: str) -> Optional[tuple[str, TokenTarget]]:
+def parse_line(line: str) -> tuple[str, TokenTarget] | None:
     """One line of a token file: None for a blank or comment line, ValueError when malformed."""
     text = _COMMENT.split(line, maxsplit=1)[0].strip()
     if not text:
@@ -90,12 +98,12 @@ class ReadOnlyTokenFile(BasePlugin):
 
     loop_safe = True  # a dict lookup
 
-    def __init__(self, src: Optional[str]) -> None:
+    def __init__(self, src: str | None) -> None:
         super().__init__(require_source(src, type(self).__name__, "FILE_OR_DIRECTORY"))
         self._lock = threading.Lock()
         self._files: dict[str, _File] = {}
         self._listing: list[str] = []
-        self._listing_signature: Optional[Signature] = None
+        self._listing_signature: Signature | None = None
         self._targets: dict[str, TokenTarget] = {}
         self._unreadable: set[str] = set()  # warned about once
         try:
@@ -103,7 +111,7 @@ class ReadOnlyTokenFile(BasePlugin):
         except TokenBackendUnavailable as exc:
             raise ConfigError(f"--token-source: {exc}") from None
 
-    def lookup(self, token: str) -> Optional[TokenTarget]:
+    def lookup(self, token: str) -> TokenTarget | None:
         return self._targets.get(token)
 
     def reload(self) -> None:
@@ -157,7 +165,7 @@ class ReadOnlyTokenFile(BasePlugin):
             self._listing_signature = signature
         return self._listing
 
-    def _check(self, path: str, force: bool, single: bool, known: Optional[os.stat_result]) -> Optional[_File]:
+    def _check(self, path: str, force: bool, single: bool, known: os.stat_result | None) -> _File | None:
         """The file's tokens, re-read only when it changed; None when it is gone or not a file."""
         old = self._files.get(path)
         try:
@@ -198,7 +206,7 @@ class TokenFile(ReadOnlyTokenFile):
 
     LOOP_SAFE_FILES = 16
 
-    def lookup(self, token: str) -> Optional[TokenTarget]:
+    def lookup(self, token: str) -> TokenTarget | None:
         with self._lock:
             self._refresh(force=False)
         return self._targets.get(token)
@@ -213,7 +221,7 @@ class TokenFileName(DirectoryPlugin):
 
     MAX_SIZE = 4096
 
-    def lookup(self, token: str) -> Optional[TokenTarget]:
+    def lookup(self, token: str) -> TokenTarget | None:
         if not is_plain_name(token):
             return None
         path = os.path.realpath(os.path.join(self._directory, token))

@@ -26,7 +26,7 @@ import json
 import logging
 import re
 import time
-from typing import Any, Optional
+from typing import Any
 
 from ...errors import ConfigError
 from .base import BasePlugin, TokenTarget, missing_library, normalize_target, require_source, token_hint
@@ -55,7 +55,7 @@ ENCRYPTION_ALGS = {
 
 
 class JWTTokenApi(BasePlugin):
-    def __init__(self, src: Optional[str]) -> None:
+    def __init__(self, src: str | None) -> None:
         super().__init__(require_source(src, "JWTTokenApi", "KEY_FILE"))
         try:
             # By name: jwcrypto is an optional extra, and ships no type stubs.
@@ -125,7 +125,7 @@ class JWTTokenApi(BasePlugin):
                         "tokens signed with it will be refused", path, longest)
         return keys
 
-    def lookup(self, token: str) -> Optional[TokenTarget]:
+    def lookup(self, token: str) -> TokenTarget | None:
         keys, kty = self._keyring
         token = token.strip()
         if len(token) > MAX_TOKEN or not _COMPACT.fullmatch(token):
@@ -143,7 +143,7 @@ class JWTTokenApi(BasePlugin):
             return None
         return self._target(token, payload)
 
-    def _verify(self, token: str, keys: list[Any], kty: str) -> Optional[bytes]:
+    def _verify(self, token: str, keys: list[Any], kty: str) -> bytes | None:
         for key in keys:
             signed = self._jws.JWS()
             signed.allowed_algs = SIGNING_ALGS[kty]
@@ -157,7 +157,7 @@ class JWTTokenApi(BasePlugin):
             return payload
         return None
 
-    def _decrypt(self, token: str, keys: list[Any], kty: str) -> Optional[str]:
+    def _decrypt(self, token: str, keys: list[Any], kty: str) -> str | None:
         for key in keys:
             sealed = self._jwe.JWE()
             sealed.allowed_algs = ENCRYPTION_ALGS[kty]
@@ -168,7 +168,7 @@ class JWTTokenApi(BasePlugin):
                 log.debug("token %s: cannot decrypt: %s", token_hint(token), exc)
         return None
 
-    def _target(self, token: str, payload: bytes) -> Optional[TokenTarget]:
+    def _target(self, token: str, payload: bytes) -> TokenTarget | None:
         try:
             claims = json.loads(payload)
         except ValueError:

@@ -17,12 +17,20 @@ import asyncio
 import json
 import logging
 import urllib.parse
-from typing import Any, Optional
+from typing import Any
 
 from ...addresses import parse_host, parse_port
 from ...errors import ConfigError
-from .base import (BasePlugin, TokenBackendUnavailable, TokenTarget, missing_library, normalize_target, parse_target,
-                   require_source, token_hint)
+from .base import (
+    BasePlugin,
+    TokenBackendUnavailable,
+    TokenTarget,
+    missing_library,
+    normalize_target,
+    parse_target,
+    require_source,
+    token_hint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +66,7 @@ def parse_source_args(src: str) -> list[str]:
         pos = colon + 1
 
 
-def parse_redis_source(src: str) -> tuple[dict[str, Any], Optional[str], str]:
+def parse_redis_source(src: str) -> tuple[dict[str, Any], str | None, str]:
     """(connection keyword arguments, URL or None, namespace) for `src`; ConfigError if malformed."""
     if urllib.parse.urlsplit(src).scheme in URL_SCHEMES and "://" in src:
         parts = urllib.parse.urlsplit(src)
@@ -116,7 +124,7 @@ class TokenRedis(BasePlugin):
     connect_timeout = 2.0  # seconds to open a connection
     timeout = 3.0  # seconds for a whole lookup, reconnecting included
 
-    def __init__(self, src: Optional[str]) -> None:
+    def __init__(self, src: str | None) -> None:
         super().__init__(require_source(src, "TokenRedis", SOURCE_FORMAT))
         try:
             import redis.asyncio as aioredis
@@ -150,7 +158,7 @@ class TokenRedis(BasePlugin):
         except TypeError as exc:  # "...__init__() got an unexpected keyword argument 'x'"
             raise ConfigError(f"--token-source: an option of the Redis URL is not known to redis-py: {exc}") from None
 
-    async def lookup(self, token: str) -> Optional[TokenTarget]:
+    async def lookup(self, token: str) -> TokenTarget | None:
         try:
             async with asyncio.timeout(self.timeout):
                 value: Any = await self._client.get(self._namespace + token)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Optional
 
 from .base import NO_SUCH_NAME, UNIX_SOCKET, DirectoryPlugin, TokenTarget, is_inside, is_plain_name
 
@@ -18,7 +17,7 @@ from .base import NO_SUCH_NAME, UNIX_SOCKET, DirectoryPlugin, TokenTarget, is_in
 class UnixDomainSocketDirectory(DirectoryPlugin):
     loop_safe = True  # an lstat(), plus a realpath() for symbolic links
 
-    def lookup(self, token: str) -> Optional[TokenTarget]:
+    def lookup(self, token: str) -> TokenTarget | None:
         if not is_plain_name(token):
             return None
         path = os.path.join(self._directory, token)

@@ -3,8 +3,8 @@ import socket
 import time
 
 import pytest
-
 from helpers import timeout
+
 from websockify.errors import ConfigError
 from websockify.token_plugins import UnixDomainSocketDirectory
 
