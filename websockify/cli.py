@@ -243,8 +243,9 @@ class _Command(click.Command):
               "past it, plain clients get HTTP 503 and TLS ones are closed.")
 @_option(LIMITS, "--max-connections-per-ip", type=click.IntRange(min=0),
          default=defaults.DEFAULT_MAX_CONNECTIONS_PER_IP, show_default=True, metavar="N",
-         help="Connections from one client address at once, refused as past --max-connections; 0: no cap "
-              "(clients behind one reverse proxy share its address).")
+         help="Connections from one client address (an IPv6 one: its /64) at once; past it, closed at once "
+              "without taking a place of --max-connections. 0: no cap, because clients behind one reverse "
+              "proxy share its address; a gateway that clients reach directly should set one (say 64).")
 @_option(LIMITS, "--max-header-bytes", type=click.IntRange(min=1024), default=defaults.DEFAULT_MAX_HEADER_BYTES,
          show_default=True, metavar="BYTES",
          help="Largest request head (request line and headers) a client may send; at least 1024.")

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
+import time
 
 import pytest
+from certs import make_all
 from helpers import assert_one_line_error, running_proxy, timeout, wait_for
 from rawws import exchange, frame, open_websocket, read_frame, read_head, status_of, upgrade_request, upgrade_status
 
@@ -37,8 +40,10 @@ def test_max_connections_answers_503_and_keeps_serving(echo_server):
 def test_max_connections_per_ip(echo_server):
     with running_proxy("--max-connections-per-ip", "2", "127.0.0.1:0", echo_server.address) as proxy:
         held = [open_websocket(proxy.port) for _ in range(2)]
-        reply = exchange(proxy.port, upgrade_request())
-        assert status_of(reply) == 503 and b"too many connections from your address" in reply
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10)) as third:
+            third.sendall(upgrade_request())
+            assert _closed_without_a_word(third)  # at once, and takes no slot
+        proxy.wait_log(r"dropped: 2 connections from its address \(--max-connections-per-ip\)")
         # Another address is not affected (all of 127/8 is loopback on Linux).
         other = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10),
                                          source_address=("127.0.0.2", 0))
@@ -62,6 +67,66 @@ def test_beyond_the_slack_clients_are_closed_at_once(echo_server):
         held.sendall(frame(0x2, b"alive"))
         assert read_frame(held) == (0x2, b"alive")
         held.close()
+
+
+def _closed_without_a_word(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _honest_upgrade(port: int) -> int:
+    """An upgrade from another loopback address (all of 127/8 is lo on Linux)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout(10), source_address=("127.0.0.2", 0)) as sock:
+        sock.sendall(upgrade_request())
+        return status_of(read_head(sock))
+
+
+def _idle_sockets(port: int, count: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port), timeout=timeout(10)) for _ in range(count)]
+
+
+def test_idle_sockets_from_one_address_lock_out_neither_a_new_client_nor_a_session(echo_server):
+    """Issue 17: one address's idle sockets filled the pool and its slack; now the oldest
+    idle one is evicted for each newcomer, and the log says so a few times, then counts."""
+    with running_proxy("--max-connections", "50", "127.0.0.1:0", echo_server.address) as proxy:
+        session = open_websocket(proxy.port)
+        idle: list[socket.socket] = []
+        try:
+            for _ in range(10):
+                idle += _idle_sockets(proxy.port, 30)
+                assert _honest_upgrade(proxy.port) == 101
+            session.sendall(frame(0x2, b"alive"))
+            assert read_frame(session) == (0x2, b"alive")
+            proxy.wait_log(r"evicted: idle before its request: \d+ more in the last 10 s", seconds=20)
+            assert len([line for line in proxy.lines if "evicted" in line]) <= 4
+            assert "dropped" not in proxy.log
+        finally:
+            for sock in [session, *idle]:
+                sock.close()
+
+
+def test_past_the_address_cap_sockets_are_closed_at_once_and_take_no_slot(echo_server):
+    """With the old accounting, the 290 refused sockets held the pool's slack until their
+    deadline and the honest client was dropped."""
+    with running_proxy("--max-connections", "50", "--max-connections-per-ip", "10", "127.0.0.1:0",
+                       echo_server.address) as proxy:
+        idle = _idle_sockets(proxy.port, 300)
+        try:
+            started = time.monotonic()
+            closed = 0
+            for sock in idle[10:]:
+                closed += _closed_without_a_word(sock)
+            assert closed == 290 and time.monotonic() - started < timeout(5)
+            for _ in range(10):
+                assert _honest_upgrade(proxy.port) == 101
+            proxy.wait_log(r"dropped: too many connections from one address: \d+ more in the last 10 s",
+                           seconds=20)
+            assert len([line for line in proxy.lines if "connections from" in line]) <= 4
+        finally:
+            for sock in idle:
+                sock.close()
 
 
 def test_header_limits(echo_server):
@@ -118,3 +183,27 @@ def test_bad_limit_options(args, message):
     result = subprocess.run([sys.executable, "-m", "websockify", *args, "6080", "localhost:5900"],
                             capture_output=True, text=True, timeout=timeout(30))
     assert_one_line_error(result, message)
+
+
+def test_with_tls_idle_and_half_handshaken_sockets_are_evicted_too(tmp_path_factory, echo_server):
+    """The accept loop's phases (waiting for a first byte, in the TLS handshake) are evicted like a
+    plain client's head: a TLS client still gets its 101."""
+    certs = make_all(tmp_path_factory.mktemp("evict"))
+    with running_proxy("--cert", str(certs / "server.pem"), "--key", str(certs / "server.key"),
+                       "--max-connections", "10", "127.0.0.1:0", echo_server.address) as proxy:
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        idle = _idle_sockets(proxy.port, 30)  # sent nothing
+        half = _idle_sockets(proxy.port, 30)
+        for sock in half:
+            sock.sendall(b"\x16\x03\x01\x00\x05")  # a TLS record header, and no more
+        try:
+            for _ in range(3):
+                raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10),
+                                               source_address=("127.0.0.2", 0))
+                with context.wrap_socket(raw, server_hostname="localhost") as sock:
+                    sock.sendall(upgrade_request())
+                    assert status_of(read_head(sock)) == 101
+            assert "Traceback" not in proxy.log
+        finally:
+            for sock in [*idle, *half]:
+                sock.close()

@@ -171,9 +171,13 @@ def test_per_address_cap_is_shared_out_among_workers(echo_server):
         held, statuses = [], []
         for _ in range(8):
             sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10))
-            sock.sendall(upgrade_request())
-            statuses.append(status_of(read_head(sock)))
             held.append(sock)
-        assert 1 <= statuses.count(101) <= 2 and statuses.count(503) >= 6, statuses
+            try:
+                sock.sendall(upgrade_request())
+                statuses.append(status_of(read_head(sock)))
+            except ConnectionError:  # past the cap: closed at once, maybe before the request is read
+                statuses.append(0)
+        # Past the per-address cap a client is closed without a word (status 0 here).
+        assert 1 <= statuses.count(101) <= 2 and statuses.count(0) >= 6, statuses
         for sock in held:
             sock.close()

@@ -82,6 +82,7 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self._transport.abort()
                 return
             self._ticket, self._deadline_at = entry.ticket, entry.deadline
+        self._ticket.on_evict = self._evicted
         self._context.connections.add(self)
         self._deadline = asyncio.get_running_loop().call_at(self._deadline_at, self._handshake_timed_out)
 
@@ -170,6 +171,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         assert self._reader is not None  # nothing is read past the head before the relay
         head = self._reader.feed(data)
         if head is not None:
+            assert self._ticket is not None
+            self._ticket.head_complete()  # it keeps us waiting no more: never evicted
             try:
                 self._route(head)
             except HttpError as exc:
@@ -332,13 +335,23 @@ class ClientConnection(asyncio.BufferedProtocol):
     def _handshake_timed_out(self) -> None:
         self._deadline = None
         if self._relay is None and not self._finished:
-            log.info("%s: dropped: handshake not complete within %gs",
-                     self._peer, self._context.config.handshake_timeout_s)
-            self._finished = True
-            if self._task is not None:
-                self._task.cancel()
-            if self._transport is not None:
-                self._transport.abort()
+            self._context.gate.timed_out("%s: dropped: handshake not complete within %gs",
+                                         self._peer, self._context.config.handshake_timeout_s)
+            self._drop()
+
+    def _evicted(self) -> None:
+        """The pool is full and this client, still sending its head, is the oldest such
+        (admission.py): close it to make room. Its ticket is released already."""
+        if self._relay is None and not self._finished:
+            self._cancel_deadline()
+            self._drop()
+
+    def _drop(self) -> None:
+        self._finished = True
+        if self._task is not None:
+            self._task.cancel()
+        if self._transport is not None:
+            self._transport.abort()
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:

@@ -28,6 +28,7 @@ from .connection import ClientConnection
 from .context import ConnectionContext, OpenConnections
 from .gate import Entry, Gate, time_left_s
 from .listener import Listener, ListeningSocket
+from .log_throttle import ThrottledLog
 from .peer import format_peer
 from .read_buffer import SharedReadBuffer
 from .tls import server_context
@@ -59,8 +60,9 @@ class ProxyServer:
         if self.admission.max_connections < config.limits.max_connections:
             log.warning("the open-file limit (%d) allows %d clients at once: --max-connections %d lowered",
                         nofile, self.admission.max_connections, config.limits.max_connections)
-        self._gate = Gate(self.admission, config.handshake_timeout_s, self._loop.time)
+        self._gate = Gate(self.admission, config.handshake_timeout_s, self._loop.time, self._loop.call_at)
         self.connections = OpenConnections()
+        self._tls_failed = ThrottledLog(log, logging.INFO, "TLS handshake failed", self._loop.time, self._loop.call_at)
         self.context = ConnectionContext(
             config=config,
             connector=connector,
@@ -126,6 +128,7 @@ class ProxyServer:
         # transport (plain or TLS) takes the socket.
         timer = self._loop.call_at(entry.deadline, self._drop_silent, sock, address)
         self._peeking[sock] = (timer, entry.ticket)
+        entry.ticket.on_evict = lambda: self._drop_peeking(sock)
         self._loop.add_reader(sock.fileno(), self._first_byte, sock, address, entry)
 
     def _first_byte(self, sock: socket.socket, address: object, entry: Entry) -> None:
@@ -144,7 +147,7 @@ class ProxyServer:
                 log.info("%s: TLS connection refused: %s", format_peer(address), ticket.refusal)
                 self._close(sock, ticket)
             else:
-                self._loop.create_task(self._serve(sock, self._tls, address, entry))
+                self._start_serving(sock, self._tls, address, entry)
         elif self.config.tls.ssl_only:
             log.info("%s: plain connection refused (--ssl-only)", format_peer(address))
             if sniff(first) is Kind.HTTP:
@@ -154,10 +157,22 @@ class ProxyServer:
                     pass
             self._close(sock, ticket)
         else:
-            self._loop.create_task(self._serve(sock, None, address, entry))
+            self._start_serving(sock, None, address, entry)
+
+    def _start_serving(self, sock: socket.socket, tls: ssl.SSLContext | None, address: object,
+                       entry: Entry) -> None:
+        task = self._loop.create_task(self._serve(sock, tls, address, entry))
+        # Evicted in its TLS handshake (or before it began): the transport being made is
+        # closed with the task, and the socket once the task is done.
+        entry.ticket.on_evict = lambda: None if task.cancel() else None
+        task.add_done_callback(lambda done: self._close(sock, entry.ticket) if done.cancelled() else None)
 
     def _drop_silent(self, sock: socket.socket, address: object) -> None:
-        log.info("%s: dropped: sent nothing within %gs", format_peer(address), self.config.handshake_timeout_s)
+        self._gate.timed_out("%s: dropped: sent nothing within %gs", format_peer(address),
+                             self.config.handshake_timeout_s)
+        self._drop_peeking(sock)
+
+    def _drop_peeking(self, sock: socket.socket) -> None:
         ticket = self._stop_peeking(sock)
         if ticket is not None:
             self._close(sock, ticket)
@@ -186,7 +201,7 @@ class ProxyServer:
         except (OSError, asyncio.TimeoutError) as exc:
             reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
             if tls is not None:
-                log.info("%s: TLS handshake failed: %s", format_peer(address), reason)
+                self._tls_failed("%s: TLS handshake failed: %s", format_peer(address), reason)
             else:
                 log.debug("connection dropped before it started: %s", reason)
             self._close(sock, entry.ticket)

@@ -136,8 +136,9 @@ def test_a_ticket_with_a_refusal_gets_503_and_is_released():
     async def scenario():
         server = ProxyServer(config(max_connections=1), FakeConnector(), [])
         first = server.admission.admit("127.0.0.1")
-        second = server.admission.admit("127.0.0.2")
         assert first is not None and first.refusal is None
+        first.head_complete()  # past its head: not evicted to make room
+        second = server.admission.admit("127.0.0.2")
         assert second is not None and second.refusal is not None
         client = Client(server.config, second, server=server)
         client.send(upgrade_request())
@@ -152,7 +153,7 @@ def test_a_ticket_with_a_refusal_gets_503_and_is_released():
 def test_a_refused_head_request_gets_503_without_body():
     async def scenario():
         server = ProxyServer(config(max_connections=1), FakeConnector(), [])
-        server.admission.admit("127.0.0.1")
+        server.admission.admit("127.0.0.1").head_complete()  # type: ignore[union-attr]
         client = Client(server.config, server.admission.admit("127.0.0.1"), server=server)
         client.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
         status, _, body = await answered(client)
@@ -294,4 +295,23 @@ def test_a_large_file_waits_for_a_full_client_to_drain(tmp_path):
             await turns(1)
         status, _, body = client.reply()
         assert status == 200 and body == blob
+    run(scenario)
+
+
+# -- eviction when the pool is full ---------------------------------------------------------
+
+def test_a_full_pool_aborts_the_oldest_client_still_sending_its_head_not_a_later_one():
+    async def scenario():
+        server = ProxyServer(config(max_connections=2), FakeConnector(), [])
+        idle = Client(server.config, server=server)
+        idle.send(b"GET / HT")  # an unfinished head
+        done = Client(server.config, server=server)
+        done.send(upgrade_request())  # its head is in: never evicted
+        await turns(1)
+        newcomer = server.context.gate.admit(("192.0.2.9", 1))
+        assert newcomer is not None and newcomer.ticket.refusal is None
+        assert idle.transport.aborted and idle.transport.written == b""
+        assert not done.transport.aborted
+        await turns(1)
+        assert len(server.connections) == 1
     run(scenario)
