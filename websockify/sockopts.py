@@ -1,8 +1,9 @@
-"""What the kernel knows of a socket that asyncio does not say."""
+"""What the kernel knows of a socket that asyncio does not say, and the options we set on it."""
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import socket
 import sys
 import termios
 
@@ -19,3 +20,30 @@ def unsent_bytes(transport: asyncio.BaseTransport) -> int:
         except OSError:
             pass
     return buffered
+
+
+# Dead peers found by the kernel on both legs (docs/security.md, "Stalled sessions
+# and dead peers"): an idle connection is probed after 60 s of silence, every 10 s,
+# and dropped after 6 unanswered probes (found within 2 minutes); data that stays
+# unacknowledged for 120 s drops the connection too. A live peer that acknowledges
+# but does not read (a zero window) is the stall timeout's business (proxy/pump.py).
+KEEPALIVE_IDLE_S = 60
+KEEPALIVE_INTERVAL_S = 10
+KEEPALIVE_COUNT = 6
+USER_TIMEOUT_S = 120
+
+
+def enable_keepalive(transport: asyncio.BaseTransport) -> None:
+    """TCP keepalive and TCP_USER_TIMEOUT on a TCP transport; nothing on others
+    (Unix sockets), and nothing if the kernel refuses (the session goes on)."""
+    sock = transport.get_extra_info("socket")
+    if getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_S * 1000)
+    except (OSError, AttributeError):  # not Linux, or a socket that is closing
+        pass

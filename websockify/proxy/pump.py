@@ -25,7 +25,18 @@ half-closes the target after every byte the client sent was written to it (a TLS
 target, or one that has ended its side already, is closed instead). A
 peer that does not finish its side within `close_timeout_s` is cut off: the
 client that does not answer our close, and the target that does not take the
-client's last bytes once the client is gone.
+client's last bytes once the client is gone. A client that broke the protocol
+(1002, 1007, 1008, 1009) is not read after our close frame: the connection is
+cut as soon as that frame has reached it.
+
+Stalls: while either leg is over its mark (reading paused by flow control), one
+timer per session looks every quarter of `stall_timeout_s` whether anything
+moved (bytes relayed, or either leg's unsent bytes changed); a session in which
+nothing moved for `stall_timeout_s` is cut (so within 1.25 times that of the
+last movement), and the log says which side does not read. An idle session has
+nothing blocked and no timer: it is never cut. The default is STALL_TIMEOUT_S, or two heartbeat intervals with --heartbeat (the
+time in which the heartbeat takes a silent client for dead). Both legs also get
+TCP keepalive and TCP_USER_TIMEOUT (sockopts.py) so the kernel finds dead peers.
 """
 from __future__ import annotations
 
@@ -39,7 +50,7 @@ from typing import Callable
 from ..errors import CloseCode, TargetUnavailable
 from ..protocol.recording import CLIENT_TO_TARGET, TARGET_TO_CLIENT
 from ..protocol.websocket import RelaySession
-from ..sockopts import unsent_bytes
+from ..sockopts import enable_keepalive, unsent_bytes
 from .heartbeat import Heartbeat
 from .recorder import SessionRecording
 from .target import Connector
@@ -58,9 +69,24 @@ class Blocker(enum.StrEnum):
     BUDGET = "budget"  # the session holds frames it has not read yet (protocol/websocket.py)
     TARGET_FULL = "target-full"  # the target's write buffer is over the mark
     CLIENT_FULL = "client-full"  # the client's write buffer is over the mark: its pings make pongs
+    FAILED = "failed"  # the client broke the protocol and has our close: nothing it sends is read
 
 
 _BUDGET_ONLY = frozenset({Blocker.BUDGET})  # bound once: a set made per call would be an allocation
+
+# Close codes that blame the client's input (the session failed): after the close
+# frame, what the client sends is discarded, so it is not read at all.
+_CLIENT_FAULTS = frozenset({CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA, CloseCode.POLICY_VIOLATION,
+                            CloseCode.MESSAGE_TOO_BIG})
+# After such a close: how often to look whether the close frame has reached the client.
+_DELIVERY_CHECK_S = 0.05
+
+# Flow-control blockers: while one holds, the stall watch runs.
+_FLOW_BLOCKERS = frozenset({Blocker.TARGET_FULL, Blocker.CLIENT_FULL})
+# A session blocked by flow control with nothing moving for this long is cut
+# (without --heartbeat; with it, two heartbeat intervals).
+STALL_TIMEOUT_S = 60.0
+_NO_MARK = (-1, -1, -1, -1)
 
 _HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 
@@ -95,8 +121,9 @@ class Relay:
     __slots__ = ("_client", "_client_full", "_client_gone", "_client_linger", "_client_read_blockers",
                  "_close_timeout_s", "_connect_task", "_connector", "_done", "_drain_scheduled", "_failure",
                  "_heartbeat", "_held", "_loop", "_on_end", "_peer", "_pending", "_recording", "_session",
-                 "_stall_watch", "_started", "_target", "_target_eof_received", "_target_eof_sent", "_target_gone",
-                 "_target_linger", "_traffic", "_write_buffer_bytes", "bytes_down", "bytes_up")
+                 "_stall_mark", "_stall_since", "_stall_timeout_s", "_stall_watch", "_started", "_target",
+                 "_target_eof_received", "_target_eof_sent", "_target_gone", "_target_linger", "_traffic",
+                 "_write_buffer_bytes", "bytes_down", "bytes_up")
 
     def __init__(
         self,
@@ -110,7 +137,9 @@ class Relay:
         recording: SessionRecording | None = None,
         heartbeat_s: float = 0.0,
         on_end: Callable[[], None] | None = None,
+        stall_timeout_s: float | None = None,
     ):
+        """`stall_timeout_s`: see the module's docstring; None for the default, 0 for none."""
         self._loop = asyncio.get_running_loop()
         self._client = client
         self._session = session
@@ -133,6 +162,11 @@ class Relay:
         self._client_linger: asyncio.TimerHandle | None = None
         self._target_linger: asyncio.TimerHandle | None = None
         self._stall_watch: asyncio.TimerHandle | None = None
+        if stall_timeout_s is None:
+            stall_timeout_s = 2 * heartbeat_s if heartbeat_s else STALL_TIMEOUT_S
+        self._stall_timeout_s = stall_timeout_s
+        self._stall_mark: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._stall_since = 0.0
         self._failure: str | None = None
         self._done = False
         self._started = time.monotonic()
@@ -143,6 +177,7 @@ class Relay:
         self.bytes_up = 0
         self.bytes_down = 0
         client.set_write_buffer_limits(high=write_buffer_bytes)
+        enable_keepalive(client)
 
     def start(self, leftover: bytes = b"") -> None:
         self.block_client_reads(Blocker.CONNECTING)
@@ -171,6 +206,7 @@ class Relay:
             return
         self._target = transport
         transport.set_write_buffer_limits(high=self._write_buffer_bytes)
+        enable_keepalive(transport)
         if self._pending:
             transport.writelines(self._pending)
             self._pending.clear()
@@ -278,9 +314,36 @@ class Relay:
             # TCP stream and give the client a bounded time to end its own.
             if self._client.can_write_eof():
                 self._client.write_eof()
-                self._start_client_linger()
+                if self._session.close_code in _CLIENT_FAULTS:
+                    self._stop_reading_failed_client()
+                else:
+                    self._start_client_linger()
             else:
                 self._client.close()
+
+    def _stop_reading_failed_client(self) -> None:
+        """The client broke the protocol and has our close frame and our FIN: read
+        nothing more (a flooding client would otherwise be read and discarded until
+        the close timeout) and cut the connection once the close frame has reached
+        it, or when the close timeout finds it not reading that either."""
+        self._client_read_blockers.add(Blocker.FAILED)  # never removed: no resume can follow
+        self._client.pause_reading()
+        self._held.clear()
+        self._cancel(self._client_linger)
+        deadline = self._loop.time() + self._close_timeout_s
+        self._client_linger = self._loop.call_later(_DELIVERY_CHECK_S, self._failed_client_check, deadline, -1)
+
+    def _failed_client_check(self, deadline: float, buffered_before: int) -> None:
+        buffered = unsent_bytes(self._client)
+        if buffered and self._loop.time() < deadline:
+            self._client_linger = self._loop.call_later(_DELIVERY_CHECK_S, self._failed_client_check,
+                                                        deadline, buffered_before)
+        elif buffered and (buffered_before < 0 or buffered < buffered_before):
+            # Still reading what was queued before the close: another close timeout.
+            self._client_linger = self._loop.call_later(
+                _DELIVERY_CHECK_S, self._failed_client_check, self._loop.time() + self._close_timeout_s, buffered)
+        else:
+            self._client.abort()  # delivered (or never to be): unread client bytes make this a reset
 
     def _close_client(self, code: int, reason: str) -> None:
         """Start the closing handshake; a client that never answers is cut off."""
@@ -392,13 +455,16 @@ class Relay:
         if not self._client_read_blockers:
             self._client.pause_reading()
         self._client_read_blockers.add(reason)
-        if reason is Blocker.TARGET_FULL and self._stall_watch is None:
-            self._stall_watch = self._loop.call_later(self._close_timeout_s, self._watch_stall)
+        if ((reason is Blocker.TARGET_FULL or reason is Blocker.CLIENT_FULL) and self._stall_watch is None
+                and self._stall_timeout_s > 0):
+            self._stall_mark = _NO_MARK  # the first look takes it: no system call here
+            self._stall_watch = self._loop.call_later(self._stall_tick_s(), self._watch_stall)
 
     def unblock_client_reads(self, reason: Blocker) -> None:
         self._client_read_blockers.discard(reason)
-        if reason is Blocker.TARGET_FULL:
-            self._cancel(self._stall_watch)
+        if (self._stall_watch is not None and reason is not Blocker.BUDGET
+                and not self._client_read_blockers & _FLOW_BLOCKERS):
+            self._stall_watch.cancel()  # nothing is blocked any more
             self._stall_watch = None
         if self._client_gone:
             return
@@ -414,25 +480,55 @@ class Relay:
             if not self._client_read_blockers:
                 self._client.resume_reading()
 
+    def _stall_tick_s(self) -> float:
+        return min(self._close_timeout_s, self._stall_timeout_s / 4)
+
+    def _progress(self) -> tuple[int, int, int, int]:
+        """What moves when anything is relayed: a stalled session keeps all four still."""
+        target = unsent_bytes(self._target) if self._target is not None and not self._target_gone else 0
+        return self.bytes_up, self.bytes_down, unsent_bytes(self._client), target
+
     def _watch_stall(self) -> None:
-        """The target has not read for a while and the client's bytes wait in the
-        kernel, so its leaving would go unseen: look at the socket itself."""
+        """Runs while a leg is over its mark: cut the session if nothing moved for the
+        stall timeout. And when the target does not read, the client's bytes wait in
+        the kernel, so its leaving would go unseen: look at the socket itself."""
         self._stall_watch = None
-        sock = self._client.get_extra_info("socket")
-        if sock is None or Blocker.TARGET_FULL not in self._client_read_blockers or self._client_gone:
+        blockers = self._client_read_blockers
+        if self._client_gone or self._done or not blockers & _FLOW_BLOCKERS:
             return
-        poller = select.poll()
-        poller.register(sock.fileno(), _HANGUP)
-        if poller.poll(0):
-            log.info("%s: client left while the target was not reading", self._peer)
-            self._start_target_linger()
-        else:
-            self._stall_watch = self._loop.call_later(self._close_timeout_s, self._watch_stall)
+        sock = self._client.get_extra_info("socket")
+        if Blocker.TARGET_FULL in blockers and sock is not None and self._target_linger is None:
+            poller = select.poll()
+            poller.register(sock.fileno(), _HANGUP)
+            if poller.poll(0):
+                log.info("%s: client left while the target was not reading", self._peer)
+                self._start_target_linger()
+        now, mark = self._loop.time(), self._progress()
+        if mark != self._stall_mark:
+            self._stall_mark, self._stall_since = mark, now
+        elif now - self._stall_since >= self._stall_timeout_s:
+            self._cut_stalled(blockers)
+            return
+        self._stall_watch = self._loop.call_later(self._stall_tick_s(), self._watch_stall)
+
+    def _cut_stalled(self, blockers: set[Blocker]) -> None:
+        stalled = " and ".join(side for blocker, side in ((Blocker.CLIENT_FULL, "the client does not read"),
+                                                          (Blocker.TARGET_FULL, "the target does not read"))
+                               if blocker in blockers)
+        log.info("%s: stalled: %s (nothing moved for %gs): closing the session",
+                 self._peer, stalled, self._stall_timeout_s)
+        self._failure = f"stalled: {stalled}"
+        if self._target is not None and not self._target_gone:
+            self._target.abort()
+            self._target_gone = True  # uvloop raises on a write to an aborted transport
+        self._client.abort()
 
     def _read_client_freely(self) -> None:
         """No target to protect any more: read the client until its close reply or EOF."""
-        self._client_read_blockers.clear()
         self._pending.clear()
+        if Blocker.FAILED in self._client_read_blockers:
+            return  # nothing more is read from a client that broke the protocol
+        self._client_read_blockers.clear()
         if self._client_gone:
             return
         if self._session.backlogged or self._held:

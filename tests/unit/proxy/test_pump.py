@@ -52,13 +52,15 @@ class Session:
     """One relay between a fake client transport and a fake target."""
 
     def __init__(self, connector: FakeConnector | None = None, close_timeout_s: float = 5.0,
-                 client_socket: HangupSocket | None = None) -> None:
+                 client_socket: HangupSocket | None = None, stall_timeout_s: float | None = None,
+                 max_message_bytes: int = 1 << 20) -> None:
         self.events = ClientEvents()
         self.client = FakeTransport(self.events, {"socket": client_socket} if client_socket else None)
         self.connector = connector or FakeConnector()
         self.browser = Browser()
-        self.relay = Relay(self.client, open_session(), self.connector, peer="test-peer",
-                           write_buffer_bytes=MARK, close_timeout_s=close_timeout_s)
+        self.relay = Relay(self.client, open_session(max_message_bytes=max_message_bytes), self.connector,
+                           peer="test-peer", write_buffer_bytes=MARK, close_timeout_s=close_timeout_s,
+                           stall_timeout_s=stall_timeout_s)
         self.events.relay = self.relay
 
     async def start(self) -> None:
@@ -283,3 +285,107 @@ def test_a_client_leaving_a_target_that_does_not_read_ends_the_session(caplog):
     finally:
         hangup.close()
     assert f"error=target did not read the last {MARK + 1} bytes within 0.05s" in caplog.text
+
+
+# -- a client that broke the protocol (issue 17, item 13) ---------------------------
+
+def test_a_client_failing_the_protocol_is_not_read_after_the_close_and_is_cut_once_it_has_it():
+    async def scenario():
+        s = Session(max_message_bytes=1000)
+        await s.start()
+        s.from_client(s.browser.binary(b"x" * 1001))
+        assert close_of(s.frames()[-1])[0] == 1009
+        assert s.client.eof_written and not s.client.reading  # nothing more is read
+        s.from_client(b"\x00" * 5000)  # read before the pause took effect: never parsed
+        s.relay.target_lost(None)  # the target going does not resume reading either
+        assert not s.client.reading
+        await asyncio.sleep(0.2)
+        assert not s.client.closed  # the close frame has not reached the client yet
+        s.client.drain()
+        await wait_until(lambda: s.client.lost, "the client cut once it has the close frame", 1)
+        assert s.client.aborted
+    run(scenario)
+
+
+def test_a_client_closing_normally_is_still_read_until_its_eof():
+    async def scenario():
+        s = Session()
+        await s.start()
+        s.from_client(s.browser.close(1000))
+        assert s.client.eof_written and s.client.reading
+    run(scenario)
+
+
+# -- stalled sessions (issue 17, item 4) ---------------------------------------------
+
+def test_a_target_that_does_not_read_while_the_client_closes_is_cut_after_the_stall_timeout(caplog):
+    async def scenario():
+        s = Session(stall_timeout_s=0.2)
+        await s.start()
+        s.from_client(s.browser.binary(b"a" * (MARK + 1)))
+        await turns_until(lambda: not s.client.reading, "client reads paused: the target is full")
+        s.from_client(s.browser.binary(b"b" * 1000), s.browser.close(1000))  # wait behind the full target
+        started = asyncio.get_running_loop().time()
+        await wait_until(lambda: s.target.lost and s.client.lost, "both legs dropped", 2)
+        assert asyncio.get_running_loop().time() - started >= 0.2
+        assert s.target.aborted and s.client.aborted
+    with caplog.at_level(logging.INFO):
+        run(scenario)
+    assert "stalled: the target does not read" in caplog.text
+    assert "error=stalled: the target does not read" in caplog.text
+
+
+def test_a_client_that_does_not_read_is_cut_after_the_stall_timeout(caplog):
+    async def scenario():
+        s = Session(stall_timeout_s=0.2)
+        await s.start()
+        while not s.client.is_closing() and s.client.get_write_buffer_size() <= MARK:
+            s.from_target(b"d" * 16 * KIB)
+        assert not s.target.reading  # flow control: the target is not read
+        await wait_until(lambda: s.target.lost and s.client.lost, "both legs dropped", 2)
+        assert s.client.aborted
+    with caplog.at_level(logging.INFO):
+        run(scenario)
+    assert "stalled: the client does not read" in caplog.text
+
+
+def test_a_slow_client_that_reads_a_little_at_a_time_is_not_cut():
+    async def scenario():
+        s = Session(stall_timeout_s=0.2)
+        await s.start()
+        while s.client.get_write_buffer_size() <= MARK:
+            s.from_target(b"d" * 16 * KIB)
+        for _ in range(12):  # 0.6 s: three stall timeouts, but it reads a little each 50 ms
+            await asyncio.sleep(0.05)
+            s.client.drain(100)
+        assert not s.client.closed and not s.target.closed
+    run(scenario)
+
+
+def test_an_idle_session_is_never_cut_and_arms_no_timer():
+    async def scenario():
+        s = Session(stall_timeout_s=0.05)
+        await s.start()
+        s.from_client(s.browser.binary(b"hello"))
+        s.from_target(b"world")
+        s.client.drain()
+        s.target.drain()
+        await asyncio.sleep(0.3)  # six stall timeouts with nothing pending
+        assert not s.client.closed and not s.target.closed
+        assert s.relay._stall_watch is None
+    run(scenario)
+
+
+def test_the_stall_watch_stops_once_flow_resumes():
+    async def scenario():
+        s = Session(stall_timeout_s=0.2)
+        await s.start()
+        s.from_client(s.browser.binary(b"a" * (MARK + 1)))
+        await turns_until(lambda: not s.client.reading, "the target is full")
+        assert s.relay._stall_watch is not None
+        s.target.drain()
+        await turns_until(lambda: s.client.reading, "reading resumed")
+        assert s.relay._stall_watch is None
+        await asyncio.sleep(0.4)
+        assert not s.client.closed
+    run(scenario)
