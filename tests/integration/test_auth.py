@@ -5,10 +5,11 @@ import asyncio
 import base64
 import os
 import ssl
+import time
 
 import pytest
 from certs import make_all
-from helpers import ROOT, assert_one_line_error, get, running_proxy, timeout, ws_connect
+from helpers import ROOT, assert_one_line_error, get, running_proxy, timeout, wait_for, ws_connect
 from websockets.exceptions import InvalidStatus
 
 
@@ -103,3 +104,36 @@ def test_bad_plugins_are_exit_2(args, message):
     result = subprocess.run([sys.executable, "-m", "websockify", *args, "127.0.0.1:0", "127.0.0.1:1"],
                             capture_output=True, text=True, timeout=timeout(30))
     assert_one_line_error(result, message)
+
+
+PLUGINS = {"PYTHONPATH": os.path.join(ROOT, "tests", "plugins")}
+
+
+@pytest.mark.parametrize("kind", ["exit", "interrupt"])
+def test_an_auth_plugin_raising_system_exit_or_keyboard_interrupt_is_a_500(echo_server, kind):
+    with running_proxy("--auth-plugin", "exiting_plugins.ExitsAuth", "--auth-source", kind,
+                       "127.0.0.1:0", echo_server.address, env=PLUGINS) as proxy:
+        assert status_of(proxy.url, additional_headers={"X-Exit": "1"}) == 500
+        assert status_of(proxy.url) == 101  # the server still serves another client
+        assert proxy.proc.poll() is None
+        proxy.wait_log("the auth plugin failed")
+
+
+def test_hung_auth_calls_past_the_budget_are_refused_at_once_and_capacity_returns(echo_server, tmp_path):
+    from websockify.proxy.plugins import AUTH_BUDGET
+    with running_proxy("--auth-plugin", "exiting_plugins.HangsUntilFile", "--auth-source", str(tmp_path),
+                       "--handshake-timeout", "2", "127.0.0.1:0", echo_server.address, env=PLUGINS) as proxy:
+        started = tmp_path / "started"
+
+        async def hung_clients():  # each waits out its deadline (503); its call keeps running
+            return await asyncio.gather(*(asyncio.to_thread(status_of, proxy.url) for _ in range(AUTH_BUDGET)))
+
+        assert asyncio.run(hung_clients()) == [503] * AUTH_BUDGET
+        assert started.read_text() == "x" * AUTH_BUDGET
+        began = time.monotonic()
+        assert status_of(proxy.url) == 503  # over the budget: refused at once, the plugin is not called
+        assert time.monotonic() - began < 1  # not its 2 s deadline
+        assert started.read_text() == "x" * AUTH_BUDGET
+        proxy.wait_log("auth plugin busy")
+        (tmp_path / "release").touch()  # the backend answers again: the hung calls end
+        wait_for(lambda: status_of(proxy.url) == 101, 10, "authentication served again")

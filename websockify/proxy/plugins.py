@@ -1,17 +1,30 @@
-"""Loading plugins by class name, and running the auth plugin for one request."""
+"""Loading plugins by class name, and running the auth plugin for one request.
+
+The auth plugin runs on its own threads with a budget: AUTH_BUDGET calls
+unfinished at once, abandoned ones (past the client's deadline, still running
+since a thread cannot be killed) included. Past it a client gets 503 at once;
+capacity returns as the calls finish. Whatever the plugin raises, SystemExit
+and KeyboardInterrupt included, is its failure (500), never the process's end.
+"""
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from ..errors import ConfigError, HttpError
+from ..protocol.logsafe import printable
 from . import auth_plugins
-from .lookup_threads import CallTimedOut, LookupThreads
+from .lookup_threads import CallRaised, CallTimedOut, LookupThreads, OverBudget
+
+log = logging.getLogger(__name__)
 
 # Blocking auth calls at once; a stuck plugin holds one of them, not the loop.
 AUTH_WORKERS = 8
+# Auth calls unfinished at once (queued or running, abandoned ones included).
+AUTH_BUDGET = AUTH_WORKERS
 
 
 def load_plugin(name: str, source: str | None, builtins: "ModuleType | str", option: str) -> Any:
@@ -38,7 +51,7 @@ class Authenticator:
     plugin: Any
     target_host: str | None
     target_port: int | None
-    workers: LookupThreads = field(default_factory=lambda: LookupThreads(AUTH_WORKERS, "auth"))
+    workers: LookupThreads = field(default_factory=lambda: LookupThreads(AUTH_WORKERS, "auth", budget=AUTH_BUDGET))
 
     async def check(self, headers: Any, timeout_s: float) -> None:
         """Raise HttpError when the plugin refuses the request (see protocol.http.auth_headers)
@@ -49,8 +62,13 @@ class Authenticator:
         except auth_plugins.AuthenticationError as exc:
             raise HttpError(exc.code, exc.msg or "authentication failed",
                             tuple(exc.headers.items()), log_message=str(exc)) from None
+        except OverBudget as exc:
+            raise HttpError(503, "authentication unavailable", log_message=f"auth plugin busy: {exc}") from None
         except CallTimedOut as exc:
             raise HttpError(503, "authentication timed out", log_message=f"auth plugin: {exc}") from None
+        except CallRaised as exc:
+            log.error("the auth plugin failed: %s", printable(str(exc)), exc_info=exc.raised)
+            raise HttpError(500, "authentication failed", log_message=f"auth plugin: {exc}") from None
 
 
 def load_authenticator(name: str, source: str | None, target_host: str | None,

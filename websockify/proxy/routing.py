@@ -12,7 +12,11 @@ The plugin contract is upstream's: `Class(source)`, `lookup(token)` returning
 
 What a client gets: unknown token → 404; the plugin's backend is down or slow
 → 503; the plugin raised or returned something malformed → 500 and a log line
-with the exception. Never a hang, never a dead process.
+with the exception. Never a hang, never a dead process: whatever a plugin
+raises (SystemExit and KeyboardInterrupt included) is its failure, 500, unless
+it is the task's own cancellation. Threaded lookups have a budget
+(LOOKUP_BUDGET calls unfinished, abandoned ones included): past it a lookup gets
+503 at once instead of queueing behind a backend that does not answer.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import ConfigError, HttpError, TargetUnavailable
 from ..protocol.logsafe import printable
 from ..protocol.token_request import redact
-from .lookup_threads import CallTimedOut, LookupThreads
+from .lookup_threads import CallTimedOut, LookupThreads, OverBudget
 from .plugins import load_plugin
 from .target import AddressConnector
 from .tokens.base import UNIX_SOCKET, TokenBackendUnavailable, normalize_target
@@ -34,6 +38,8 @@ from .tokens.base import UNIX_SOCKET, TokenBackendUnavailable, normalize_target
 log = logging.getLogger(__name__)
 
 LOOKUP_WORKERS = 16
+# Threaded lookups unfinished at once (queued or running, abandoned ones included).
+LOOKUP_BUDGET = LOOKUP_WORKERS
 _CACHED_CONNECTORS = 4096
 
 
@@ -48,7 +54,7 @@ class TokenRouter:
         self._connect_timeout_s = connect_timeout_s
         self._tls = tls
         self._coroutine = inspect.iscoroutinefunction(plugin.lookup)
-        self._workers = LookupThreads(LOOKUP_WORKERS, "token")
+        self._workers = LookupThreads(LOOKUP_WORKERS, "token", budget=LOOKUP_BUDGET)
         self._connectors: dict[Target, AddressConnector] = {}
 
     @property
@@ -60,7 +66,7 @@ class TokenRouter:
         """For a loop-safe plugin: the connector for the token's target, or HttpError."""
         try:
             result = self.plugin.lookup(token)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: a plugin never ends the process
             raise self._failure(token, exc) from None
         return self._connector(token, result)
 
@@ -73,14 +79,21 @@ class TokenRouter:
                 result = self.plugin.lookup(token)
             else:
                 result = await self._workers.run(self.plugin.lookup, token, timeout_s=timeout_s)
+        except OverBudget as exc:
+            raise HttpError(503, "token lookup unavailable",
+                            log_message=f"token {redact(token)}: the token plugin is busy: {exc}") from None
         except (TimeoutError, CallTimedOut):
             raise HttpError(503, "token lookup timed out",
                             log_message=f"token {redact(token)}: the lookup took longer than {timeout_s:.1f}s") from None
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            if _cancelling():
+                raise  # the task's own cancellation, not the plugin's doing
+            raise self._failure(token, exc) from None
+        except BaseException as exc:  # SystemExit too: a plugin never ends the process
             raise self._failure(token, exc) from None
         return self._connector(token, result)
 
-    def _failure(self, token: str, exc: Exception) -> HttpError:
+    def _failure(self, token: str, exc: BaseException) -> HttpError:
         if isinstance(exc, TokenBackendUnavailable):
             return HttpError(503, "token lookup unavailable", log_message=f"token {redact(token)}: {printable(exc)}")
         log.error("token %s: the token plugin failed", printable(redact(token)), exc_info=exc)
@@ -128,6 +141,11 @@ class TokenRouter:
         except Exception:  # shutting down: a plugin's failure to close is only worth a line
             log.warning("closing the token plugin failed", exc_info=True)
         self._workers.close()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class RoutedTargets:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from websockify.proxy.lookup_threads import CallTimedOut, LookupThreads
+from websockify.proxy.lookup_threads import CallRaised, CallTimedOut, LookupThreads, OverBudget
 
 
 def test_results_errors_and_timeouts():
@@ -99,6 +99,54 @@ def test_abandoned_calls_are_skipped_and_waiting_calls_are_capped():
             await pool.run(ran.append, 99, timeout_s=5)
         release.set()
         await asyncio.gather(blocker, *waiting)
+        pool.close()
+
+    asyncio.run(scenario())
+
+
+def raiser(exc: BaseException):
+    def call():
+        raise exc
+    return call
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(), asyncio.CancelledError(), GeneratorExit()])
+def test_a_call_raising_what_is_not_an_exception_is_an_ordinary_failure(exc):
+    async def scenario():
+        pool = LookupThreads(1, "raises")
+        with pytest.raises(CallRaised) as caught:
+            await pool.run(raiser(exc), timeout_s=5)
+        assert caught.value.raised is exc and isinstance(caught.value, Exception)
+        assert await pool.run(lambda: "still serving", timeout_s=5) == "still serving"
+        pool.close()
+        return "survived"
+
+    assert asyncio.run(scenario()) == "survived"
+
+
+def test_the_budget_counts_abandoned_calls_until_they_finish():
+    release = threading.Event()
+    holders = [Holding(release) for _ in range(2)]
+
+    async def scenario():
+        pool = LookupThreads(4, "budget", budget=2)
+        for holding in holders:  # each hangs, is abandoned by its caller, and keeps running
+            call = asyncio.ensure_future(pool.run(holding, timeout_s=60))
+            await until(holding.started)
+            call.cancel()  # the client went away
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        assert pool.unfinished == 2
+        started = time.monotonic()
+        with pytest.raises(OverBudget, match="budget 2"):  # refused at once, not after its timeout
+            await pool.run(lambda: "never", timeout_s=60)
+        assert time.monotonic() - started < 1
+        release.set()  # the hung calls end: capacity returns
+        async with asyncio.timeout(10):
+            while pool.unfinished:
+                await asyncio.sleep(0.01)
+        assert await pool.run(lambda: "back", timeout_s=5) == "back"
+        assert pool.unfinished == 0
         pool.close()
 
     asyncio.run(scenario())

@@ -166,3 +166,86 @@ def test_without_a_token_there_is_no_target():
             await targets.connect(lambda: None)
 
     run(scenario)
+
+
+# -- whatever a plugin raises, the process goes on ---------------------------------------
+
+EXITS = {"exit": SystemExit(1), "interrupt": KeyboardInterrupt(), "cancelled": asyncio.CancelledError()}
+
+
+class Exits:
+    """Raises what is not an Exception, in each way a plugin may run."""
+
+    def __init__(self, kind: str) -> None:
+        self.loop_safe = kind == "loop_safe"
+        self.kind = kind
+
+    def lookup(self, token: str) -> Any:
+        raise EXITS[token]
+
+
+class AsyncExits:
+    async def lookup(self, token: str) -> Any:
+        await asyncio.sleep(0)
+        raise EXITS[token]
+
+
+@pytest.mark.parametrize("kind", ["loop_safe", "blocking", "async"])
+@pytest.mark.parametrize("token", sorted(EXITS))
+def test_a_plugin_raising_system_exit_or_keyboard_interrupt_is_a_failed_lookup(kind, token):
+    routes = router(AsyncExits() if kind == "async" else Exits(kind))
+
+    async def scenario() -> str:
+        with pytest.raises(HttpError) as caught:
+            await routes.resolve(token, timeout_s=5)
+        assert caught.value.status == 500
+        if routes.immediate:
+            assert status_of(lambda: routes.resolve_now(token)) == 500
+        await routes.close()
+        return "still running"
+
+    assert run(scenario) == "still running"
+
+
+def test_the_tasks_own_cancellation_still_cancels_it():
+    plugin = Async()
+    routes = router(plugin)
+
+    async def scenario() -> None:
+        lookup = asyncio.ensure_future(routes.resolve("slow", timeout_s=60))
+        await asyncio.sleep(0)
+        lookup.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await lookup
+
+    run(scenario)
+
+
+def test_past_its_budget_a_blocking_plugin_answers_503_at_once():
+    from websockify.proxy.routing import LOOKUP_BUDGET
+    plugin = Blocking()
+    routes = router(plugin)
+
+    async def scenario() -> None:
+        hung = [asyncio.ensure_future(routes.resolve("slow", timeout_s=60)) for _ in range(LOOKUP_BUDGET)]
+        async with asyncio.timeout(10):
+            while len(plugin.threads) < min(LOOKUP_BUDGET, 16):
+                await asyncio.sleep(0.01)
+        for call in hung:  # the clients gave up; the calls still hold their threads
+            call.cancel()
+        await asyncio.gather(*hung, return_exceptions=True)
+        with pytest.raises(HttpError) as caught:
+            await routes.resolve("vnc1", timeout_s=60)
+        assert caught.value.status == 503 and "busy" in (caught.value.log_message or "")
+        plugin.release.set()  # the backend answers again: capacity returns
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    connector = await routes.resolve("vnc1", timeout_s=5)
+                    break
+                except HttpError:
+                    await asyncio.sleep(0.01)
+        assert connector.address == TcpAddress("10.0.0.1", 5901)
+        await routes.close()
+
+    run(scenario)
