@@ -346,3 +346,193 @@ def test_a_missing_library_is_a_config_error_naming_pip(tmp_path, plugin, source
     assert result.stdout.strip() == (f"--token-plugin {plugin} needs the "
                                      f"{'redis' if package == 'redis' else 'jwcrypto'} package: "
                                      f"pip install 'websockify[{package}]'")
+
+
+# -- Oversized Redis values (issue 17, item 8) ------------------------------------------
+
+def test_a_redis_value_over_the_bound_is_a_short_failed_lookup_and_is_not_transferred(redis_server):
+    from websockify.proxy.tokens import redisdb
+    MAX_VALUE = 4096  # the bound docs/tokens-and-auth.md documents
+    huge = 8 * 1024 * 1024
+    redis_server.set("huge", "x" * huge)
+    redis_server.set("edge", "10.0.0.1:5901".ljust(MAX_VALUE))  # exactly the bound: still read
+    redis_server.set("over", "10.0.0.1:5901".ljust(MAX_VALUE + 1))
+    with redis_server.client() as client:
+        client.rpush("alist", "y" * 100_000)
+        sent_before = client.info("stats")["total_net_output_bytes"]
+    answers = lookups(TokenRedis(f"127.0.0.1:{redis_server.port}"), "huge", "edge", "over", "alist", "missing")
+    with redis_server.client() as client:
+        sent = client.info("stats")["total_net_output_bytes"] - sent_before
+    assert sent < 64 * 1024, sent  # the 8 MB value never left Redis
+    huge_refused, edge, over, wrong_type, missing = answers
+    assert edge == ("10.0.0.1", 5901)
+    assert missing is None
+    for refused in (huge_refused, over):
+        assert isinstance(refused, ValueError), refused
+        assert f"longer than {MAX_VALUE} bytes" in str(refused) and len(str(refused)) < 200
+    assert isinstance(wrong_type, ValueError) and len(str(wrong_type)) < 300, wrong_type
+    assert redisdb.MAX_VALUE == MAX_VALUE
+
+
+def test_a_bad_redis_value_is_quoted_short(redis_server):
+    redis_server.set("junk", "j" * 4000)
+    [refused] = lookups(TokenRedis(f"127.0.0.1:{redis_server.port}"), "junk")
+    assert isinstance(refused, ValueError) and "is not HOST:PORT" in str(refused)
+    assert len(str(refused)) < 300, len(str(refused))
+
+
+# -- Plugins that raise anything, slow APIs and redirects (issue 17, items 2 and 3) -------
+
+PLUGINS = {"PYTHONPATH": os.path.join(ROOT, "tests", "plugins")}
+
+
+@pytest.mark.parametrize("plugin", ["exiting_plugins.ExitsToken", "exiting_plugins.AsyncExitsToken"])
+def test_a_token_plugin_raising_system_exit_or_keyboard_interrupt_is_a_500(plugin):
+    from helpers import running_proxy
+    from rawws import upgrade_status
+    target = TcpServer(lambda conn: conn.recv(65536))
+    try:
+        with running_proxy("--token-plugin", plugin, "--token-source", target.address, "127.0.0.1:0",
+                           env=PLUGINS) as proxy:
+            assert upgrade_status(proxy.port, "/?token=exit") == 500
+            assert upgrade_status(proxy.port, "/?token=interrupt") == 500
+            assert upgrade_status(proxy.port, "/?token=other") == 101  # another client is still served
+            assert proxy.proc.poll() is None
+    finally:
+        target.close()
+
+
+class Dribbler:
+    """An HTTP token API that answers one byte every `interval` seconds, in a thread."""
+
+    REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nX-Padding: " + b"p" * 40 + b"\r\n\r\n10.0.0.1:5901"
+
+    def __init__(self, interval: float):
+        import threading
+        self.interval = interval
+        self.stop = threading.Event()
+        self.server = TcpServer(self._dribble)
+
+    def _dribble(self, conn) -> None:
+        conn.recv(65536)
+        for byte in self.REPLY:
+            if self.stop.wait(self.interval):
+                return
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+
+
+def test_a_dribbling_api_fails_the_lookup_within_its_one_deadline():
+    dribbler = Dribbler(interval=0.3)  # each read answers well within any per-read timeout
+    try:
+        plugin = BaseTokenAPI(f"http://{dribbler.server.address}/t/%s")
+        plugin.timeout = 1.0
+        started = time.monotonic()
+        with pytest.raises(TokenBackendUnavailable, match="within 1s"):
+            plugin.lookup("x")
+        assert time.monotonic() - started < 1.0 + timeout(1)
+    finally:
+        dribbler.close()
+
+
+class Redirector:
+    """An HTTP API answering `/r/<name>` with a redirect to `locations[name]`, `/t/ok` with a target."""
+
+    def __init__(self, locations: dict[str, str]):
+        import http.server
+        import threading
+        self.locations = locations
+        self.paths: list[str] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                owner.paths.append(self.path)
+                name = self.path.rpartition("/")[2]
+                if self.path.startswith("/r/") and name in owner.locations:
+                    status, headers, body = 302, {"Location": owner.locations[name]}, b""
+                elif self.path == "/t/ok":
+                    status, headers, body = 200, {}, b"10.0.0.9:5909"
+                else:
+                    status, headers, body = 404, {}, b"no"
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_redirects_stay_within_the_origin():
+    other_host = Redirector({})  # what a redirect to another origin would reach
+    api = Redirector({})
+    api.locations.update({
+        "same": "/t/ok",
+        "host": f"http://localhost:{api.port}/t/ok",  # the same server under another name
+        "port": f"http://127.0.0.1:{other_host.port}/t/ok",
+        "ftp": "ftp://127.0.0.1/t/ok",
+        "https": f"https://127.0.0.1:{api.port}/t/ok",
+    })
+    try:
+        plugin = BaseTokenAPI(f"http://127.0.0.1:{api.port}/r/%s")
+        assert plugin.lookup("same") == ("10.0.0.9", 5909)  # within the origin: followed
+        for name in ("host", "port", "ftp", "https"):
+            with pytest.raises(TokenBackendUnavailable, match="refused redirect"):
+                plugin.lookup(name)
+        assert api.paths.count("/t/ok") == 1 and other_host.paths == []
+    finally:
+        api.close()
+        other_host.close()
+
+
+def test_a_hung_api_saturates_at_most_the_budget_and_the_server_recovers():
+    import socket
+
+    from helpers import running_proxy
+    from rawws import upgrade_request, upgrade_status
+
+    from websockify.proxy.routing import LOOKUP_BUDGET
+    target = TcpServer(lambda conn: conn.recv(65536))
+    api = TokenApi({"/j/good": (200, json.dumps({"host": "127.0.0.1", "port": target.port}).encode())},
+                   delay=timeout(60))
+    hung: list[socket.socket] = []
+    try:
+        with running_proxy("--token-plugin", "JSONTokenApi", "--token-source", api.url + "/j/%s",
+                           "127.0.0.1:0") as proxy:
+            for _ in range(LOOKUP_BUDGET):  # each lookup hangs at the API, holding a thread
+                sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10))
+                sock.sendall(upgrade_request("/?token=good"))
+                hung.append(sock)
+            wait_for(lambda: len(api.paths) == LOOKUP_BUDGET, 10, "every hung lookup at the API")
+            started = time.monotonic()
+            assert upgrade_status(proxy.port, "/?token=good") == 503  # over the budget: at once
+            assert time.monotonic() - started < timeout(1)
+            assert len(api.paths) == LOOKUP_BUDGET
+            proxy.wait_log("the token plugin is busy")
+            api.delay = 0
+            api.release.set()  # the API answers again
+            wait_for(lambda: upgrade_status(proxy.port, "/?token=good") == 101, 10, "token routing back")
+    finally:
+        for sock in hung:
+            sock.close()
+        api.close()
+        target.close()

@@ -5,7 +5,11 @@
   `journalctl -p warning` works and journald's own timestamps are not doubled.
 - `--log-file`: timestamped lines; the file is reopened when it was moved or
   removed (logrotate without copytruncate), which WatchedFileHandler checks
-  before each line.
+  before each line. It is opened with O_NOFOLLOW, at start and at each reopen:
+  a symbolic link at that name is refused (at start a ConfigError telling to
+  name the real file; at a reopen the lines are dropped, with one warning on
+  standard error, until a regular file is back), so nobody who can write the
+  directory makes the server append to a file of their choice.
 - `--syslog`: RFC 5424 (or BSD with `--legacy-syslog`), ident `websockify`,
   facility DAEMON under `-D`, else USER, to a Unix socket such as /dev/log or
   to `host:port` over UDP.
@@ -16,6 +20,7 @@ or reused under them (upstream's `-D --syslog` wrote log lines into clients).
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import logging.handlers
 import os
@@ -32,6 +37,41 @@ _TIMESTAMPED = "%(asctime)s websockify[%(process)d] %(levelname)s %(message)s"
 _JOURNAL_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
                      logging.CRITICAL: 2}
 TRAFFIC_LOGGER = "websockify.traffic"
+
+
+_LOG_FILE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _NoFollowFileHandler(logging.handlers.WatchedFileHandler):
+    """WatchedFileHandler that never opens its file through a symbolic link."""
+
+    def __init__(self, filename: str) -> None:
+        self._refused = False
+        super().__init__(filename, encoding="utf-8")
+
+    def _open(self) -> "io.TextIOWrapper":
+        fd = os.open(self.baseFilename, _LOG_FILE_FLAGS, 0o666)
+        try:
+            return open(fd, "a", encoding=self.encoding, errors=self.errors)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.reopenIfNeeded()  # closes and reopens after logrotate's move
+            if self.stream is None:  # a reopen failed before: try again
+                self.stream = self._open()
+                self._statstream()
+        except OSError as exc:
+            if not self._refused:
+                self._refused = True
+                why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+                sys.stderr.write(f"websockify: --log-file {self.baseFilename}: cannot reopen ({why}); "
+                                 "log lines are dropped until it is a regular file again\n")
+            return
+        self._refused = False
+        logging.StreamHandler.emit(self, record)
 
 
 class _JournalFormatter(logging.Formatter):
@@ -102,8 +142,12 @@ def setup_logging(settings: LogSettings) -> None:
     handlers.append(stderr)
     if settings.log_file is not None:
         try:
-            file_handler = logging.handlers.WatchedFileHandler(settings.log_file, encoding="utf-8")
+            file_handler = _NoFollowFileHandler(settings.log_file)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(f"--log-file: {settings.log_file} is a symbolic link, refused (anyone who can "
+                                  "replace it could choose the file we append to); point --log-file at the "
+                                  "real file") from None
             raise ConfigError(f"--log-file: cannot open {settings.log_file}: {exc.strerror}") from None
         file_handler.setFormatter(logging.Formatter(_TIMESTAMPED))
         handlers.append(file_handler)

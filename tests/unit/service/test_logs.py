@@ -162,3 +162,58 @@ def test_a_syslog_socket_that_is_not_there_is_a_config_error(restored_logging, t
     path = tmp_path / "no-log"
     with pytest.raises(ConfigError, match=f"^--syslog: cannot reach {path}: No such file or directory$"):
         setup_logging(LogSettings(syslog=str(path)))
+
+
+# -- --log-file and symbolic links (issue 17, item 7) ------------------------------
+
+def _flush_all() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+def test_a_log_file_that_is_a_symlink_is_refused_in_one_line(restored_logging, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    path = tmp_path / "websockify.log"
+    path.symlink_to(victim)
+    handlers = logging.getLogger().handlers[:]
+    with pytest.raises(ConfigError) as caught:
+        setup_logging(LogSettings(log_file=str(path)))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"--log-file: {path} is a symbolic link, refused")
+    assert "point --log-file at the real file" in message
+    assert victim.read_text() == "untouched\n"
+    assert logging.getLogger().handlers == handlers
+
+
+def test_the_log_file_is_reopened_after_logrotate_moves_it(restored_logging, tmp_path):
+    path = tmp_path / "websockify.log"
+    setup_logging(LogSettings(log_file=str(path)))
+    logging.getLogger("websockify.test").warning("before")
+    path.rename(tmp_path / "websockify.log.1")
+    logging.getLogger("websockify.test").warning("after")
+    _flush_all()
+    assert "before" in (tmp_path / "websockify.log.1").read_text()
+    assert "after" in path.read_text() and "before" not in path.read_text()
+
+
+def test_a_symlink_planted_at_reopen_time_is_not_followed(restored_logging, tmp_path, capsys):
+    path = tmp_path / "websockify.log"
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    setup_logging(LogSettings(log_file=str(path)))
+    logging.getLogger("websockify.test").warning("first")
+    path.rename(tmp_path / "websockify.log.1")
+    path.symlink_to(victim)
+    for _ in range(3):
+        logging.getLogger("websockify.test").warning("planted")
+    _flush_all()
+    assert victim.read_text() == "untouched\n"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "cannot reopen" in line]
+    assert len(warnings) == 1 and "symbolic link" in warnings[0]
+    path.unlink()  # the link goes, a regular file is made again: lines flow again
+    logging.getLogger("websockify.test").warning("back")
+    _flush_all()
+    assert "back" in path.read_text() and not path.is_symlink()
+    assert victim.read_text() == "untouched\n"

@@ -105,3 +105,27 @@ def test_remove_deletes_only_a_file_naming_this_process(tmp_path):
 def test_remove_is_quiet_when_the_file_is_gone_or_unreadable(tmp_path):
     PidFile(str(tmp_path / "absent")).remove()
     PidFile(str(tmp_path)).remove()  # a directory: owner() raises, remove() does not
+
+
+def test_a_symlink_planted_at_the_old_temporary_name_is_not_followed(tmp_path):
+    """Issue 17 item 7: FILE.<pid>.tmp was opened through a planted symlink, overwriting its target."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    path = tmp_path / "websockify.pid"
+    planted = tmp_path / f"websockify.pid.{os.getpid()}.tmp"
+    planted.symlink_to(victim)
+    PidFile(str(path)).write()
+    assert victim.read_text() == "root's file\n"
+    assert not path.is_symlink() and path.read_text() == f"{os.getpid()}\n"
+    assert sorted(os.listdir(tmp_path)) == sorted(["victim", "websockify.pid", planted.name])
+
+
+def test_a_pid_file_that_is_a_symlink_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    path = tmp_path / "websockify.pid"
+    path.symlink_to(victim)
+    PidFile(str(path)).write()
+    assert victim.read_text() == "keep\n"
+    assert not path.is_symlink() and path.read_text() == f"{os.getpid()}\n"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)

@@ -34,6 +34,11 @@ NO_SUCH_NAME = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_TARGET = re.compile(rf"((?:{_OCTET}\.){{3}}{_OCTET}):([0-9]{{1,5}})")
 
+# What a log line or an error may quote of a value read from a store: store values
+# and exception texts can be megabytes (issue 17: a 64 MB Redis value became two
+# 67 MB log lines).
+MAX_QUOTED = 80
+
 # (host, port) for TCP, ("unix_socket", path) for a Unix socket target.
 TokenTarget = tuple[str, int] | tuple[str, str]
 
@@ -71,6 +76,18 @@ def token_hint(token: str) -> str:
     return printable(redact(token))
 
 
+def shorten(text: object, limit: int = MAX_QUOTED) -> str:
+    """`text` (an exception, a value) cut to `limit` characters, saying how long it was."""
+    shown = str(text)
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}... ({len(shown)} characters)"
+
+
+def _quoted(text: str) -> str:
+    return repr(text) if len(text) <= MAX_QUOTED else f"{text[:MAX_QUOTED]!r}... ({len(text)} characters)"
+
+
 def parse_target(text: str) -> TokenTarget:
     """`host:port`, `[v6]:port`, a bare `v6:port` (upstream accepted it) or
     `unix_socket:/absolute/path`; ValueError with a short reason otherwise."""
@@ -78,24 +95,24 @@ def parse_target(text: str) -> TokenTarget:
     if text.startswith(UNIX_SOCKET + ":"):
         path = text[len(UNIX_SOCKET) + 1:]
         if not path.startswith("/") or "\0" in path:
-            raise ValueError(f"unix_socket target {path!r} is not an absolute path")
+            raise ValueError(f"unix_socket target {_quoted(path)} is not an absolute path")
         return UNIX_SOCKET, path
     quick = _IPV4_TARGET.fullmatch(text)
     if quick and 0 < int(quick.group(2)) < 65536:
         return quick.group(1), int(quick.group(2))  # the common case, 20 times quicker than ipaddress
     host, sep, port_text = text.rpartition(":")
     if not sep or not host:
-        raise ValueError(f"target {text!r} is not HOST:PORT")
+        raise ValueError(f"target {_quoted(text)} is not HOST:PORT")
     if ":" in host and not host.startswith("["):
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ValueError(f"target {text!r} is not HOST:PORT") from None
+            raise ValueError(f"target {_quoted(text)} is not HOST:PORT") from None
         host = f"[{host}]"
     try:
         return parse_host(host, "target"), parse_port(port_text.strip(), "target")
     except ConfigError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(shorten(exc, 2 * MAX_QUOTED)) from None
 
 
 def normalize_target(result: Any) -> TokenTarget | None:

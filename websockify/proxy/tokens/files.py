@@ -9,9 +9,25 @@ at start and on reload(); TokenFile also checks on each lookup, with one stat()
 per file, whether a file changed, and re-reads only the changed ones: a token a
 script just added works at once, and a lookup among 10 000 tokens costs a dict
 lookup and a stat. A bad line is logged once, naming file and line, and skipped.
+
+TokenFile never parses on the event loop: `loop_safe` is a property that stats
+the files and is False while one changed and was not read again, so the router
+sends that lookup to a worker thread, which reads and parses while the loop
+goes on. One thread re-reads at a time; the others answer from the table in
+place, and wait for the new one only for a token the old table lacks. The table
+is swapped in one assignment.
+
+A file rewritten in place (truncated, then written) is read whole only once it
+settled: the read saw the same size and mtime before and after, and the file
+has not been modified for SETTLE_NS (1 s). Until then, the tokens of its
+complete lines are added to the last table read whole, so a token in both the
+old and the new file never goes missing (a removed token lingers up to 1 s, a
+line still being written is not read). A file replaced by rename is whole at
+once. Syntax warnings wait for the whole file.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -39,6 +55,10 @@ log = logging.getLogger(__name__)
 # (file times are only as fine as the kernel's clock tick): such a file is read
 # again on the next check, until it has been quiet for this long.
 RACY_WINDOW_NS = 50_000_000
+# A file changed in place this recently may be half written: its tokens are
+# added to the last whole table, and it is read again, until it has been quiet
+# for this long.
+SETTLE_NS = 1_000_000_000
 
 # `#` at the start of a line or after a blank starts a comment; `tok#1` is a token.
 _COMMENT = re.compile(r"(?:^|\s)#")
@@ -58,6 +78,9 @@ class _File:
     signature: Signature | None
     data: bytes
     targets: dict[str, TokenTarget] = field(default_factory=dict)
+    whole: bool = True  # read whole; else `targets` is the last whole table plus the complete lines
+    base: dict[str, TokenTarget] = field(default_factory=dict)  # the last table read whole
+    inode: tuple[int, int] = (0, 0)
 
 
 def parse_line(line: str) -> tuple[str, TokenTarget] | None:
@@ -78,16 +101,17 @@ def parse_line(line: str) -> tuple[str, TokenTarget] | None:
     return token, parse_target(target)
 
 
-def parse_token_file(path: str, text: str) -> dict[str, TokenTarget]:
+def parse_token_file(path: str, text: str, warn: bool = True) -> dict[str, TokenTarget]:
     targets: dict[str, TokenTarget] = {}
     for number, line in enumerate(text.splitlines(), 1):
         try:
             entry = parse_line(line)
         except ValueError as exc:
-            log.warning("token file %s:%d: %s; line skipped", path, number, exc)
+            if warn:
+                log.warning("token file %s:%d: %s; line skipped", path, number, exc)
             continue
         if entry is not None:
-            if entry[0] in targets:
+            if entry[0] in targets and warn:
                 log.warning("token file %s:%d: token defined again in this file; this line wins", path, number)
             targets[entry[0]] = entry[1]
     return targets
@@ -97,6 +121,7 @@ class ReadOnlyTokenFile(BasePlugin):
     """Tokens from a file or a directory of files, read at start and on reload()."""
 
     loop_safe = True  # a dict lookup
+    _settle = False  # TokenFile: a file changed in place is read whole only once it settled
 
     def __init__(self, src: str | None) -> None:
         super().__init__(require_source(src, type(self).__name__, "FILE_OR_DIRECTORY"))
@@ -177,8 +202,11 @@ class ReadOnlyTokenFile(BasePlugin):
             signature = _signature(st)
             if not force and old is not None and signature is not None and signature == old.signature:
                 return old
-            with open(path, "rb") as handle:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with open(fd, "rb") as handle:
+                before = os.fstat(fd)
                 data = handle.read()
+                after = os.fstat(fd)
         except FileNotFoundError:
             if single:
                 raise TokenBackendUnavailable(f"token file {path} does not exist") from None
@@ -191,29 +219,95 @@ class ReadOnlyTokenFile(BasePlugin):
                 log.warning("token file %s cannot be read (%s); its tokens are not used", path, exc.strerror)
             return None
         self._unreadable.discard(path)
-        if old is not None and data == old.data:
+        consistent = ((before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
+                      and len(data) == after.st_size)
+        inode = (after.st_dev, after.st_ino)
+        whole = consistent and (not self._settle or old is None or old.inode != inode
+                                or time.time_ns() - after.st_mtime_ns >= SETTLE_NS)
+        signature = _signature(after) if whole else None  # not whole: read again next time
+        if old is not None and data == old.data and whole == old.whole:
             old.signature = signature  # same content: no second round of syntax warnings
             return old
-        return _File(signature, data, parse_token_file(path, data.decode("utf-8", errors="replace")))
+        if whole:
+            targets = parse_token_file(path, data.decode("utf-8", errors="replace"))
+            return _File(signature, data, targets, True, targets, inode)
+        # Maybe half written: the last whole table, plus the tokens of the complete lines.
+        complete = data[:data.rfind(b"\n") + 1]
+        base = old.base if old is not None else {}
+        partial = parse_token_file(path, complete.decode("utf-8", errors="replace"), warn=False)
+        return _File(None, data, {**base, **partial}, False, base, old.inode if old is not None else inode)
 
 
 class TokenFile(ReadOnlyTokenFile):
     """ReadOnlyTokenFile that notices edits: changed files are read again before a lookup.
 
     A lookup stats every file (about 3 us each): with more than LOOP_SAFE_FILES
-    files that is too long for the event loop, and `loop_safe` turns False.
+    files that is too long for the event loop, and `loop_safe` turns False. It
+    is False as well while a file changed and was not read again: the read and
+    parse then happen on a worker thread, never on the event loop.
     """
 
     LOOP_SAFE_FILES = 16
+    _settle = True
+
+    @property
+    def loop_safe(self) -> bool:  # type: ignore[override]  # read-only: it says whether the files changed
+        return len(self._files) <= self.LOOP_SAFE_FILES and self._current()
 
     def lookup(self, token: str) -> TokenTarget | None:
+        if _on_event_loop():
+            # The router asked loop_safe a moment ago: the table is current. Never parse here;
+            # a caller that did not ask gets the table in place and a re-read on a thread.
+            if not self._current() and self._lock.acquire(blocking=False):
+                threading.Thread(target=self._refresh_then_release, name="token-file", daemon=True).start()
+            return self._targets.get(token)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._refresh(force=False)
+            finally:
+                self._lock.release()
+            return self._targets.get(token)
+        # Another thread is reading the files: the table in place answers, unless it lacks the token.
+        found = self._targets.get(token)
+        if found is not None:
+            return found
         with self._lock:
             self._refresh(force=False)
         return self._targets.get(token)
 
-    def _refresh(self, force: bool) -> None:
-        super()._refresh(force)
-        self.loop_safe = len(self._files) <= self.LOOP_SAFE_FILES
+    def _refresh_then_release(self) -> None:
+        try:
+            self._refresh(force=False)
+        except TokenBackendUnavailable:
+            pass  # the next lookup on a thread says so
+        finally:
+            self._lock.release()
+
+    def _current(self) -> bool:
+        """Nothing changed since the files were last read whole (a stat per file, no read)."""
+        source = str(self.source)
+        try:
+            st = os.stat(source)
+            if not stat.S_ISDIR(st.st_mode):
+                entry = self._files.get(source)
+                return entry is not None and entry.signature is not None and _signature(st) == entry.signature
+            signature = _signature(st)
+            if signature is None or signature != self._listing_signature:
+                return False
+            for path, entry in self._files.items():
+                if entry.signature is None or _signature(os.stat(path)) != entry.signature:
+                    return False
+        except OSError:
+            return False
+        return True
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class TokenFileName(DirectoryPlugin):

@@ -10,6 +10,9 @@ JWK in JSON, or a symmetric key. The key is read once, and again on reload()
 - JWE decryptable with the same key whose payload is such a JWS (as upstream:
   a JWE alone proves nothing when anyone holding the public key can make one).
 
+A JWE whose protected header has `zip` (compressed, DEF) is refused before
+anything is decrypted: a few KB of token would inflate to megabytes.
+
 `nbf` and `exp` are honoured, without leeway, as upstream did. A token that is
 invalid, expired, not yet valid or signed with another key is an unknown
 token (None).
@@ -29,7 +32,7 @@ import time
 from typing import Any
 
 from ...errors import ConfigError
-from .base import BasePlugin, TokenTarget, missing_library, normalize_target, require_source, token_hint
+from .base import BasePlugin, TokenTarget, missing_library, normalize_target, require_source, shorten, token_hint
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,12 @@ class JWTTokenApi(BasePlugin):
         if len(token) > MAX_TOKEN or not _COMPACT.fullmatch(token):
             return None
         if token.count(".") == 4:
+            header = _protected_header(token)
+            if header is None:
+                return None
+            if "zip" in header:
+                log.info("token %s: compressed JWE (zip) refused", token_hint(token))
+                return None
             inner = self._decrypt(token, keys, kty)
             if inner is None or not _COMPACT.fullmatch(inner) or inner.count(".") != 2:
                 log.debug("token %s: not a JWE holding a JWS signed with the key", token_hint(token))
@@ -151,7 +160,7 @@ class JWTTokenApi(BasePlugin):
                 signed.deserialize(token)
                 signed.verify(key)
             except Exception as exc:  # a forged, damaged or foreign token: all mean "unknown"
-                log.debug("token %s: signature not accepted: %s", token_hint(token), exc)
+                log.debug("token %s: signature not accepted: %s", token_hint(token), shorten(exc))
                 continue
             payload: bytes = signed.payload
             return payload
@@ -165,7 +174,7 @@ class JWTTokenApi(BasePlugin):
                 sealed.deserialize(token, key)
                 return bytes(sealed.payload).decode("ascii").strip()
             except Exception as exc:  # as in _verify
-                log.debug("token %s: cannot decrypt: %s", token_hint(token), exc)
+                log.debug("token %s: cannot decrypt: %s", token_hint(token), shorten(exc))
         return None
 
     def _target(self, token: str, payload: bytes) -> TokenTarget | None:
@@ -189,6 +198,16 @@ class JWTTokenApi(BasePlugin):
             log.info("token %s: signed, but has no 'host' and 'port' claims", token_hint(token))
             return None
         return normalize_target((claims["host"], claims["port"]))
+
+
+def _protected_header(token: str) -> dict[str, Any] | None:
+    """The JOSE header of a compact token (its first part), or None if it is not a JSON object."""
+    part = token.partition(".")[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except ValueError:  # bad base64 (binascii.Error), bad UTF-8 or bad JSON
+        return None
+    return header if isinstance(header, dict) else None
 
 
 def _b64url(data: bytes) -> str:

@@ -10,6 +10,12 @@ One connection pool serves every lookup (upstream opened a connection per
 lookup), through redis-py's asyncio client: `lookup` is a coroutine. A Redis
 that is down or silent raises TokenBackendUnavailable within `timeout`, and the
 pool reconnects by itself once Redis is back.
+
+A lookup reads at most MAX_VALUE bytes (4 KiB; a target is `host:port` or a
+small JSON object): EXISTS and GETRANGE 0..MAX_VALUE go in one pipelined round
+trip, so a huge value is never transferred; a value longer than MAX_VALUE is a
+failed lookup (ValueError, a short log line), as is one that does not parse.
+Error texts quoted from Redis or from a value are cut to a few dozen characters.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from .base import (
     normalize_target,
     parse_target,
     require_source,
+    shorten,
     token_hint,
 )
 
@@ -36,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_FORMAT = "HOST[:PORT[:DB[:PASSWORD[:NAMESPACE]]]] or a redis://, rediss:// or unix:// URL"
 URL_SCHEMES = ("redis", "rediss", "unix")
+MAX_VALUE = 4096  # bytes a lookup reads of a value; a longer value is refused
 
 
 def parse_source_args(src: str) -> list[str]:
@@ -159,19 +167,29 @@ class TokenRedis(BasePlugin):
             raise ConfigError(f"--token-source: an option of the Redis URL is not known to redis-py: {exc}") from None
 
     async def lookup(self, token: str) -> TokenTarget | None:
+        key = self._namespace + token
         try:
             async with asyncio.timeout(self.timeout):
-                value: Any = await self._client.get(self._namespace + token)
+                # One round trip; GETRANGE reads one byte past the bound, so "too long" shows.
+                pipeline: Any = self._client.pipeline(transaction=False)
+                pipeline.exists(key)
+                pipeline.getrange(key, 0, MAX_VALUE)
+                exists, value = await pipeline.execute()
         except TimeoutError:  # before OSError, its base class
             raise TokenBackendUnavailable(f"Redis at {self._where}: no answer within {self.timeout:g}s") from None
         except self._unavailable_errors as exc:
-            raise TokenBackendUnavailable(f"Redis at {self._where}: {exc}") from None
-        if value is None:
+            raise TokenBackendUnavailable(f"Redis at {self._where}: {shorten(exc)}") from None
+        except Exception as exc:  # a ResponseError (WRONGTYPE...): its text may quote anything
+            raise ValueError(f"Redis lookup for token {token_hint(token)}: {shorten(exc)}") from None
+        if not exists:
             return None
+        if len(value) > MAX_VALUE:
+            raise ValueError(f"Redis value for token {token_hint(token)} is longer than {MAX_VALUE} bytes; "
+                             "refused")
         try:
             return parse_value(value.decode("utf-8", errors="replace"))
         except ValueError as exc:
-            raise ValueError(f"Redis value for token {token_hint(token)}: {exc}") from None
+            raise ValueError(f"Redis value for token {token_hint(token)}: {shorten(exc, 256)}") from None
 
     async def aclose(self) -> None:
         await self._client.aclose()

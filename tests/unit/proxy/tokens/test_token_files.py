@@ -1,11 +1,14 @@
 """ReadOnlyTokenFile, TokenFile and TokenFileName on real files, edited while in use."""
+import asyncio
 import logging
 import os
+import threading
 import time
 
 import pytest
 
 from websockify.errors import ConfigError
+from websockify.proxy.tokens import files
 from websockify.token_plugins import ReadOnlyTokenFile, TokenBackendUnavailable, TokenFile, TokenFileName
 
 LOGGER = "websockify.proxy.tokens.files"
@@ -62,7 +65,8 @@ def test_every_line_form(tmp_path, caplog, plugin_class):
     assert not any("tok9" in message or "tok10" in message for message in found), "a token reached the log"
 
 
-def test_a_directory_of_files(tmp_path):
+def test_a_directory_of_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "RACY_WINDOW_NS", 0)  # files just written count as current at once
     (tmp_path / "a.conf").write_text("one: h1:1\nshared: first:1\n")
     (tmp_path / "b.conf").write_text("two: h2:2\nshared: second:2\n")
     (tmp_path / ".hidden.swp").write_text("three: h3:3\n")
@@ -103,6 +107,8 @@ def test_token_file_follows_edits(tmp_path, caplog):
     assert plugin.lookup("alpha") is None
 
     tokens.write_text("gamma: [2001:db8::1]:5903\ndelta 127.0.0.1:5904\n")
+    settled = time.time() - 10
+    os.utime(tokens, (settled, settled))  # quiet for longer than SETTLE_NS: read whole, warned about
     for _ in range(50):
         assert plugin.lookup("delta") is None
         assert plugin.lookup("gamma") == ("2001:db8::1", 5903)
@@ -220,3 +226,129 @@ def test_token_file_name_errors(tmp_path):
         plugin.lookup("broken")
     with pytest.raises(ValueError, match="larger than"):
         plugin.lookup("huge")
+
+
+# -- TokenFile rewritten while in use (issue 17, item 6) ----------------------------------
+
+def _table(count, port=5900):
+    return "".join(f"tok{i}: 10.0.0.1:{port + i % 100}\n" for i in range(count))
+
+
+def _age(path):
+    settled = time.time() - 1000
+    os.utime(path, (settled, settled))
+
+
+@pytest.fixture
+def long_settle(monkeypatch):
+    """A settle time no slow machine reaches by accident: only _age() settles a file."""
+    monkeypatch.setattr(files, "SETTLE_NS", 100 * 1_000_000_000)
+
+
+def test_truncate_and_rewrite_never_loses_a_token_in_both_files(tmp_path, long_settle):
+    tokens = tmp_path / "tokens"
+    tokens.write_text(_table(1000) + "gone: 10.0.0.9:1\n")
+    _age(tokens)
+    plugin = TokenFile(str(tokens))
+    assert plugin.lookup("gone") == ("10.0.0.9", 1)
+    new = _table(1000) + "added: 10.0.0.8:2\n"
+    with open(tokens, "w") as writer:  # truncated: the file is empty for a while
+        writer.flush()
+        assert plugin.lookup("tok0") == ("10.0.0.1", 5900)
+        assert plugin.lookup("tok999") == ("10.0.0.1", 5999)
+        half = len(new) // 2 + 3  # a cut in the middle of a line
+        writer.write(new[:half])
+        writer.flush()
+        for i in range(0, 1000, 37):
+            assert plugin.lookup(f"tok{i}") is not None, i
+        assert plugin.lookup("tok999") == ("10.0.0.1", 5999)
+        writer.write(new[half:])
+    assert plugin.lookup("added") == ("10.0.0.8", 2)  # a new token works at once
+    assert all(plugin.lookup(f"tok{i}") is not None for i in range(1000))
+    _age(tokens)  # quiet for longer than the settle time: read whole, the removed token goes
+    assert plugin.lookup("gone") is None
+    assert plugin.lookup("tok5") == ("10.0.0.1", 5905)
+
+
+def test_a_line_still_being_written_is_not_read(tmp_path, long_settle):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("tok: 10.0.0.1:5901\n")
+    _age(tokens)
+    plugin = TokenFile(str(tokens))
+    with open(tokens, "w") as writer:
+        writer.write("tok: 10.0.0.1:59")  # the port is not all there yet
+        writer.flush()
+        assert plugin.lookup("tok") == ("10.0.0.1", 5901)
+        writer.write("33\n")
+    assert plugin.lookup("tok") == ("10.0.0.1", 5933)
+
+
+def test_a_file_emptied_on_purpose_is_empty_once_settled(tmp_path, long_settle):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("tok: 10.0.0.1:5901\n")
+    _age(tokens)
+    plugin = TokenFile(str(tokens))
+    tokens.write_text("")
+    assert plugin.lookup("tok") == ("10.0.0.1", 5901)
+    _age(tokens)
+    assert plugin.lookup("tok") is None
+
+
+def test_a_rewrite_is_parsed_off_the_event_loop(tmp_path, monkeypatch):
+    """Through the router, as a server runs it: a changed file is read and parsed on a worker thread."""
+    from websockify.proxy.routing import TokenRouter
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text(_table(20_000))
+    _age(tokens)
+    plugin = TokenFile(str(tokens))
+    parsed_on = []
+    real_parse = files.parse_token_file
+
+    def recording(*args, **kwargs):
+        parsed_on.append(threading.current_thread() is threading.main_thread())  # asyncio.run's loop
+        return real_parse(*args, **kwargs)
+
+    monkeypatch.setattr(files, "parse_token_file", recording)
+
+    async def run():
+        router = TokenRouter(plugin, connect_timeout_s=5, tls=None)
+        try:
+            assert router.immediate  # unchanged and settled: answered on the loop
+            assert router.resolve_now("tok1").description
+            replacement = tmp_path / "tokens.new"
+            replacement.write_text(_table(20_000, port=6000))
+            os.replace(replacement, tokens)
+            assert not router.immediate  # changed: the next lookup goes to a thread
+            connector = await router.resolve("tok1", 10)
+            assert "6001" in connector.description
+            tokens.write_text(_table(20_000, port=7000))  # in place, unsettled: still off the loop
+            assert not router.immediate
+            connector = await router.resolve("tok2", 10)
+            assert "7002" in connector.description
+        finally:
+            await router.close()
+
+    asyncio.run(run())
+    assert parsed_on and not any(parsed_on), parsed_on
+
+
+def test_a_lookup_made_on_the_loop_without_asking_loop_safe_rereads_on_a_thread(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("tok: h:1\n")
+    _age(tokens)
+    plugin = TokenFile(str(tokens))
+
+    async def run():
+        assert plugin.lookup("tok") == ("h", 1)
+        replacement = tmp_path / "tokens.new"
+        replacement.write_text("tok: h:2\n")
+        os.replace(replacement, tokens)
+        # The table in place answers (or the new one, if the thread was that quick); never None.
+        assert plugin.lookup("tok") in (("h", 1), ("h", 2))
+        deadline = time.monotonic() + 10
+        while plugin.lookup("tok") != ("h", 2):
+            assert time.monotonic() < deadline, "the re-read on a thread never finished"
+            await asyncio.sleep(0.01)
+
+    asyncio.run(run())

@@ -191,3 +191,29 @@ def test_bad_key_files(tmp_path):
         JWTTokenApi(str(tmp_path / "locked.pem"))
     with pytest.raises(ConfigError, match="needs --token-source"):
         JWTTokenApi(None)
+
+
+def test_a_compressed_jwe_is_refused_before_decryption(keys, monkeypatch):
+    """Issue 17 item 8: `zip: DEF` made a token of a few KB inflate to megabytes."""
+    made, files = keys
+    plugin = JWTTokenApi(files["rsa_private"])
+    public = jwk.JWK.from_pem(made["rsa"].export_to_pem())
+    inner = signed(made["rsa"], "RS256")
+    token = jwe.JWE(inner.encode(), protected=json.dumps({"alg": "RSA-OAEP", "enc": "A256GCM", "zip": "DEF"}))
+    token.add_recipient(public)
+    compressed = token.serialize(compact=True)
+    decrypted = []
+    real = jwe.JWE.deserialize
+    monkeypatch.setattr(jwe.JWE, "deserialize", lambda self, *args, **kw: (decrypted.append(1),
+                                                                            real(self, *args, **kw))[1])
+    assert plugin.lookup(compressed) is None
+    assert decrypted == []  # refused from the header, nothing decrypted or inflated
+    assert plugin.lookup(encrypted(public, inner)) == ("127.0.0.1", 5901)  # uncompressed still works
+    assert decrypted == [1]
+
+
+@pytest.mark.parametrize("header", [b"not json", b"[1, 2]", b"\xff\xfe"])
+def test_a_jwe_whose_header_is_not_a_json_object_is_unknown(keys, header):
+    made, files = keys
+    token = ".".join([b64(header), "a", "b", "c", "d"])
+    assert JWTTokenApi(files["rsa_private"]).lookup(token) is None
