@@ -34,10 +34,16 @@ USER_TIMEOUT_S = 120
 
 
 def enable_keepalive(transport: asyncio.BaseTransport) -> None:
-    """TCP keepalive and TCP_USER_TIMEOUT on a TCP transport; nothing on others
-    (Unix sockets), and nothing if the kernel refuses (the session goes on)."""
-    sock = transport.get_extra_info("socket")
-    if getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+    """TCP keepalive and TCP_USER_TIMEOUT on a TCP transport (the target leg); nothing
+    on others (Unix sockets), and nothing if the kernel refuses (the session goes on)."""
+    set_keepalive(transport.get_extra_info("socket"))
+
+
+def set_keepalive(sock: socket.socket | None) -> None:
+    """The same on a socket. Set on a listening socket, every connection it accepts
+    inherits the options (Linux copies them): the client leg costs no system call per
+    connection, which measured about a tenth of the new-connection rate."""
+    if sock is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
         return
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

@@ -46,3 +46,17 @@ def test_unix_sockets_and_missing_sockets_are_left_alone(tmp_path):
         sockopts.enable_keepalive(Transport(left))
         assert left.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
     sockopts.enable_keepalive(Transport(None))  # nothing to set, nothing raised
+
+
+def test_a_client_accepted_by_our_listener_inherits_the_options():
+    """The client leg gets keepalive from the listening socket, with no call per connection."""
+    from websockify.addresses import TcpAddress
+    from websockify.server.listener import open_listener
+
+    listener = open_listener(TcpAddress("127.0.0.1", 0), prefer_ipv6=False, backlog=8)
+    with listener, socket.create_connection(listener.getsockname(), timeout=10):
+        listener.setblocking(True)
+        listener.settimeout(10)
+        accepted, _ = listener.accept()
+        with accepted:
+            assert _options(accepted) == (True, 60, 10, 6, 120_000)

@@ -176,8 +176,7 @@ class Relay:
                                      paused=lambda: bool(self._client_read_blockers)) if heartbeat_s else None)
         self.bytes_up = 0
         self.bytes_down = 0
-        client.set_write_buffer_limits(high=write_buffer_bytes)
-        enable_keepalive(client)
+        client.set_write_buffer_limits(high=write_buffer_bytes)  # keepalive: set on the listener
 
     def start(self, leftover: bytes = b"") -> None:
         self.block_client_reads(Blocker.CONNECTING)

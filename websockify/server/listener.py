@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ..addresses import TcpAddress, format_host_port
 from ..errors import ConfigError, StartupError
+from ..sockopts import set_keepalive
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ def adopt_listener(fd: int, what: str) -> ListeningSocket:
         sock.detach()
         raise StartupError(f"{what}: descriptor {fd} is not a listening stream socket")
     sock.setblocking(False)
+    set_keepalive(sock)  # inherited by every accepted client (TCP only)
     return ListeningSocket(sock)
 
 
@@ -138,6 +140,7 @@ def open_listener(address: TcpAddress, prefer_ipv6: bool, backlog: int) -> socke
         sock.close()
         raise StartupError(f"cannot listen on {_tried(address, sockaddr)}: {exc.strerror or exc}") from None
     sock.setblocking(False)
+    set_keepalive(sock)  # inherited by every accepted client
     return sock
 
 
