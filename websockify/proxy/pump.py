@@ -1,23 +1,5 @@
-"""The relay between one WebSocket client and one target, with flow control on both legs.
-
-Flow control: each leg's transport has a write-buffer high-water mark
-(`write_buffer_bytes`). When the client's write buffer is above it, reading from
-the target pauses, and so does reading from the client (a client's pings make
-pongs: every kind of frame that makes a reply counts). When the target's write
-buffer is above it, reading from the client pauses. Reading resumes below the
-low-water mark (a quarter of it).
-
-Fairness: the session reads a bounded number of frames and payload bytes per
-call (protocol/websocket.py); what it leaves waits for the next turn of the
-event loop, with reading from that client paused, so a client sending tiny
-frames as fast as it can delays the others by about a millisecond at a time.
-The rest also waits while the target is full.
-
-Memory bound per connection, whatever the peers do: each write buffer holds at
-most the high-water mark plus one read from the other leg (asyncio reads at
-most 256 KiB at a time, 4/3 of that after base64), and the WebSocket parser
-holds at most one partial message (`max_message_bytes`). With the defaults
-(256 KiB, 1 MiB) that is under 2.5 MiB; an idle connection holds a few KiB.
+"""The relay between one WebSocket client and one target, with flow control on both legs
+(its marks, fairness and memory bound: flow.py).
 
 Closing: the target's EOF closes the WebSocket with 1000 after everything it
 sent has been queued to the client; the client's close frame (or its vanishing)
@@ -29,19 +11,12 @@ client's last bytes once the client is gone. A client that broke the protocol
 (1002, 1007, 1008, 1009) is not read after our close frame: the connection is
 cut as soon as that frame has reached it.
 
-Stalls: while either leg is over its mark (reading paused by flow control), one
-timer per session looks every quarter of `stall_timeout_s` whether anything
-moved (bytes relayed, or either leg's unsent bytes changed); a session in which
-nothing moved for `stall_timeout_s` is cut (so within 1.25 times that of the
-last movement), and the log says which side does not read. An idle session has
-nothing blocked and no timer: it is never cut. The default is STALL_TIMEOUT_S, or two heartbeat intervals with --heartbeat (the
-time in which the heartbeat takes a silent client for dead). Both legs also get
-TCP keepalive and TCP_USER_TIMEOUT (sockopts.py) so the kernel finds dead peers.
+Stalls: a session blocked by flow control with nothing moving is cut (flow.py); TCP
+keepalive and TCP_USER_TIMEOUT on both legs (sockopts.py) let the kernel find dead peers.
 """
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import select
 import time
@@ -51,28 +26,14 @@ from ..errors import CloseCode, TargetUnavailable
 from ..protocol.recording import CLIENT_TO_TARGET, TARGET_TO_CLIENT
 from ..protocol.websocket import RelaySession
 from ..sockopts import enable_keepalive, unsent_bytes
+from .flow import BUDGET_ONLY, FLOW_BLOCKERS, Blocker, StallWatch, choose_stall_timeout_s
 from .heartbeat import Heartbeat
 from .recorder import SessionRecording
-from .target import Connector
+from .target import Connector, TargetProtocol
 
 log = logging.getLogger(__name__)
 traffic_log = logging.getLogger("websockify.traffic")
 
-
-class Blocker(enum.StrEnum):
-    """Why reading from the client is paused; it resumes when no reason is left.
-
-    A StrEnum: hashed and compared in C (a plain Enum hashes in Python) on every
-    set operation below."""
-
-    CONNECTING = "connecting"  # the target is not connected yet
-    BUDGET = "budget"  # the session holds frames it has not read yet (protocol/websocket.py)
-    TARGET_FULL = "target-full"  # the target's write buffer is over the mark
-    CLIENT_FULL = "client-full"  # the client's write buffer is over the mark: its pings make pongs
-    FAILED = "failed"  # the client broke the protocol and has our close: nothing it sends is read
-
-
-_BUDGET_ONLY = frozenset({Blocker.BUDGET})  # bound once: a set made per call would be an allocation
 
 # Close codes that blame the client's input (the session failed): after the close
 # frame, what the client sends is discarded, so it is not read at all.
@@ -81,38 +42,7 @@ _CLIENT_FAULTS = frozenset({CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA, Cl
 # After such a close: how often to look whether the close frame has reached the client.
 _DELIVERY_CHECK_S = 0.05
 
-# Flow-control blockers: while one holds, the stall watch runs.
-_FLOW_BLOCKERS = frozenset({Blocker.TARGET_FULL, Blocker.CLIENT_FULL})
-# A session blocked by flow control with nothing moving for this long is cut
-# (without --heartbeat; with it, two heartbeat intervals).
-STALL_TIMEOUT_S = 60.0
-_NO_MARK = (-1, -1, -1, -1)
-
 _HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
-
-
-class TargetProtocol(asyncio.Protocol):
-    """Forwards the target's transport events to its relay."""
-
-    # data_received is the relay's own bound method: the event loop calls it
-    # straight, one Python frame less on every message from the target.
-    __slots__ = ("_relay", "data_received")
-
-    def __init__(self, relay: "Relay"):
-        self._relay = relay
-        self.data_received = relay.target_data  # type: ignore[method-assign]
-
-    def eof_received(self) -> bool:
-        return self._relay.target_eof()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._relay.target_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._relay.block_client_reads(Blocker.TARGET_FULL)
-
-    def resume_writing(self) -> None:
-        self._relay.unblock_client_reads(Blocker.TARGET_FULL)
 
 
 class Relay:
@@ -121,7 +51,7 @@ class Relay:
     __slots__ = ("_client", "_client_full", "_client_gone", "_client_linger", "_client_read_blockers",
                  "_close_timeout_s", "_connect_task", "_connector", "_done", "_drain_scheduled", "_failure",
                  "_heartbeat", "_held", "_loop", "_on_end", "_peer", "_pending", "_recording", "_session",
-                 "_stall_mark", "_stall_since", "_stall_timeout_s", "_stall_watch", "_started", "_target",
+                 "_stall", "_started", "_target",
                  "_target_eof_received", "_target_eof_sent", "_target_gone", "_target_linger", "_traffic",
                  "_write_buffer_bytes", "bytes_down", "bytes_up")
 
@@ -161,12 +91,7 @@ class Relay:
         self._target_eof_received = False
         self._client_linger: asyncio.TimerHandle | None = None
         self._target_linger: asyncio.TimerHandle | None = None
-        self._stall_watch: asyncio.TimerHandle | None = None
-        if stall_timeout_s is None:
-            stall_timeout_s = 2 * heartbeat_s if heartbeat_s else STALL_TIMEOUT_S
-        self._stall_timeout_s = stall_timeout_s
-        self._stall_mark: tuple[int, int, int, int] = (0, 0, 0, 0)
-        self._stall_since = 0.0
+        self._stall = StallWatch(self._loop, self, choose_stall_timeout_s(stall_timeout_s, heartbeat_s), close_timeout_s)
         self._failure: str | None = None
         self._done = False
         self._started = time.monotonic()
@@ -230,7 +155,7 @@ class Relay:
             self._schedule_drain()  # the session holds unread frames: no more bytes for now
 
     def _schedule_drain(self) -> None:
-        if not self._drain_scheduled and self._client_read_blockers <= _BUDGET_ONLY:
+        if not self._drain_scheduled and self._client_read_blockers <= BUDGET_ONLY:
             self.block_client_reads(Blocker.BUDGET)  # nothing new until the backlog is read
             self._drain_scheduled = True
             self._loop.call_soon(self._drain_backlog)
@@ -238,7 +163,7 @@ class Relay:
     def _drain_backlog(self) -> None:
         """The session's next budget of frames, unless the target filled up meanwhile."""
         self._drain_scheduled = False
-        if self._client_gone or not self._client_read_blockers <= _BUDGET_ONLY:
+        if self._client_gone or not self._client_read_blockers <= BUDGET_ONLY:
             return
         if self._session.backlogged or self._held:
             held, self._held = b"".join(self._held), []
@@ -275,7 +200,7 @@ class Relay:
         if not self._session.client_done:
             self.client_eof()
         self._cancel(self._client_linger)
-        self._cancel(self._stall_watch)
+        self._stall.disarm()
         self._end_target_writes()
         self._maybe_done()
 
@@ -402,7 +327,7 @@ class Relay:
     def target_lost(self, exc: Exception | None) -> None:
         self._target_gone = True
         self._cancel(self._target_linger)
-        self._cancel(self._stall_watch)
+        self._stall.disarm()
         if exc is not None and self._session.is_open:
             self._failure = f"target connection lost: {exc}"
             self._close_client(CloseCode.INTERNAL_ERROR, "Target connection lost")
@@ -454,20 +379,16 @@ class Relay:
         if not self._client_read_blockers:
             self._client.pause_reading()
         self._client_read_blockers.add(reason)
-        if ((reason is Blocker.TARGET_FULL or reason is Blocker.CLIENT_FULL) and self._stall_watch is None
-                and self._stall_timeout_s > 0):
-            self._stall_mark = _NO_MARK  # the first look takes it: no system call here
-            self._stall_watch = self._loop.call_later(self._stall_tick_s(), self._watch_stall)
+        if reason is Blocker.TARGET_FULL or reason is Blocker.CLIENT_FULL:
+            self._stall.arm()
 
     def unblock_client_reads(self, reason: Blocker) -> None:
         self._client_read_blockers.discard(reason)
-        if (self._stall_watch is not None and reason is not Blocker.BUDGET
-                and not self._client_read_blockers & _FLOW_BLOCKERS):
-            self._stall_watch.cancel()  # nothing is blocked any more
-            self._stall_watch = None
+        if reason is not Blocker.BUDGET and not self._client_read_blockers & FLOW_BLOCKERS:
+            self._stall.disarm()  # nothing is blocked any more
         if self._client_gone:
             return
-        if self._client_read_blockers == _BUDGET_ONLY:
+        if self._client_read_blockers == BUDGET_ONLY:
             self._schedule_drain()
         elif not self._client_read_blockers:
             if self._held:  # read before the pause took effect: its turn is now
@@ -479,22 +400,18 @@ class Relay:
             if not self._client_read_blockers:
                 self._client.resume_reading()
 
-    def _stall_tick_s(self) -> float:
-        return min(self._close_timeout_s, self._stall_timeout_s / 4)
+    # -- the stall watch's view (flow.Watched) ----------------------------------
 
-    def _progress(self) -> tuple[int, int, int, int]:
-        """What moves when anything is relayed: a stalled session keeps all four still."""
+    def flow_blockers(self) -> set[Blocker]:
+        return set() if self._client_gone or self._done else self._client_read_blockers & FLOW_BLOCKERS
+
+    def progress(self) -> tuple[int, int, int, int]:
         target = unsent_bytes(self._target) if self._target is not None and not self._target_gone else 0
         return self.bytes_up, self.bytes_down, unsent_bytes(self._client), target
 
-    def _watch_stall(self) -> None:
-        """Runs while a leg is over its mark: cut the session if nothing moved for the
-        stall timeout. And when the target does not read, the client's bytes wait in
-        the kernel, so its leaving would go unseen: look at the socket itself."""
-        self._stall_watch = None
-        blockers = self._client_read_blockers
-        if self._client_gone or self._done or not blockers & _FLOW_BLOCKERS:
-            return
+    def look_for_hangup(self, blockers: set[Blocker]) -> None:
+        """When the target does not read, the client's bytes wait in the kernel, so its
+        leaving would go unseen: look at the socket itself."""
         sock = self._client.get_extra_info("socket")
         if Blocker.TARGET_FULL in blockers and sock is not None and self._target_linger is None:
             poller = select.poll()
@@ -502,20 +419,13 @@ class Relay:
             if poller.poll(0):
                 log.info("%s: client left while the target was not reading", self._peer)
                 self._start_target_linger()
-        now, mark = self._loop.time(), self._progress()
-        if mark != self._stall_mark:
-            self._stall_mark, self._stall_since = mark, now
-        elif now - self._stall_since >= self._stall_timeout_s:
-            self._cut_stalled(blockers)
-            return
-        self._stall_watch = self._loop.call_later(self._stall_tick_s(), self._watch_stall)
 
-    def _cut_stalled(self, blockers: set[Blocker]) -> None:
+    def cut_stalled(self, blockers: set[Blocker]) -> None:
         stalled = " and ".join(side for blocker, side in ((Blocker.CLIENT_FULL, "the client does not read"),
                                                           (Blocker.TARGET_FULL, "the target does not read"))
                                if blocker in blockers)
         log.info("%s: stalled: %s (nothing moved for %gs): closing the session",
-                 self._peer, stalled, self._stall_timeout_s)
+                 self._peer, stalled, self._stall.timeout_s)
         self._failure = f"stalled: {stalled}"
         if self._target is not None and not self._target_gone:
             self._target.abort()
@@ -572,7 +482,7 @@ class Relay:
             self._on_end()
         self._cancel(self._client_linger)
         self._cancel(self._target_linger)
-        self._cancel(self._stall_watch)
+        self._stall.disarm()
         if self._recording is not None:
             self._recording.close()
         code = self._session.close_code

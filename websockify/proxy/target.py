@@ -9,8 +9,48 @@ from typing import Callable, Protocol
 
 from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import TargetUnavailable
+from .flow import Blocker
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class TargetEvents(Protocol):
+    """What a target connection reports to its relay (proxy/pump.py's Relay)."""
+
+    def target_data(self, data: bytes) -> None: ...
+
+    def target_eof(self) -> bool: ...
+
+    def target_lost(self, exc: Exception | None) -> None: ...
+
+    def block_client_reads(self, reason: Blocker) -> None: ...
+
+    def unblock_client_reads(self, reason: Blocker) -> None: ...
+
+
+class TargetProtocol(asyncio.Protocol):
+    """Forwards the target's transport events to its relay."""
+
+    # data_received is the relay's own bound method: the event loop calls it
+    # straight, one Python frame less on every message from the target.
+    __slots__ = ("_relay", "data_received")
+
+    def __init__(self, relay: TargetEvents):
+        self._relay = relay
+        self.data_received = relay.target_data  # type: ignore[method-assign]
+
+    def eof_received(self) -> bool:
+        return self._relay.target_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._relay.target_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._relay.block_client_reads(Blocker.TARGET_FULL)
+
+    def resume_writing(self) -> None:
+        self._relay.unblock_client_reads(Blocker.TARGET_FULL)
+
 
 
 class Connector(Protocol):

@@ -372,7 +372,7 @@ def test_an_idle_session_is_never_cut_and_arms_no_timer():
         s.target.drain()
         await asyncio.sleep(0.3)  # six stall timeouts with nothing pending
         assert not s.client.closed and not s.target.closed
-        assert s.relay._stall_watch is None
+        assert not s.relay._stall.armed
     run(scenario)
 
 
@@ -382,10 +382,10 @@ def test_the_stall_watch_stops_once_flow_resumes():
         await s.start()
         s.from_client(s.browser.binary(b"a" * (MARK + 1)))
         await turns_until(lambda: not s.client.reading, "the target is full")
-        assert s.relay._stall_watch is not None
+        assert s.relay._stall.armed
         s.target.drain()
         await turns_until(lambda: s.client.reading, "reading resumed")
-        assert s.relay._stall_watch is None
+        assert not s.relay._stall.armed
         await asyncio.sleep(0.4)
         assert not s.client.closed
     run(scenario)
