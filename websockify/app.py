@@ -218,7 +218,7 @@ def _server(prepared: _Prepared, reaper: ChildReaper, program: WrappedProgram | 
         return WorkerGroup(config, prepared.sockets, workers, reaper, program, report_sessions=counting,
                            on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
     plugins = prepared.plugins
-    target = program if program is not None else connector(config, plugins.router)
+    target = program if program is not None else connector(config, plugins.router, prepared.sockets)
     return ProxyServer(config, target, prepared.sockets, plugins.tls, plugins.authenticator, plugins.router,
                        on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
 

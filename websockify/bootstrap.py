@@ -18,9 +18,11 @@ from .addresses import TcpAddress
 from .config import Config
 from .errors import ConfigError
 from .fdlimit import raise_file_limit
+from .proxy.own_address import OwnListeners
 from .proxy.plugins import Authenticator, load_authenticator
 from .proxy.routing import RoutedTargets, TokenRouter, load_token_plugin
 from .proxy.target import AddressConnector, Connector
+from .server.listener import ListeningSocket
 from .server.tls import server_context, target_context
 from .service.logs import setup_logging
 
@@ -103,12 +105,16 @@ def _check_record_path(prefix: str | None) -> None:
         raise ConfigError(f"--record: cannot write recordings into {directory}")
 
 
-def connector(config: Config, router: TokenRouter | None) -> Connector:
-    """The target when no wrapped program is: one address, or the one a token names."""
+def connector(config: Config, router: TokenRouter | None, listening: Iterable[ListeningSocket] = ()) -> Connector:
+    """The target when no wrapped program is: one address, or the one a token names.
+    Neither may be one of `listening`, our own sockets (own_address.py)."""
+    own = OwnListeners(listening.sock for listening in listening)
     if router is not None:
+        router.own = own
         return RoutedTargets(config.token_plugin or "")
     assert config.target is not None
-    return AddressConnector(config.target, config.connect_timeout_s, target_context() if config.ssl_target else None)
+    return AddressConnector(config.target, config.connect_timeout_s, target_context() if config.ssl_target else None,
+                            own=own)
 
 
 class Stop:

@@ -43,14 +43,16 @@ class StartupError(WebsockifyError):
 
 
 class HttpError(WebsockifyError):
-    """A request that gets an HTTP error response instead of a WebSocket."""
+    """A request that gets an HTTP error response instead of a WebSocket. `quiet`: the
+    raiser logged it already (throttled), so the reply writes no line of its own."""
 
     def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = (),
-                 log_message: str | None = None):
+                 log_message: str | None = None, *, quiet: bool = False):
         super().__init__(message)
         self.status = status
         self.headers = headers
         self.log_message = log_message or message
+        self.quiet = quiet
 
 
 class TargetUnavailable(WebsockifyError):

@@ -16,7 +16,10 @@ with the exception. Never a hang, never a dead process: whatever a plugin
 raises (SystemExit and KeyboardInterrupt included) is its failure, 500, unless
 it is the task's own cancellation. Threaded lookups have a budget
 (LOOKUP_BUDGET calls unfinished, abandoned ones included): past it a lookup gets
-503 at once instead of queueing behind a backend that does not answer.
+503 at once instead of queueing behind a backend that does not answer. An
+address that asked for too many unknown tokens gets 429 (guess_limit.py), and a
+token whose target is our own listening address gets the client 1011
+(own_address.py), not a session that proxies to itself.
 """
 from __future__ import annotations
 
@@ -24,16 +27,20 @@ import asyncio
 import inspect
 import logging
 import ssl
+import time
 from typing import Any
 
 from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import ConfigError, HttpError, TargetUnavailable
 from ..protocol.logsafe import printable
 from ..protocol.token_request import redact
+from ..server.log_throttle import ThrottledLog
+from .guess_limit import GuessLimit, retry_after_header
 from .lookup_threads import CallTimedOut, LookupThreads, OverBudget
+from .own_address import OwnListeners
 from .plugins import load_plugin
 from .target import AddressConnector
-from .tokens.base import UNIX_SOCKET, TokenBackendUnavailable, normalize_target
+from .tokens.base import UNIX_SOCKET, TokenBackendUnavailable, normalize_target, shorten
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +63,28 @@ class TokenRouter:
         self._coroutine = inspect.iscoroutinefunction(plugin.lookup)
         self._workers = LookupThreads(LOOKUP_WORKERS, "token", budget=LOOKUP_BUDGET)
         self._connectors: dict[Target, AddressConnector] = {}
+        self.guesses = GuessLimit(time.monotonic)
+        self._guesses_refused = ThrottledLog(log, logging.INFO, "token requests refused: too many unknown tokens",
+                                             time.monotonic)
+        self.own: OwnListeners | None = None  # set once we listen: a token may not lead back to us
 
     @property
     def immediate(self) -> bool:
         """The next lookup can run on the loop, now."""
         return not self._coroutine and bool(getattr(self.plugin, "loop_safe", False))
 
-    def resolve_now(self, token: str) -> AddressConnector:
-        """For a loop-safe plugin: the connector for the token's target, or HttpError."""
+    def resolve_now(self, token: str, client: str = "") -> AddressConnector:
+        """For a loop-safe plugin: the connector for the token's target, or HttpError.
+        `client` is the address key the guess limit counts unknown tokens by."""
+        self._check_guesses(client)
         try:
             result = self.plugin.lookup(token)
         except BaseException as exc:  # SystemExit too: a plugin never ends the process
             raise self._failure(token, exc) from None
-        return self._connector(token, result)
+        return self._connector(token, result, client)
 
-    async def resolve(self, token: str, timeout_s: float) -> AddressConnector:
+    async def resolve(self, token: str, timeout_s: float, client: str = "") -> AddressConnector:
+        self._check_guesses(client)
         try:
             if self._coroutine:
                 async with asyncio.timeout(timeout_s):
@@ -91,21 +105,30 @@ class TokenRouter:
             raise self._failure(token, exc) from None
         except BaseException as exc:  # SystemExit too: a plugin never ends the process
             raise self._failure(token, exc) from None
-        return self._connector(token, result)
+        return self._connector(token, result, client)
+
+    def _check_guesses(self, client: str) -> None:
+        wait_s = self.guesses.retry_after_s(client)
+        if wait_s:
+            self._guesses_refused("%s: token requests refused for %.0f s: too many unknown tokens", client, wait_s)
+            raise HttpError(429, "too many unknown tokens", retry_after_header(wait_s), quiet=True)
 
     def _failure(self, token: str, exc: BaseException) -> HttpError:
         if isinstance(exc, TokenBackendUnavailable):
             return HttpError(503, "token lookup unavailable", log_message=f"token {redact(token)}: {printable(exc)}")
         log.error("token %s: the token plugin failed", printable(redact(token)), exc_info=exc)
-        return HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: plugin error {exc!r}")
+        return HttpError(500, "token lookup failed",
+                         log_message=f"token {redact(token)}: plugin error {shorten(repr(exc))}")
 
-    def _connector(self, token: str, result: Any) -> AddressConnector:
+    def _connector(self, token: str, result: Any, client: str) -> AddressConnector:
         try:
             normal = normalize_target(result)
         except ValueError as exc:
-            log.error("token %s: %s (%s)", printable(redact(token)), printable(exc), printable(repr(result)))
+            log.error("token %s: %s (%s)", printable(redact(token)), printable(shorten(str(exc))),
+                      printable(shorten(repr(result))))
             raise HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: malformed result") from None
         if normal is None:
+            self.guesses.failed(client)
             raise HttpError(404, "unknown token", log_message=f"token {redact(token)} not found")
         host, port = normal
         target: Target = UnixAddress(str(port)) if host == UNIX_SOCKET else TcpAddress(host, int(port))
@@ -114,7 +137,7 @@ class TokenRouter:
             if len(self._connectors) >= _CACHED_CONNECTORS:
                 self._connectors.clear()
             connector = AddressConnector(target, self._connect_timeout_s,
-                                         self._tls if isinstance(target, TcpAddress) else None)
+                                         self._tls if isinstance(target, TcpAddress) else None, own=self.own)
             self._connectors[target] = connector
         log.debug("token %s routes to %s", printable(redact(token)), connector.description)
         return connector

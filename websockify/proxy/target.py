@@ -10,6 +10,7 @@ from typing import Callable, Protocol
 from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import TargetUnavailable
 from .flow import Blocker
+from .own_address import OwnListeners
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
@@ -62,13 +63,15 @@ class Connector(Protocol):
 
 
 class AddressConnector:
-    """Connects to a fixed TCP or Unix address."""
+    """Connects to a fixed TCP or Unix address; refuses one of `own`, our listeners."""
 
-    def __init__(self, address: Target, timeout_s: float, tls: ssl.SSLContext | None = None):
+    def __init__(self, address: Target, timeout_s: float, tls: ssl.SSLContext | None = None, *,
+                 own: OwnListeners | None = None):
         self.address = address
         self.description = str(address) + (" (TLS)" if tls else "")
         self._timeout_s = timeout_s
         self._tls = tls
+        self.own = own
 
     async def connect(self, factory: ProtocolFactory) -> asyncio.Transport:
         loop = asyncio.get_running_loop()
@@ -106,6 +109,11 @@ class AddressConnector:
             raise TargetUnavailable(f"{self.description}: {reason}") from None
         finally:
             timer.cancel()
+        if self.own and self.own.reached(transport.get_extra_info("peername"),
+                                         transport.get_extra_info("socket").family):
+            transport.abort()
+            raise TargetUnavailable(f"{self.description} is this websockify's own listening address: "
+                                    "refused, it would proxy to itself", "Target is this proxy")
         return transport
 
 

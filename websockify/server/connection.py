@@ -206,7 +206,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             self._task = asyncio.get_running_loop().create_task(self._prepare(head, websocket, needs_auth, token))
             return
         if router is not None and token is not None:
-            self._connector = router.resolve_now(token)
+            self._connector = router.resolve_now(token, self._ticket.key)
         self._accept(head, websocket)
 
     def _token(self, head: RequestHead) -> str:
@@ -227,8 +227,9 @@ class ClientConnection(asyncio.BufferedProtocol):
             if needs_auth:
                 await self._authenticate(head)
             if token is not None:
-                assert self._context.router is not None
-                self._connector = await self._context.router.resolve(token, self._plugin_time_left_s())
+                assert self._context.router is not None and self._ticket is not None
+                self._connector = await self._context.router.resolve(token, self._plugin_time_left_s(),
+                                                                     self._ticket.key)
         except HttpError as exc:
             self._reply_error(exc, head)
             return
@@ -319,7 +320,8 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     def _reply_error(self, exc: HttpError, head: RequestHead | None) -> None:
         target = f" {head.method} {printable_target(head.target)}" if head is not None else ""
-        log.info("%s:%s HTTP %d: %s", self._peer, target, exc.status, printable(exc.log_message))
+        if not exc.quiet:
+            log.info("%s:%s HTTP %d: %s", self._peer, target, exc.status, printable(exc.log_message))
         self._finish(error_response(exc.status, str(exc), exc.headers,
                                     include_body=head is None or head.method != "HEAD"))
 
