@@ -213,6 +213,10 @@ class _Command(click.Command):
          show_default="the page's own origin with --web, any origin without",
          help="Origins (scheme://host[:port], separated by commas or spaces) whose pages may open a "
               "WebSocket; * for any. Clients that send no Origin header (not browsers) are always let in.")
+@_option(WEB, "--allowed-hosts", metavar="LIST", default="*", show_default=True,
+         help="Host names or addresses (no port; separated by commas or spaces; .example.com for every name "
+              "under it) that requests may carry in their Host header; others get 421. * for any. Set it "
+              "on a LAN gateway, against DNS rebinding.")
 @_option(WEB, "--hixie76", is_flag=True,
          help="Also accept Hixie-76 clients (a WebSocket draft browsers dropped in 2011), their data "
               "base64-encoded as the first websockify relayed it.")
@@ -273,6 +277,10 @@ class _Command(click.Command):
          help="SECONDS after start, stop accepting connections, and exit when the last session ends; "
               "0: never.")
 @_option(LIFETIME, "--run-once", is_flag=True, help="Exit when the first WebSocket session ends.")
+@_option(LIFETIME, "--stall-timeout", "stall_timeout_s", type=click.FloatRange(min=0), metavar="SECONDS",
+         show_default="60, or two --heartbeat intervals",
+         help="Close a session when one side has stopped reading and nothing has moved either way for "
+              "SECONDS; 0: never.")
 # -- Service
 @_option(SERVICE, "-D", "--daemon", is_flag=True,
          help="Run in the background, in /, without a terminal (log with --log-file or --syslog). The "

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
+from .access_lists import parse_hosts, parse_origins
 from .addresses import Target as Target  # re-exported: settings hold addresses
 from .addresses import TcpAddress as TcpAddress
 from .addresses import TooManyColons, parse_listen, parse_target
@@ -40,7 +41,6 @@ DEFAULT_MAX_HEADERS = 100
 DEFAULT_WRITE_BUFFER_BYTES = 256 * 1024
 # Upstream's default certificate name, used when TLS is asked for without --cert.
 DEFAULT_CERT = "self.pem"
-ANY_ORIGIN = "*"
 DEFAULT_UNIX_LISTEN_MODE = "0600"
 
 
@@ -92,6 +92,7 @@ class Lifetime:
     idle_timeout_s: float = 0.0
     timeout_s: float = 0.0
     run_once: bool = False
+    stall_timeout_s: float | None = None  # None: the relay's default (proxy/flow.py); 0: never
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class Config:
     auth_source: str | None = None
     # None: same origin only when --web serves the page, any origin otherwise.
     allowed_origins: tuple[str, ...] | None = None
+    allowed_hosts: tuple[str, ...] = ("*",)  # the Host names (no port) requests may carry
     record: str | None = None
     hixie76: bool = False
     write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES
@@ -143,21 +145,6 @@ class Config:
     @property
     def handshake_timeout_s(self) -> float:
         return self.limits.handshake_timeout_s
-
-
-_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$")
-
-
-def parse_origins(text: str) -> tuple[str, ...]:
-    """`--allowed-origins`: exact origins (`scheme://host[:port]`), separated by
-    commas or spaces, or `*` for any."""
-    origins = tuple(part for part in re.split(r"[,\s]+", text.strip()) if part)
-    if not origins:
-        raise ConfigError("--allowed-origins: give at least one origin, or * for any")
-    for origin in origins:
-        if origin != ANY_ORIGIN and not _ORIGIN.match(origin.lower()):
-            raise ConfigError(f"--allowed-origins: {origin!r} is not an origin like https://host[:port]")
-    return tuple(o if o == ANY_ORIGIN else o.lower() for o in origins)
 
 
 def _positive(value: float, option: str, allow_zero: bool = False) -> None:
@@ -222,6 +209,7 @@ def build_config(
     host_token: bool = False,
     target_config: str | None = None,
     allowed_origins: str | None = None,
+    allowed_hosts: str = "*",
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -237,6 +225,7 @@ def build_config(
     idle_timeout_s: float = 0.0,
     timeout_s: float = 0.0,
     run_once: bool = False,
+    stall_timeout_s: float | None = None,
     workers: str = "1",
 ) -> Config:
     """Check the combination of arguments the way upstream does and build a Config.
@@ -257,7 +246,7 @@ def build_config(
     limits = _limits(max_connections=max_connections, max_connections_per_ip=max_connections_per_ip,
                      max_header_bytes=max_header_bytes, max_headers=max_headers,
                      max_message_bytes=max_message_bytes, handshake_timeout_s=handshake_timeout_s)
-    lifetime = _lifetime(heartbeat_s, idle_timeout_s, timeout_s, run_once)
+    lifetime = _lifetime(heartbeat_s, idle_timeout_s, timeout_s, run_once, stall_timeout_s)
     worker_count = _workers(workers)
     logs = _log_settings(verbose=verbose, log_file=log_file, syslog=syslog, legacy_syslog=legacy_syslog,
                          daemon=daemon, traffic=traffic)
@@ -289,6 +278,7 @@ def build_config(
         auth_plugin=auth_plugin,
         auth_source=auth_source,
         allowed_origins=parse_origins(allowed_origins) if allowed_origins is not None else None,
+        allowed_hosts=parse_hosts(allowed_hosts),
         record=record,
         hixie76=hixie76,
         grace_period_s=grace_period_s,
@@ -431,10 +421,13 @@ def _limits(*, max_connections: int, max_connections_per_ip: int, max_header_byt
                   max_message_bytes=max_message_bytes, handshake_timeout_s=handshake_timeout_s)
 
 
-def _lifetime(heartbeat_s: float, idle_timeout_s: float, timeout_s: float, run_once: bool) -> Lifetime:
-    for value, option in ((heartbeat_s, "--heartbeat"), (idle_timeout_s, "--idle-timeout"), (timeout_s, "--timeout")):
+def _lifetime(heartbeat_s: float, idle_timeout_s: float, timeout_s: float, run_once: bool,
+              stall_timeout_s: float | None = None) -> Lifetime:
+    for value, option in ((heartbeat_s, "--heartbeat"), (idle_timeout_s, "--idle-timeout"), (timeout_s, "--timeout"),
+                          (stall_timeout_s or 0.0, "--stall-timeout")):
         _positive(value, option, allow_zero=True)
-    return Lifetime(heartbeat_s=heartbeat_s, idle_timeout_s=idle_timeout_s, timeout_s=timeout_s, run_once=run_once)
+    return Lifetime(heartbeat_s=heartbeat_s, idle_timeout_s=idle_timeout_s, timeout_s=timeout_s, run_once=run_once,
+                    stall_timeout_s=stall_timeout_s)
 
 
 def _workers(text: str) -> int:

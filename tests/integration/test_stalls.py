@@ -160,3 +160,35 @@ def test_idle_session_with_nothing_pending_is_not_cut(echo_server):
                 assert await ws.recv() == b"after"
         asyncio.run(asyncio.wait_for(scenario(), timeout(30)))
         assert "stalled" not in proxy.log
+
+
+def test_stall_timeout_option_sets_the_bound():
+    """--stall-timeout 1.5 without --heartbeat: cut after 1.5 s (the default would be 60)."""
+    target = Holder(send=True)
+    try:
+        with running_proxy("--stall-timeout", "1.5", "127.0.0.1:0", target.server.address) as proxy:
+            sock = open_websocket(proxy.port)  # and never reads
+            started = time.monotonic()
+            proxy.wait_log(r"stalled: the client does not read \(nothing moved for 1\.5s\)", timeout(1.5 * 1.25 + 10))
+            assert time.monotonic() - started >= 1.5
+            sock.close()
+    finally:
+        target.close()
+
+
+def test_stall_timeout_zero_never_cuts():
+    """--stall-timeout 0 with --heartbeat 1: a session blocked for three times the
+    heartbeat's stall bound is still open (the client may resume reading)."""
+    target = Holder(send=True)
+    try:
+        with running_proxy("--stall-timeout", "0", "--heartbeat", str(HEARTBEAT_S), "127.0.0.1:0",
+                           target.server.address) as proxy:
+            sock = open_websocket(proxy.port)  # and does not read for now
+            assert target.connected.wait(timeout(10))
+            time.sleep(3 * STALL_S)
+            assert "stalled" not in proxy.log
+            sock.settimeout(timeout(10))
+            assert sock.recv(65536)  # the session is alive: the target's bytes are there to read
+            sock.close()
+    finally:
+        target.close()

@@ -37,6 +37,7 @@ LAYERS = {
     "websockify.config": 1,
     "websockify.errors": 1,
     "websockify.addresses": 1,
+    "websockify.access_lists": 1,  # --allowed-origins and --allowed-hosts, parsed for config
     "websockify.fdlimit": 1,
     "websockify.sockopts": 1,
     "websockify": 0,  # __init__ (the version string) only, not the modules under it

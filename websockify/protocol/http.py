@@ -21,6 +21,8 @@ import httptools
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeader
 
+from ..access_lists import ANY as ANY_HOST
+from ..access_lists import normal_host
 from ..config import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS
 from ..errors import HttpError
 
@@ -270,3 +272,22 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
     scheme = scheme.lower()
     host_scheme = "https" if scheme in ("https", "wss") else "http"
     return _authority(scheme, authority) == _authority(host_scheme, host)
+
+
+def host_allowed(host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Does the `Host` header name this gateway (`--allowed-hosts`, parsed by
+    access_lists.parse_hosts)? Its port is ignored; `.example.com` in the list
+    matches example.com and every name under it. No Host header: only with `*`."""
+    if ANY_HOST in allowed:
+        return True
+    if not host:
+        return False
+    if host.startswith("["):
+        name = host[: host.find("]") + 1]
+    else:
+        name = host.rpartition(":")[0] if host.count(":") == 1 else host
+    normal = normal_host(name)
+    if normal is None:
+        return False
+    return any(normal == entry or (entry.startswith(".") and (normal == entry[1:] or normal.endswith(entry)))
+               for entry in allowed)

@@ -13,8 +13,6 @@ import ipaddress
 import socket
 from typing import Any, Iterable
 
-import psutil
-
 _WILDCARDS = frozenset({"0.0.0.0", "::"})
 
 
@@ -35,7 +33,6 @@ class OwnListeners:
     def __init__(self, sockets: Iterable[socket.socket]):
         self._tcp: dict[int, set[str]] = {}  # port -> hosts bound (a wildcard: every local address)
         self._unix: set[str] = set()
-        self._local: frozenset[str] | None = None  # this host's addresses, read when first needed
         for sock in sockets:
             name = sock.getsockname()
             if sock.family == socket.AF_UNIX:
@@ -61,11 +58,17 @@ class OwnListeners:
         if host in hosts:
             return True
         if hosts & _WILDCARDS:
-            return ipaddress.ip_address(host).is_loopback or host in self._local_addresses()
+            return ipaddress.ip_address(host).is_loopback or _is_local(host)
         return False
 
-    def _local_addresses(self) -> frozenset[str]:
-        if self._local is None:
-            self._local = frozenset(_normal(address.address) for addresses in psutil.net_if_addrs().values()
-                                    for address in addresses if address.family in (socket.AF_INET, socket.AF_INET6))
-        return self._local
+
+def _is_local(host: str) -> bool:
+    """Is `host` an address of this machine? Only a local address can be bound (checked
+    only when a target has the port of a wildcard listener, so rarely)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True

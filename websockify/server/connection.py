@@ -17,7 +17,7 @@ from ..errors import HttpError
 from ..protocol import hixie
 from ..protocol import sniff as sniffing
 from ..protocol.handshake import perform_handshake
-from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response, origin_allowed
+from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response, host_allowed, origin_allowed
 from ..protocol.logsafe import printable
 from ..protocol.token_request import printable_target, token_from_host, token_from_target
 from ..protocol.websocket import RelaySession, WebSocketSession
@@ -183,6 +183,9 @@ class ClientConnection(asyncio.BufferedProtocol):
         config = self._context.config
         if self._ticket.refusal is not None:
             raise self._ticket.refusal
+        if not host_allowed(head.headers.get("Host"), config.allowed_hosts):  # DNS rebinding
+            raise HttpError(421, "this gateway does not answer to that host name",
+                            log_message=f"host {printable(head.headers.get('Host'))} not allowed (see --allowed-hosts)")
         websocket = head.wants_websocket and head.method == "GET"
         if websocket and head.version != "HTTP/1.1":
             raise HttpError(400, "a WebSocket upgrade needs HTTP/1.1")
@@ -313,6 +316,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             close_timeout_s=config.close_timeout_s,
             recording=self._context.recorder.session() if self._context.recorder else None,
             heartbeat_s=config.lifetime.heartbeat_s,
+            stall_timeout_s=config.lifetime.stall_timeout_s,
             on_end=self._context.on_session_end,
         )
         self._context.on_session_start()

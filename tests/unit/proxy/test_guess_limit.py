@@ -43,7 +43,7 @@ def test_the_table_is_bounded_and_forgets_drained_addresses_first():
     limit = GuessLimit(clock, burst=5, rate_per_s=1.0, max_addresses=80)
     limit.failed("old")
     clock.now += 10  # drained
-    for n in range(5):
+    for _ in range(5):
         limit.failed("busy")
     for n in range(80):
         limit.failed(f"n{n}")
