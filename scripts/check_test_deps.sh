@@ -32,6 +32,7 @@ missing_packages() {
   has redis-server || missing+=(redis-server)          # token plugins' Redis
   { has systemd-socket-activate && has systemd-analyze; } || missing+=(systemd)  # socket activation, unit checks
   has groff || missing+=(groff-base)                   # renders the man page, warnings checked
+  { has nginx || [ -x /usr/sbin/nginx ]; } || missing+=(nginx)  # a reverse proxy in front (heartbeat)
   echo "${missing[@]}"
 }
 

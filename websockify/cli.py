@@ -266,8 +266,8 @@ class _Command(click.Command):
 # -- Lifetime
 @_option(LIFETIME, "--heartbeat", "heartbeat_s", type=click.FloatRange(min=0), default=0, show_default=True,
          metavar="SECONDS",
-         help="Every SECONDS, ping each client that sent nothing in that time, and drop one that stays "
-              "silent SECONDS more; 0: no pings.")
+         help="Send each client a ping every SECONDS, and drop one from which nothing came in the SECONDS "
+              "after a ping; 0: no pings.")
 @_option(LIFETIME, "--idle-timeout", "idle_timeout_s", type=click.FloatRange(min=0), default=0, show_default=True,
          metavar="SECONDS",
          help="Exit once no WebSocket session has been open for SECONDS, counted from start or from the end "

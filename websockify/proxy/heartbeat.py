@@ -1,8 +1,11 @@
 """--heartbeat: keep idle clients' NAT and proxy timers alive, and reap dead peers.
 
-Every interval, a client that sent nothing since the last tick gets a ping; a
-client that then stays silent for another interval (no pong, no data) is
-taken for dead. Upstream pinged blindly and never looked for the answer.
+Every interval, as upstream's help promises, the client gets a ping, whether
+or not it sent anything: what keeps a reverse proxy's read timer (nginx's
+`proxy_read_timeout`) and NAT entries alive is what we send. A client from which
+nothing at all (no pong, no data) came in the interval after a ping is taken
+for dead; upstream pinged and never looked for the answer. While we are not
+reading the client (flow control), it is neither pinged nor judged.
 """
 from __future__ import annotations
 
@@ -30,16 +33,16 @@ class Heartbeat:
         self._heard = True
 
     def _tick(self) -> None:
-        if self._heard or self._paused():
-            self._heard = False
+        if self._paused():
             self._waiting_for_pong = False
-        elif self._waiting_for_pong:
+        elif self._waiting_for_pong and not self._heard:
             self._timer = None
             self._dead()
             return
         else:
             self._waiting_for_pong = True
             self._ping()
+        self._heard = False
         self._timer = self._loop.call_later(self._interval_s, self._tick)
 
     def stop(self) -> None:
