@@ -1,6 +1,7 @@
 """--workers N: several processes on one listening socket, one parent that owns the rest."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,7 +10,9 @@ import time
 
 import psutil
 from helpers import reserved_port, running_proxy, start_proxy, timeout, wait_for
-from rawws import frame, open_websocket, read_frame
+from rawws import frame, open_websocket, read_frame, read_head, status_of, upgrade_request
+
+from websockify.workers.liveness import SILENCE_LIMIT_S
 
 
 def workers_of(proxy) -> list[psutil.Process]:
@@ -165,7 +168,6 @@ def test_bad_workers_value_is_one_line():
 
 
 def test_per_address_cap_is_shared_out_among_workers(echo_server):
-    from rawws import read_head, status_of, upgrade_request
     with running_proxy("--workers", "2", "--max-connections-per-ip", "2", "127.0.0.1:0",
                        echo_server.address) as proxy:
         held, statuses = [], []
@@ -181,3 +183,132 @@ def test_per_address_cap_is_shared_out_among_workers(echo_server):
         assert 1 <= statuses.count(101) <= 2 and statuses.count(0) >= 6, statuses
         for sock in held:
             sock.close()
+
+
+# -- a worker that stops answering (issue 17, item 14) ------------------------------
+
+def echo_on(sock: socket.socket, payload: bytes) -> None:
+    sock.sendall(frame(0x2, payload))
+    assert read_frame(sock) == (0x2, payload)
+
+
+def sessions_on(port: int, paused: psutil.Process, count: int) -> list[socket.socket]:
+    """`count` sessions, all on the worker that is not `paused` (a stopped process accepts nothing)."""
+    paused.suspend()
+    try:
+        sockets = [open_websocket(port) for _ in range(count)]
+        for sock in sockets:
+            echo_on(sock, b"before")
+        return sockets
+    finally:
+        paused.resume()
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    sock.settimeout(timeout(10))
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_stopped_worker_is_killed_and_replaced_and_the_others_sessions_live_on(echo_server):
+    with running_proxy("--workers", "2", "127.0.0.1:0", echo_server.address) as proxy:
+        survivor, victim = workers_of(proxy)
+        kept = sessions_on(proxy.port, victim, 3)
+        lost = sessions_on(proxy.port, survivor, 3)
+        victim.suspend()  # SIGSTOP: it holds its sessions and answers nothing
+        stopped_at = time.monotonic()
+        line = proxy.wait_log(rf"worker \d \(pid {victim.pid}\) silent for ([\d.]+)s \(stopped, or its event "
+                              r"loop stuck\): killing it and starting another", SILENCE_LIMIT_S + 15)
+        assert float(line.group(1)) >= SILENCE_LIMIT_S  # printed to a tenth
+        assert time.monotonic() - stopped_at > SILENCE_LIMIT_S - 1  # its last beat came at most 1 s before
+        wait_for(lambda: not victim.is_running(), 5, "the stopped worker to be killed and collected (no zombie)")
+        for sock in lost:  # they closed when it died
+            assert closed_by_peer(sock)
+        wait_for(lambda: len(workers_of(proxy)) == 2 and victim.pid not in [w.pid for w in workers_of(proxy)],
+                 15, "a new worker")
+        assert survivor.is_running() and survivor.status() != psutil.STATUS_ZOMBIE
+        for sock in kept:  # the other worker's sessions never noticed
+            echo_on(sock, b"after")
+        replacement = next(w for w in workers_of(proxy) if w.pid != survivor.pid)
+        survivor.suspend()  # so the new clients can only be the new worker's
+        try:
+            sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(30))  # it may be starting
+            sock.sendall(upgrade_request())
+            assert status_of(read_head(sock)) == 101
+            echo_on(sock, b"new")
+            sock.close()
+            echo_many(proxy.port, 3)
+        finally:
+            survivor.resume()
+        wait_for(lambda: str(replacement.pid) in session_pids(proxy), 10, "the new worker to log a session")
+        echo_many(proxy.port, 4)
+        for sock in kept + lost:
+            sock.close()
+        code = proxy.stop()
+    assert code == 0
+    lines = [text for text in proxy.lines if f"(pid {victim.pid})" in text]
+    assert len(lines) == 1 and "silent for" in lines[0], lines
+
+
+def test_a_group_stopped_and_continued_keeps_its_workers(echo_server):
+    # Ctrl-Z and fg stop and continue the whole process group: at fg the parent
+    # may look before the workers have had a turn to speak, and must not count
+    # the time it was stopped itself.
+    with running_proxy("--workers", "2", "127.0.0.1:0", echo_server.address, preexec_fn=os.setpgrp) as proxy:
+        workers = sorted(w.pid for w in workers_of(proxy))
+        held = open_websocket(proxy.port)
+        echo_on(held, b"before")
+        os.killpg(proxy.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(SILENCE_LIMIT_S + 2)
+        finally:
+            os.killpg(proxy.proc.pid, signal.SIGCONT)
+        echo_on(held, b"after")
+        time.sleep(3)  # the parent's overdue check, and two more, have run
+        assert sorted(w.pid for w in workers_of(proxy)) == workers
+        assert "silent for" not in proxy.log
+        held.close()
+
+
+def test_sigterm_stops_the_group_while_a_worker_is_stopped(echo_server):
+    proxy = start_proxy("--workers", "2", "127.0.0.1:0", echo_server.address)
+    workers = workers_of(proxy)
+    try:
+        held = [open_websocket(proxy.port) for _ in range(4)]
+        stopped = workers[0]
+        stopped.suspend()  # a SIGTERM stays pending: only SIGKILL ends it
+        proxy.proc.send_signal(signal.SIGTERM)
+        # The sessions' 5 s close timeout, 2 s more, then SIGKILL.
+        assert proxy.proc.wait(timeout(20)) == 0
+        proxy.wait_log(rf"worker \d \(pid {stopped.pid}\) did not stop in time; killing it")
+        for worker in workers:  # collected by websockify before it exited: not even a zombie
+            assert not worker.is_running(), worker
+        for sock in held:
+            sock.close()
+    finally:
+        proxy.stop()
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
+
+
+def test_a_second_sigterm_kills_a_stopped_worker_at_once(echo_server):
+    proxy = start_proxy("--workers", "2", "127.0.0.1:0", echo_server.address)
+    workers = workers_of(proxy)
+    try:
+        stopped = workers[0]
+        stopped.suspend()
+        proxy.proc.send_signal(signal.SIGTERM)
+        proxy.wait_log("shutting down")
+        proxy.proc.send_signal(signal.SIGTERM)
+        proxy.proc.wait(timeout(10))
+        # Not left stopped forever with its SIGTERMs pending (the one its parent's death sends too).
+        wait_for(lambda: not stopped.is_running() or stopped.status() == psutil.STATUS_ZOMBIE, 10,
+                 "the stopped worker to be killed")
+    finally:
+        proxy.stop()
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()

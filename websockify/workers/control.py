@@ -1,6 +1,7 @@
 """The control messages between the parent and a worker, one per SOCK_SEQPACKET packet.
 
-worker → parent: LISTENING `L`; SESSION_STARTED `+` and SESSION_ENDED `-` (only
+worker → parent: LISTENING `L`; ALIVE `A` every HEARTBEAT_INTERVAL_S, from the
+worker's event loop (liveness.py); SESSION_STARTED `+` and SESSION_ENDED `-` (only
 when the parent asked for them). parent → worker: the wrapped program's state,
 `T HOST PORT` (ready there), `W` (starting: wait for it) or `D` (down: refuse);
 STOP_ACCEPTING `S`. Pure: bytes in, messages out.
@@ -14,10 +15,12 @@ from ..addresses import TcpAddress
 from ..wrap.supervisor import ProgramState
 
 MAX_MESSAGE_BYTES = 256  # a target address with the longest IPv6 text fits well within
+HEARTBEAT_INTERVAL_S = 1.0  # a tenth of liveness.SILENCE_LIMIT_S: one late beat is no alarm
 
 
 class Kind(enum.Enum):
     LISTENING = b"L"
+    ALIVE = b"A"
     SESSION_STARTED = b"+"
     SESSION_ENDED = b"-"
     PROGRAM_READY = b"T"

@@ -16,7 +16,10 @@ turn, so an idle worker takes the next client.
 
 Each worker has one SOCK_SEQPACKET socket pair to the parent, for the messages
 in control.py; the worker's side is link.py. A worker's exit comes from the
-reaper, which the wrapped program's processes share.
+reaper, which the wrapped program's processes share, and another is started in
+its place. So is one that stops answering (liveness.py): stopped, or its loop
+stuck, it holds its sessions frozen, so it is killed (SIGKILL: a stopped process
+acts on nothing else) and replaced; its sessions are lost, the others untouched.
 """
 from __future__ import annotations
 
@@ -39,11 +42,13 @@ from ..wrap.reaper import ChildReaper
 from . import control
 from .control import Kind, Message
 from .link import WorkerSettings
+from .liveness import CHECK_INTERVAL_S, Liveness
 
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
 _RESTART_DELAY_S = 1.0
+_REAP_AFTER_KILL_S = 2.0  # SIGKILL is not refused: only a process in uninterruptible I/O is slower
 
 
 def available_cpus() -> int:
@@ -66,6 +71,7 @@ class _Worker:
     control: socket.socket
     listening: bool = False
     sessions: int = 0
+    killed_silent: bool = False  # by us, for not answering: its exit is no news
 
 
 def _nothing() -> None:
@@ -97,6 +103,8 @@ class WorkerGroup:
         self._accepting = True
         self._all_listening = asyncio.Event()
         self._none_left = asyncio.Event()
+        self._liveness = Liveness(start_limit_s=_START_TIMEOUT_S)
+        self._liveness_check: asyncio.TimerHandle | None = None
         if program is not None:
             program.add_state_listener(self._broadcast_program_state)
 
@@ -110,6 +118,8 @@ class WorkerGroup:
             raise StartupError(f"the workers did not start listening within {_START_TIMEOUT_S:g}s") from None
         for listening in self.sockets:
             log.info("listening on %s (%d workers)", listening, self._count)
+        self._liveness.begin()
+        self._liveness_check = self._loop.call_later(CHECK_INTERVAL_S, self._check_liveness)
 
     def _spawn(self, index: int) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -127,6 +137,7 @@ class WorkerGroup:
         worker = _Worker(index, pid, parent_end)
         self._workers[index] = worker
         self._none_left.clear()
+        self._liveness.started(pid)
         self._reaper.watch(pid, lambda _pid, status: self._exited(worker, status))
         self._loop.add_reader(parent_end.fileno(), self._receive, worker)
         if self._program is not None:
@@ -143,6 +154,7 @@ class WorkerGroup:
         if not data:  # the worker is gone; its exit status comes from the reaper
             self._loop.remove_reader(worker.control.fileno())
             return
+        self._liveness.heard(worker.pid)  # whatever it says, its loop runs
         try:
             kind = control.decode(data).kind
         except ValueError as exc:
@@ -175,12 +187,33 @@ class WorkerGroup:
         for worker in self._workers.values():
             self._send(worker, message)
 
-    # -- exits -----------------------------------------------------------
+    # -- silence and exits -----------------------------------------------
+
+    def _check_liveness(self) -> None:
+        if self._stopping:
+            return  # shutdown has its own bound, after which it kills what is left
+        self._liveness_check = self._loop.call_later(CHECK_INTERVAL_S, self._check_liveness)
+        by_pid = {worker.pid: worker for worker in self._workers.values()}
+        for silent in self._liveness.check():
+            worker = by_pid.get(silent.pid)
+            if worker is None:
+                continue
+            log.error("worker %d (pid %d) silent for %.1fs (stopped, or its event loop stuck): killing it%s%s",
+                      worker.index, worker.pid, silent.silent_s,
+                      " and starting another" if self._accepting else "", self._lost(worker))
+            worker.killed_silent = True
+            process.signal_pid(worker.pid, signal.SIGKILL)  # the reaper reports its exit: _exited
+
+    def _lost(self, worker: _Worker) -> str:
+        if not self._report:  # sessions are counted only when something needs the count
+            return ""
+        return f" ({worker.sessions} session{'' if worker.sessions == 1 else 's'} lost)"
 
     def _exited(self, worker: _Worker, status: int | None) -> None:
         if self._workers.get(worker.index) is not worker:
             return
         del self._workers[worker.index]
+        self._liveness.forget(worker.pid)
         if not self._workers:
             self._none_left.set()
         try:
@@ -193,8 +226,9 @@ class WorkerGroup:
         if self._stopping:
             log.debug("worker %d (pid %d) exited with status %s", worker.index, worker.pid, status)
             return
-        log.error("worker %d (pid %d) exited with status %s; starting another in %gs",
-                  worker.index, worker.pid, status, _RESTART_DELAY_S)
+        level = logging.DEBUG if worker.killed_silent else logging.ERROR  # killed: said so then
+        log.log(level, "worker %d (pid %d) exited with status %s; starting another in %gs",
+                worker.index, worker.pid, status, _RESTART_DELAY_S)
         self._loop.call_later(_RESTART_DELAY_S, self._restart, worker.index)
 
     def _restart(self, index: int) -> None:
@@ -221,16 +255,36 @@ class WorkerGroup:
             listening.close()
 
     async def shutdown(self, timeout_s: float) -> None:
-        """SIGTERM to every worker (each closes its sessions with 1001), then wait for them."""
+        """SIGTERM to every worker (each closes its sessions with 1001), then wait for
+        them; SIGKILL to any left after `timeout_s` and a little more (a stopped one)."""
         self._stopping = True
+        if self._liveness_check is not None:
+            self._liveness_check.cancel()
         for worker in list(self._workers.values()):
             process.signal_pid(worker.pid, signal.SIGTERM)
         if not self._workers:
             return
         try:
-            async with asyncio.timeout(timeout_s + 2.0):
+            if await self._wait_for_none_left(timeout_s + 2.0):
+                return
+            for worker in list(self._workers.values()):
+                log.warning("worker %d (pid %d) did not stop in time; killing it", worker.index, worker.pid)
+                process.signal_pid(worker.pid, signal.SIGKILL)
+            # Collected by us rather than left as zombies for whoever inherits them.
+            if not await self._wait_for_none_left(_REAP_AFTER_KILL_S):
+                log.warning("worker pids %s not collected after SIGKILL",
+                            " ".join(str(worker.pid) for worker in self._workers.values()))
+        except asyncio.CancelledError:
+            # A second signal: nothing more is waited for. A stopped worker would
+            # never act on the SIGTERM (nor on the one its parent's death sends).
+            for worker in self._workers.values():
+                process.signal_pid(worker.pid, signal.SIGKILL)
+            raise
+
+    async def _wait_for_none_left(self, timeout_s: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout_s):
                 await self._none_left.wait()  # the reaper reports each exit
         except TimeoutError:
-            for worker in list(self._workers.values()):
-                log.warning("worker %d did not stop in time; killing it", worker.index)
-                process.signal_pid(worker.pid, signal.SIGKILL)
+            return False
+        return True

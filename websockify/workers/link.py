@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import logging
 import pickle
 import socket
+import sys
+import termios
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -105,12 +108,24 @@ class WorkerLink:
         process.die_with_parent(settings.parent_pid)  # a parent SIGKILLed leaves no worker behind
 
     def start(self, on_stop_accepting: Callable[[], None], target: RemoteTarget | None) -> None:
-        """Tell the parent we listen; from now on its messages call `on_stop_accepting`
-        and update `target` (the wrapped program, if there is one)."""
+        """Tell the parent we listen, and that we live once a second from now on; its
+        messages call `on_stop_accepting` and update `target` (the wrapped program, if any)."""
         self._on_stop_accepting = on_stop_accepting
         self._target = target
-        asyncio.get_running_loop().add_reader(self._control.fileno(), self._receive)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._control.fileno(), self._receive)
         self._send(Message(Kind.LISTENING))
+        loop.call_later(control.HEARTBEAT_INTERVAL_S, self._beat)
+
+    def _beat(self) -> None:
+        # A timer on our own loop, not a thread: a loop that is stuck (or a
+        # process that is stopped) must fall silent, so the parent replaces it.
+        # While the parent has not read what we sent last (it is stopped too),
+        # that message will say we live when it does; more beats would only fill
+        # the socket's buffer and crowd out the session counts.
+        if _unread_bytes(self._control) == 0:
+            self._send(Message(Kind.ALIVE))
+        asyncio.get_running_loop().call_later(control.HEARTBEAT_INTERVAL_S, self._beat)
 
     def _receive(self) -> None:
         try:
@@ -143,3 +158,11 @@ class WorkerLink:
     def session_ended(self) -> None:
         if self._report:
             self._send(Message(Kind.SESSION_ENDED))
+
+
+def _unread_bytes(sock: socket.socket) -> int:
+    """What we sent on `sock` that the peer has not read yet (0 if the kernel will not say)."""
+    try:
+        return int.from_bytes(fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"), sys.byteorder)
+    except OSError:
+        return 0

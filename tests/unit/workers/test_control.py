@@ -9,6 +9,7 @@ from websockify.wrap.supervisor import ProgramState
 
 @pytest.mark.parametrize("message,data", [
     (Message(Kind.LISTENING), b"L"),
+    (Message(Kind.ALIVE), b"A"),
     (Message(Kind.SESSION_STARTED), b"+"),
     (Message(Kind.SESSION_ENDED), b"-"),
     (Message(Kind.PROGRAM_STARTING), b"W"),
