@@ -46,7 +46,7 @@ def run_worker() -> int:
 async def _serve_worker(config: Config, link: WorkerLink, plugins: Plugins) -> int:
     stop = Stop()
     program = RemoteTarget(config.connect_timeout_s) if config.wrap_command else None
-    target = program if program is not None else connector(config, plugins.router)
+    target = program if program is not None else connector(config, plugins.router, link.sockets)
     server = ProxyServer(config, target, link.sockets, plugins.tls, plugins.authenticator, plugins.router,
                          on_session_start=link.session_started, on_session_end=link.session_ended)
     link.start(server.stop_accepting, program)

@@ -137,3 +137,14 @@ def test_another_port_on_this_host_is_still_a_target():
     finally:
         echo.close()
 
+
+
+def test_workers_refuse_their_own_listener_too():
+    with reserved_port() as port:
+        with running_proxy("--workers", "2", "--token-plugin", "routing_plugins.Table", "--token-source",
+                           f"self=127.0.0.1:{port}", f"127.0.0.1:{port}", env=PLUGINS) as proxy:
+            code, _, sock = ask(port, "/?token=self")
+            with sock:
+                assert code == 101
+                assert read_until_close(sock) == 1011
+            proxy.wait_log(r"own listening address: refused, it would proxy to itself")
