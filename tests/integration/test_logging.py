@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers import running_proxy, timeout, wait_for
-from rawws import exchange, frame, open_websocket, read_frame, upgrade_request
+from helpers import ROOT, running_proxy, timeout, wait_for
+from rawws import exchange, frame, open_websocket, read_frame, status_of, upgrade_request
 
 
 def test_log_file_survives_logrotate(tmp_path, echo_server):
@@ -116,3 +116,61 @@ def test_key_password_never_logged(tmp_path, echo_server):
         sock.sendall(upgrade_request())
         sock.close()
     assert "hunter2-secret" not in proxy.log
+
+
+# -- escaping and bounds of every line, secrets in request targets (issue 17, item 10) ------
+
+LINE_LIMIT = 2048  # websockify.service.logs.LINE_LIMIT: the longest line a record may have
+PLUGINS = {"PYTHONPATH": os.path.join(ROOT, "tests", "plugins")}
+C1_AND_SEPARATORS = ("\x9b", "\x85", "\u2028", "\x1b")
+
+
+def test_an_auth_plugins_exception_carrying_a_header_is_escaped_and_bounded(tmp_path, echo_server):
+    """The traceback path wrote a client's U+009B and U+0085 raw, in a 15 KB line."""
+    log = tmp_path / "ws.log"
+    header = "\x9b2J\x9b31m\x85" + "h" * 15000 + "\x9b0m"
+    with running_proxy("--auth-plugin", "faulty_auth.Crashes", "--log-file", str(log), "127.0.0.1:0",
+                       echo_server.address, env=PLUGINS) as proxy:
+        reply = exchange(proxy.port, upgrade_request(extra=f"X-Boom: {header}\r\n"))
+        assert status_of(reply) == 500
+        proxy.wait_log(r"RuntimeError: plugin bug: \\x9b2J\\x9b31m\\x85hhh")
+        wait_for(lambda: "RuntimeError: plugin bug" in log.read_text(), 10, "the traceback in the log file")
+    for text in (proxy.log, log.read_bytes().decode("utf-8")):
+        assert "Traceback (most recent call last):" in text
+        assert not any(char in text for char in C1_AND_SEPARATORS)
+        assert max(len(line) for line in text.split("\n")) <= LINE_LIMIT
+        assert re.search(r"\.\.\. \[cut: 150\d\d characters\]", text)
+        assert "\r" not in text
+
+
+@pytest.fixture
+def web_root(tmp_path):
+    (tmp_path / "vnc.html").write_text("<html>noVNC</html>")
+    return tmp_path
+
+
+@pytest.mark.parametrize("target", [
+    "/vnc.html?autoconnect=1&password=SECRETPW1",                       # noVNC's own parameter
+    "/vnc.html?PASS%77ORD=SECRETPW1&host=h",                            # any case, any encoding of the key
+    "/vnc.html?path=websockify%3Ftoken%3DtokeSECRETTK2",                # noVNC's path= carrying a token
+    "/vnc.html?path=websockify%3Ftoken%3D%ZZSECRETTK2",                 # and an invalid escape in it
+    "/vnc.html?path=websockify%253Fpassword%253DSECRETPW1",             # encoded twice
+    "/vnc.html?token=abc%26SECRETTK2",                                  # %26 inside the token
+])
+def test_web_requests_never_log_a_password_or_a_whole_token(web_root, echo_server, target):
+    log = web_root / "ws.log"
+    with running_proxy("-v", "--web", str(web_root), "--log-file", str(log), "127.0.0.1:0",
+                       echo_server.address) as proxy:
+        reply = exchange(proxy.port, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert status_of(reply) == 200
+        line = proxy.wait_log(r"GET /vnc\.html\?\S* -> 200").group(0)
+        assert "…" in line
+        # A WebSocket to the same target is logged with its path at debug level.
+        ws = open_websocket(proxy.port, path=target.replace("/vnc.html", "/websockify"))
+        ws.sendall(frame(0x2, b"hi"))
+        assert read_frame(ws) == (0x2, b"hi")
+        ws.close()
+        proxy.wait_log(r"WebSocket open, path /websockify\?\S*")
+        wait_for(lambda: "WebSocket open" in log.read_text(), 10, "the line in the log file")
+    for text in (proxy.log, log.read_text()):
+        assert "SECRET" not in text

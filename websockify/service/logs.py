@@ -14,6 +14,18 @@
   facility DAEMON under `-D`, else USER, to a Unix socket such as /dev/log or
   to `host:port` over UDP.
 
+Every record, whichever handler writes it, goes through one formatter's last
+pass (_SafeFormatter): each line escaped (control characters, line separators;
+the backslash is left alone, so what printable() escaped stays as it was) and
+bounded, the traceback included, whose exception text (an auth plugin's
+exception may carry a client's header) is never trusted to be one short line:
+
+- a line: at most LINE_LIMIT characters, the rest cut with a note saying how
+  much was cut (an exception's text too: it is one line, its newlines escaped);
+- a record: at most RECORD_LIMIT characters over all its lines; past that, its
+  first line, a note, and the traceback's last lines (the innermost frames and
+  the exception) that fit.
+
 Handlers are opened after daemonizing, so their descriptors are never closed
 or reused under them (upstream's `-D --syslog` wrote log lines into clients).
 """
@@ -27,10 +39,13 @@ import os
 import socket
 import sys
 import time
+import traceback
+from types import TracebackType
 
 from ..addresses import parse_host, parse_port
 from ..config import LogSettings
 from ..errors import ConfigError
+from ..protocol.logsafe import escape_controls
 
 _TIMESTAMPED = "%(asctime)s websockify[%(process)d] %(levelname)s %(message)s"
 # sd-daemon(3) priorities, by logging level.
@@ -74,17 +89,121 @@ class _NoFollowFileHandler(logging.handlers.WatchedFileHandler):
         logging.StreamHandler.emit(self, record)
 
 
-class _JournalFormatter(logging.Formatter):
+LINE_LIMIT = 2048  # characters of one line, escapes counted
+RECORD_LIMIT = 8192  # characters of one record, its traceback included
+_CHAIN_LIMIT = 16  # exceptions of a __cause__/__context__ chain shown
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+
+
+def bounded_line(text: str) -> str:
+    """One line of a record: escaped, and cut to LINE_LIMIT characters."""
+    return _cut(escape_controls(text[:LINE_LIMIT]), len(text))
+
+
+def _cut(shown: str, length: int) -> str:
+    """`shown` (escaped text once `length` characters long) cut to LINE_LIMIT, saying so."""
+    if length <= LINE_LIMIT and len(shown) <= LINE_LIMIT:
+        return shown
+    note = f"... [cut: {length} characters]"
+    end = LINE_LIMIT - len(note)
+    backslash = shown.rfind("\\", end - 5, end)  # never end on half an escape (\x9 of \x9b)
+    return shown[:backslash if backslash >= 0 else end] + note
+
+
+def bounded_record(lines: list[str]) -> str:
+    """A record's lines (each bounded_line() already), at most RECORD_LIMIT characters in all."""
+    if sum(len(line) + 1 for line in lines) <= RECORD_LIMIT:
+        return "\n".join(lines)
+    first, rest = lines[0], lines[1:]
+    room = RECORD_LIMIT - len(first) - 64  # 64: the note
+    tail: list[str] = []
+    while rest and len(rest[-1]) + 1 <= room:
+        room -= len(rest[-1]) + 1
+        tail.insert(0, rest.pop())
+    return "\n".join([first, f"... [cut: {len(rest)} lines of the traceback]", *tail])
+
+
+def _exception_text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # an exception's own __str__ may fail: the record must not
+        return "<exception str() failed>"
+
+
+def exception_lines(exc: BaseException) -> list[str]:
+    """A traceback as Python prints one, chained exceptions first, with each exception's
+    text on one line (its newlines escaped, so no text forges a line) and each line bounded."""
+    chain: list[tuple[BaseException, str]] = []  # each exception, and what joins it to the next
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    joint = ""
+    while current is not None and id(current) not in seen and len(chain) < _CHAIN_LIMIT:
+        seen.add(id(current))
+        chain.append((current, joint))
+        if current.__cause__ is not None:
+            current, joint = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, joint = current.__context__, _CONTEXT
+        else:
+            current = None
+    lines: list[str] = []
+    for item, joint in reversed(chain):
+        lines.extend(_one_exception(item, item.__traceback__))
+        if joint:
+            lines.extend(["", joint, ""])
+    return [bounded_line(line) for line in lines]
+
+
+def _one_exception(exc: BaseException, tb: TracebackType | None) -> list[str]:
+    lines: list[str] = []
+    if tb is not None:
+        lines.append("Traceback (most recent call last):")
+        for chunk in traceback.format_tb(tb):
+            lines.extend(chunk.rstrip("\n").split("\n"))
+    kind = type(exc).__qualname__
+    module = type(exc).__module__
+    if module not in ("__main__", "builtins"):
+        kind = f"{module}.{kind}"
+    # The text may carry a client's 15 KB header: it is one line, cut by bounded_line().
+    text = _exception_text(exc)
+    lines.append(f"{kind}: {text}" if text else kind)
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        lines.extend(str(note) for note in notes[:8])
+    return lines
+
+
+class _SafeFormatter(logging.Formatter):
+    """Every line escaped and bounded, the traceback's too (see the module's docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        record.message = escape_controls(message[:LINE_LIMIT])
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        lines = [_cut(line, len(line) - len(record.message) + len(message))]
+        if record.exc_info and record.exc_info[1] is not None:
+            lines.extend(exception_lines(record.exc_info[1]))
+        elif record.exc_text:  # formatted elsewhere: escaped here all the same
+            lines.extend(bounded_line(text) for text in record.exc_text.splitlines())
+        if record.stack_info:
+            lines.extend(bounded_line(text) for text in record.stack_info.splitlines())
+        return bounded_record(lines)
+
+
+class _JournalFormatter(_SafeFormatter):
     def __init__(self) -> None:
         super().__init__("%(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         priority = _JOURNAL_PRIORITY.get(record.levelno, 6)
         # One journal entry per line: each line of a traceback gets the prefix.
-        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).split("\n"))
 
 
-class _SyslogFormatter(logging.Formatter):
+class _SyslogFormatter(_SafeFormatter):
     """The part after `<PRI>`: RFC 5424's `1 TIMESTAMP HOST APP PROCID MSGID SD MSG`, or BSD's
     `websockify[PID]: MSG`. A record is one line: newlines in tracebacks become ` | `."""
 
@@ -94,7 +213,7 @@ class _SyslogFormatter(logging.Formatter):
         self._host = socket.gethostname() or "-"
 
     def format(self, record: logging.LogRecord) -> str:
-        text = " | ".join(super().format(record).splitlines())
+        text = " | ".join(super().format(record).split("\n"))
         if self._legacy:
             return f"websockify[{record.process}]: {text}"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -138,7 +257,7 @@ def setup_logging(settings: LogSettings) -> None:
     """Install the handlers; ConfigError if a log file or syslog cannot be opened."""
     handlers: list[logging.Handler] = []
     stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(_JournalFormatter() if stderr_is_journal() else logging.Formatter(_TIMESTAMPED))
+    stderr.setFormatter(_JournalFormatter() if stderr_is_journal() else _SafeFormatter(_TIMESTAMPED))
     handlers.append(stderr)
     if settings.log_file is not None:
         try:
@@ -149,7 +268,7 @@ def setup_logging(settings: LogSettings) -> None:
                                   "replace it could choose the file we append to); point --log-file at the "
                                   "real file") from None
             raise ConfigError(f"--log-file: cannot open {settings.log_file}: {exc.strerror}") from None
-        file_handler.setFormatter(logging.Formatter(_TIMESTAMPED))
+        file_handler.setFormatter(_SafeFormatter(_TIMESTAMPED))
         handlers.append(file_handler)
     if settings.syslog is not None:
         address = syslog_address(settings.syslog)

@@ -22,6 +22,15 @@ def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
     return logging.LogRecord("websockify.test", level, __file__, 1, message, None, None)
 
 
+def failed(message: str, exc: BaseException, level: int = logging.ERROR) -> logging.LogRecord:
+    """A record logged with exc_info, as log.exception() makes one."""
+    try:
+        raise exc
+    except BaseException as raised:
+        return logging.LogRecord("websockify.test", level, __file__, 1, message, None,
+                                 (type(raised), raised, raised.__traceback__))
+
+
 # -- formats ------------------------------------------------------------------
 
 @pytest.mark.parametrize("level, priority", [(logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4),
@@ -31,12 +40,15 @@ def test_the_journal_gets_a_priority_prefix_per_level(level, priority):
 
 
 def test_each_line_of_a_journal_entry_has_the_prefix():
-    assert logs._JournalFormatter().format(record("one\ntwo", logging.ERROR)) == "<3>one\n<3>two"
+    lines = logs._JournalFormatter().format(failed("one", ValueError("two"), logging.ERROR)).split("\n")
+    assert lines[0] == "<3>one" and lines[-1] == "<3>ValueError: two"
+    assert all(line.startswith("<3>") for line in lines) and len(lines) > 3
 
 
 def test_bsd_syslog_lines_name_websockify_and_the_pid():
-    line = logs._SyslogFormatter(legacy=True).format(record("first\nsecond"))
-    assert line == f"websockify[{os.getpid()}]: first | second"
+    line = logs._SyslogFormatter(legacy=True).format(failed("first", ValueError("second")))
+    assert line.startswith(f"websockify[{os.getpid()}]: first | Traceback (most recent call last): | ")
+    assert line.endswith(" | ValueError: second") and "\n" not in line
 
 
 def test_rfc5424_syslog_lines_have_version_time_host_app_and_pid():
@@ -106,22 +118,6 @@ def test_a_stderr_without_a_descriptor_is_not_the_journal(monkeypatch):
 
 
 # -- setup_logging ------------------------------------------------------------------
-
-@pytest.fixture
-def restored_logging():
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging._srcfile, logging.logThreads, logging.logMultiprocessing,
-             logging.getLogger("websockets").level, logging.getLogger(TRAFFIC_LOGGER).level)
-    yield
-    for handler in root.handlers:
-        if handler not in saved[0]:
-            handler.close()
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    logging._srcfile, logging.logThreads, logging.logMultiprocessing = saved[2:5]
-    logging.getLogger("websockets").setLevel(saved[5])
-    logging.getLogger(TRAFFIC_LOGGER).setLevel(saved[6])
-
 
 def test_defaults_log_info_to_stderr_and_keep_payloads_out(restored_logging, monkeypatch):
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
