@@ -15,7 +15,8 @@
 # make bench - side-by-side benchmark: raw TCP, upstream websockify, websocat and this
 #              checkout (bench/); options go in BENCH_ARGS, e.g. make bench BENCH_ARGS=--quick
 # make soak  - soak test: up to 10000 connections (as many as the open-file limit fits)
-#              through one websockify, 10 minutes of churn;
+#              through one websockify, 10 minutes of churn, then 5000 idle sockets from
+#              one address while an honest client connects once a second;
 #              options go in SOAK_ARGS, e.g. make soak SOAK_ARGS="--duration 3600"
 # make autobahn - the Autobahn WebSocket test suite against websockify (and websockets' own
 #              server beside it), checked against scripts/autobahn_expected.json; Autobahn

@@ -12,11 +12,21 @@ It fails (exit 1) when a session loses or corrupts bytes or fails otherwise,
 when websockify's RSS grows more than 10% after the warm-up (see --warmup),
 when its descriptors exceed what its connections explain during the run, or
 when they do not come back to their starting count once every connection is
-closed. Exit 2: it cannot start (e.g. the open-file limit is too low for the
+closed.
+
+Then the starvation phase (issue 17; soak_starve.py): a fresh websockify,
+--starvation-sockets idle sockets from 127.0.0.1 that overflow its pool, held
+--starvation-hold seconds while an honest client from 127.0.0.2 connects once
+a second, handshakes and echoes one message. It fails when one honest attempt
+fails, when websockify's log outgrows its throttle, or when its descriptors do
+not come back. --starvation-only runs this phase alone.
+
+Exit 2: it cannot start (e.g. the open-file limit is too low for the
 --connections asked for; without --connections it runs as many as the limit fits,
 up to 10000).
 
     .venv/bin/python scripts/soak.py --connections 2000 --duration 30
+    .venv/bin/python scripts/soak.py --starvation-only
 """
 from __future__ import annotations
 
@@ -25,6 +35,7 @@ import asyncio
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,11 +44,13 @@ from typing import Awaitable, Callable, Sequence
 
 import psutil
 import soak_procs as procs
+import soak_starve
 from soak_load import Load, LoadSettings
 from soak_report import HEADER, Run, Sample
 from soak_ws import SessionError
 
 DEFAULT_CONNECTIONS = 10000
+STARVATION_SOCKETS = 5000
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -67,15 +80,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--settle", type=float, default=30,
         help="seconds for websockify's descriptors to come back at the end (%(default)s)")
     add("--seed", type=int, default=1, help="seed of message contents, sizes and lifetimes (%(default)s)")
+    add("--starvation-sockets", type=int, default=STARVATION_SOCKETS,
+        help="idle sockets from one address in the starvation phase that ends the run, as many as the "
+             "open-file limit fits; 0: no starvation phase (%(default)s)")
+    add("--starvation-hold", type=float, default=30,
+        help="seconds of the starvation phase, an honest client connecting once a second (%(default)s)")
+    add("--starvation-only", action="store_true", help="run the starvation phase alone")
     add("--websockify", metavar="COMMAND", help="command that runs websockify, before its arguments "
                                                "(default: the one beside this Python)")
     args = parser.parse_args(argv)
     for name in ("connections", "duration", "sample_every", "handshakes", "max_message", "timeout", "settle"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
-    for name in ("hold", "warmup", "echo_rate", "churn_rate"):
+    for name in ("hold", "warmup", "echo_rate", "churn_rate", "starvation_sockets"):
         if (getattr(args, name) or 0) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
+    if args.starvation_hold < 1:
+        parser.error("--starvation-hold must be at least 1 (the honest client comes once a second)")
+    if args.starvation_only and not args.starvation_sockets:
+        parser.error("--starvation-only needs --starvation-sockets above 0")
     if not (0 <= args.echo_fraction <= 1 and 0 <= args.abrupt_fraction <= 1):
         parser.error("--echo-fraction and --abrupt-fraction must be between 0 and 1")
     return args
@@ -251,49 +274,88 @@ def run_loop(main: Callable[[], Awaitable[None]]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     asked = args.connections
-    hard = procs.ensure_file_limit(procs.file_limit_needed(asked or DEFAULT_CONNECTIONS, args.handshakes))
+    starving = args.starvation_sockets
+    needed = max(0 if args.starvation_only else procs.file_limit_needed(asked or DEFAULT_CONNECTIONS, args.handshakes),
+                 starving + 256)
+    hard = procs.ensure_file_limit(needed)
     try:
-        connections, note = procs.choose_connections(asked, DEFAULT_CONNECTIONS, hard, args.handshakes)
+        connections, note = procs.choose_connections(asked or (1 if args.starvation_only else None),
+                                                     DEFAULT_CONNECTIONS, hard, args.handshakes)
     except procs.SetupError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 2
     if note:
         print(f"soak: {note}", flush=True)
     set_defaults(args, connections)
+    starvation = None
+    if starving:
+        starving, starve_note = soak_starve.sockets_fitting(starving, hard)
+        if starve_note:
+            print(f"soak: {starve_note}", flush=True)
+        starvation = soak_starve.Starvation(starving, args.starvation_hold, soak_starve.pool_for(starving))
     run = Run(args.connections, args.duration, args.warmup, fitted_from=DEFAULT_CONNECTIONS if note else None)
     workdir = Path(tempfile.mkdtemp(prefix="websockify-soak-"))
     log_path = workdir / "websockify.log"
+    starve_log = workdir / "websockify-starvation.log"
     echo = websockify = None
     try:
         echo, echo_port = procs.start_echo_server()
-        max_connections = args.connections + args.connections // 10 + 2 * args.handshakes
         command = shlex.split(args.websockify) if args.websockify else procs.websockify_command()
-        websockify, ws_port = procs.start_websockify(command, echo_port, max_connections, log_path)
-        print(f"soak: websockify pid {websockify.pid} on 127.0.0.1:{ws_port}, echo server pid {echo.pid}; "
-              f"{args.connections} connections, {args.duration:g}s of churn", flush=True)
-        soak = Soak(args, ws_port, websockify.pid, run)
-        run_loop(soak.main)
+        if not args.starvation_only:
+            max_connections = args.connections + args.connections // 10 + 2 * args.handshakes
+            websockify, ws_port = procs.start_websockify(command, echo_port, max_connections, log_path)
+            print(f"soak: websockify pid {websockify.pid} on 127.0.0.1:{ws_port}, echo server pid {echo.pid}; "
+                  f"{args.connections} connections, {args.duration:g}s of churn", flush=True)
+            soak = Soak(args, ws_port, websockify.pid, run)
+            run_loop(soak.main)
+            _check_exit(websockify, run.problems)
+            procs.stop(websockify)
+        if starvation is not None:
+            websockify, ws_port = procs.start_websockify(command, echo_port, starvation.pool, starve_log)
+            print(f"soak: starvation phase: websockify pid {websockify.pid} on 127.0.0.1:{ws_port} with "
+                  f"--max-connections {starvation.pool}; {starvation.sockets} idle sockets from 127.0.0.1 for "
+                  f"{starvation.hold:g}s, an honest client from {soak_starve.HONEST_SOURCE} every second", flush=True)
+            pid = websockify.pid
+            run_loop(lambda: soak_starve.run(starvation, "127.0.0.1", ws_port, pid, starve_log,
+                                             timeout=min(args.timeout, 10.0), settle=args.settle,
+                                             sample_every=args.sample_every))
+            _check_exit(websockify, starvation.problems)
     except procs.SetupError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         run.problems.append("setup")
     except (KeyboardInterrupt, asyncio.CancelledError):
         run.interrupted = True
+    except psutil.NoSuchProcess:
+        (starvation.problems if starvation is not None else run.problems).append("websockify exited during the run")
     finally:
-        if websockify is not None and websockify.poll() is not None and not run.interrupted:
-            run.problems.append(f"websockify's exit code: {websockify.returncode}")
         procs.stop(websockify)
         procs.stop(echo)
-    if run.problems == ["setup"]:
+    if "setup" in run.problems:
         shutil.rmtree(workdir, ignore_errors=True)
         return 2
-    run.log_warnings, run.log_errors = procs.log_problems(log_path)
-    print(run.summary(), flush=True)
-    failed = not run.interrupted and bool(run.failures())
+    failed = False
+    if not args.starvation_only:
+        run.log_warnings, run.log_errors = procs.log_problems(log_path)
+        print(run.summary(), flush=True)
+        failed = bool(run.failures())
+    if starvation is not None and not run.interrupted:
+        print(starvation.summary(), flush=True)
+        failures = starvation.failures()
+        for failure in failures:
+            print(f"soak: {failure}", file=sys.stderr)
+        failed = failed or bool(failures)
+    failed = failed and not run.interrupted
     if failed or run.warnings_hidden():  # the summary points to the log for what it leaves out
-        print(f"websockify's log is kept in {log_path}", file=sys.stderr)
+        print(f"websockify's logs are kept in {workdir}", file=sys.stderr)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return 130 if run.interrupted else 1 if failed else 0
+
+
+def _check_exit(websockify: "subprocess.Popen[bytes]", problems: list[str]) -> None:
+    """websockify must still run when its phase ends."""
+    if websockify.poll() is not None:
+        problems.append(f"websockify's exit code: {websockify.returncode}")
 
 
 if __name__ == "__main__":

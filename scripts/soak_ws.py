@@ -51,7 +51,12 @@ def frame_header(opcode: int, size: int) -> bytes:
     return bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big") + MASK
 
 
-CLOSE_FRAME = frame_header(0x8, 2) + _mask(NORMAL_CLOSURE.to_bytes(2, "big"))
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One whole client frame."""
+    return frame_header(opcode, len(payload)) + _mask(payload)
+
+
+CLOSE_FRAME = masked_frame(0x8, NORMAL_CLOSURE.to_bytes(2, "big"))
 
 
 class Payloads:
