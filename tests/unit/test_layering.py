@@ -22,6 +22,7 @@ LAYERS = {
     "websockify.__main__": 5,
     "websockify.worker": 5,  # python -m websockify.worker: one process of --workers N
     "websockify.websocketproxy": 5,  # upstream's entry points: websockify_init(), WebSocketProxy
+    "websockify.websockifyserver": 5,  # upstream's handler base, for programs that subclass it
     "websockify.cli": 5,
     "websockify.manpage": 5,  # python -m websockify.manpage: websockify(1) from the command line's definitions
     "websockify.app": 4,
@@ -33,6 +34,9 @@ LAYERS = {
     "websockify.service": 3,  # daemon mode, pid file, systemd, logs: for cli and app
     "websockify.auth_plugins": 3,  # upstream's import path for proxy/auth_plugins.py
     "websockify.token_plugins": 3,  # upstream's import path for proxy/tokens
+    "websockify.websocket": 3,  # upstream's WebSocket: a socket-like face on protocol/endpoint
+    "websockify.websocketserver": 3,  # upstream's http.server handler that upgrades to a WebSocket
+    "websockify.sysloghandler": 3,  # upstream's RFC 5424 SysLogHandler
     "websockify.protocol": 2,
     "websockify.config": 1,
     "websockify.errors": 1,
