@@ -42,10 +42,13 @@ def api():
 
 def test_plain_and_json_apis(api):
     plain, structured = BaseTokenAPI(api.url + "/t/%s"), JSONTokenApi(api.url + "/j/%s")
-    assert plain.lookup("plain") == ("10.0.0.1", 5901)
-    assert plain.lookup("v6") == ("::1", 5902)
+    # What upstream's returned: BaseTokenAPI `[host, b"port"]`, JSONTokenApi the JSON's (host, port).
+    assert plain.lookup("plain") == ["10.0.0.1", b"5901"]
+    assert plain.lookup("v6") == ["::1", b"5902"]
     assert structured.lookup("known") == ("10.0.0.2", 5903)
-    assert structured.lookup("strport") == ("::1", 5904)
+    assert structured.lookup("strport") == ("[::1]", "5904")
+    assert normalize_target(plain.lookup("v6")) == ("::1", 5902)  # what the server makes of them
+    assert normalize_target(structured.lookup("strport")) == ("::1", 5904)
     assert plain.lookup("unknown") is None  # 404
     assert plain.lookup("refused") is None  # any 4xx: the API says no
     for name in ("notjson", "noport"):
@@ -98,7 +101,7 @@ def test_an_upstream_style_process_result_override(api):
         def process_result(self, resp):
             return resp.text.strip().split(":")  # as upstream's own code did: a list of strings
 
-    assert HostPortApi(api.url + "/t/%s").lookup("plain") == ("10.0.0.1", 5901)
+    assert HostPortApi(api.url + "/t/%s").lookup("plain") == ["10.0.0.1", "5901"]
 
 
 def test_bad_api_sources():
@@ -124,7 +127,7 @@ def lookups(plugin, *tokens):
         answers = []
         for token in tokens:
             try:
-                answers.append(await plugin.lookup(token))
+                answers.append(await plugin.alookup(token))
             except Exception as exc:
                 answers.append(exc)
         await plugin.aclose()
@@ -217,7 +220,7 @@ def test_one_pool_for_every_lookup(redis_server):
 
     async def run():
         for _ in range(100):
-            assert await plugin.lookup("tok") == ("10.0.0.1", 1)
+            assert await plugin.alookup("tok") == ("10.0.0.1", 1)
         served = clients_served(redis_server)
         await plugin.aclose()
         return served
@@ -234,15 +237,15 @@ def test_redis_down_and_back(redis_server, over):
     plugin = TokenRedis(source)
 
     async def run():
-        assert await plugin.lookup("tok") == ("10.0.0.1", 1)
+        assert await plugin.alookup("tok") == ("10.0.0.1", 1)
         redis_server.stop()
         started = time.monotonic()
         with pytest.raises(TokenBackendUnavailable, match="Redis at"):
-            await plugin.lookup("tok")
+            await plugin.alookup("tok")
         assert time.monotonic() - started < timeout(3)
         redis_server.start()  # the same port and socket; the data is gone with the old process
         redis_server.set("tok", "10.0.0.9:9")
-        assert await plugin.lookup("tok") == ("10.0.0.9", 9)
+        assert await plugin.alookup("tok") == ("10.0.0.9", 9)
         await plugin.aclose()
 
     asyncio.run(run())
@@ -257,7 +260,7 @@ def test_a_silent_redis_times_out():
         async def run():
             started = time.monotonic()
             with pytest.raises(TokenBackendUnavailable, match="no answer within 0.5s"):
-                await plugin.lookup("tok")
+                await plugin.alookup("tok")
             elapsed = time.monotonic() - started
             await plugin.aclose()
             return elapsed
@@ -277,7 +280,7 @@ def test_aclose_gives_the_connection_back(redis_server):
 
     async def run():
         base = connected()
-        await plugin.lookup("tok")
+        await plugin.alookup("tok")
         assert connected() == base + 1
         await plugin.aclose()
         wait_for(lambda: connected() == base, 5, "Redis to see the pool closed")
@@ -317,7 +320,7 @@ def test_a_custom_plugin_written_for_upstream(tmp_path):
     assert normalize_target(plugin.lookup("nope")) is None
     (tmp_path / "tokens").write_text("t: h:1\n")
     builtin = load_plugin("TokenFile", str(tmp_path / "tokens"), token_plugins, "--token-plugin")
-    assert builtin.lookup("t") == ("h", 1)
+    assert builtin.lookup("t") == ["h", "1"]  # upstream's shape
 
 
 def test_normalize_target_refuses_malformed_answers():
@@ -494,7 +497,7 @@ def test_redirects_stay_within_the_origin():
     })
     try:
         plugin = BaseTokenAPI(f"http://127.0.0.1:{api.port}/r/%s")
-        assert plugin.lookup("same") == ("10.0.0.9", 5909)  # within the origin: followed
+        assert plugin.lookup("same") == ["10.0.0.9", b"5909"]  # within the origin: followed
         for name in ("host", "port", "ftp", "https"):
             with pytest.raises(TokenBackendUnavailable, match="refused redirect"):
                 plugin.lookup(name)
@@ -536,3 +539,4 @@ def test_a_hung_api_saturates_at_most_the_budget_and_the_server_recovers():
             sock.close()
         api.close()
         target.close()
+

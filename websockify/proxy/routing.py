@@ -3,7 +3,8 @@
 The plugin contract is upstream's: `Class(source)`, `lookup(token)` returning
 `(host, port)`, `("unix_socket", path)` or None. How a lookup is run:
 
-- `async def lookup`: awaited on the event loop (TokenRedis);
+- `async def lookup`, or `async def alookup` that no subclass's `lookup`
+  overrides (TokenRedis): awaited on the event loop;
 - `loop_safe` true (a table lookup plus a stat), read at each lookup since a
   token directory may grow past what is cheap: called on the loop directly, so
   a token file costs no thread hop per connection;
@@ -28,7 +29,7 @@ import inspect
 import logging
 import ssl
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable, cast
 
 from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import ConfigError, HttpError, TargetUnavailable
@@ -60,7 +61,8 @@ class TokenRouter:
         self.plugin = plugin
         self._connect_timeout_s = connect_timeout_s
         self._tls = tls
-        self._coroutine = inspect.iscoroutinefunction(plugin.lookup)
+        self._awaited = awaited_lookup(plugin)
+        self._coroutine = self._awaited is not None
         self._workers = LookupThreads(LOOKUP_WORKERS, "token", budget=LOOKUP_BUDGET)
         self._connectors: dict[Target, AddressConnector] = {}
         self.guesses = GuessLimit(time.monotonic)
@@ -87,8 +89,9 @@ class TokenRouter:
         self._check_guesses(client)
         try:
             if self._coroutine:
+                assert self._awaited is not None
                 async with asyncio.timeout(timeout_s):
-                    result = await self.plugin.lookup(token)
+                    result = await self._awaited(token)
             elif getattr(self.plugin, "loop_safe", False):
                 result = self.plugin.lookup(token)
             else:
@@ -128,6 +131,10 @@ class TokenRouter:
                       printable(shorten(repr(result))))
             raise HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: malformed result") from None
         if normal is None:
+            not_ready = getattr(self.plugin, "not_ready", None)
+            if not_ready:  # its source does not exist yet: not the client's guess
+                raise HttpError(503, "token lookup unavailable",
+                                log_message=f"token {redact(token)}: {printable(shorten(str(not_ready)))}")
             self.guesses.failed(client)
             raise HttpError(404, "unknown token", log_message=f"token {redact(token)} not found")
         host, port = normal
@@ -164,6 +171,24 @@ class TokenRouter:
         except Exception:  # shutting down: a plugin's failure to close is only worth a line
             log.warning("closing the token plugin failed", exc_info=True)
         self._workers.close()
+
+
+def awaited_lookup(plugin: Any) -> Callable[[str], Awaitable[Any]] | None:
+    """The coroutine the server awaits for a lookup, or None (call `lookup`).
+
+    `async def lookup`; or `async def alookup` (TokenRedis), unless a subclass
+    overrides `lookup` below the class that wrote `alookup`: then that `lookup`,
+    maybe calling `super().lookup`, is the plugin's answer, and runs on a thread.
+    """
+    if inspect.iscoroutinefunction(plugin.lookup):
+        return cast("Callable[[str], Awaitable[Any]]", plugin.lookup)
+    alookup = getattr(plugin, "alookup", None)
+    if alookup is None or not inspect.iscoroutinefunction(alookup) or "lookup" in getattr(plugin, "__dict__", {}):
+        return None
+    mro = type(plugin).__mro__
+    lookup_from = next((i for i, cls in enumerate(mro) if "lookup" in vars(cls)), len(mro))
+    alookup_from = next((i for i, cls in enumerate(mro) if "alookup" in vars(cls)), len(mro))
+    return cast("Callable[[str], Awaitable[Any]]", alookup) if alookup_from <= lookup_from else None
 
 
 def _cancelling() -> bool:

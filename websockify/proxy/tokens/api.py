@@ -11,7 +11,9 @@ source URL's origin (scheme, host and port). 404 (or any 4xx) means "no such
 token", while an unreachable, slow or failing (5xx) service, or a refused
 redirect, raises TokenBackendUnavailable.
 
-The stdlib client blocks: `lookup` is plain, and runs on a worker thread.
+The stdlib client blocks: `lookup` is plain, and runs on a worker thread. It
+returns what upstream's did: `[host, b"port"]` (BaseTokenAPI) or the JSON's
+`(host, port)` (JSONTokenApi); the server checks the answer.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import urllib.request
 from typing import Any
 
 from ...errors import ConfigError
-from .base import BasePlugin, TokenBackendUnavailable, TokenTarget, normalize_target, parse_target, require_source
+from .base import BasePlugin, TokenBackendUnavailable, parse_target, require_source
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +73,19 @@ class BaseTokenAPI(BasePlugin):
     def url_for(self, token: str) -> str:
         return str(self.source).replace("%s", urllib.parse.quote(token, safe=""), 1)
 
-    def lookup(self, token: str) -> TokenTarget | None:
+    def lookup(self, token: str) -> Any:
+        """What `process_result` makes of a 2xx reply (the server checks it), None for a 4xx."""
         response = self._get(self.url_for(token))
         if response.status_code >= 500:
             raise TokenBackendUnavailable(f"token API answered {response.status_code}")
         if not response.ok:
             return None
-        return normalize_target(self.process_result(response))
+        return self.process_result(response)
 
     def process_result(self, resp: ApiResponse) -> Any:
-        return parse_target(resp.text)
+        """`[host, b"port"]`: upstream's shape, port in bytes, for overrides that call it."""
+        host, port = parse_target(resp.text)
+        return [host, str(port).encode("ascii")]
 
     def _get(self, url: str) -> ApiResponse:
         request = urllib.request.Request(url, headers={"Accept": "application/json, text/plain"})

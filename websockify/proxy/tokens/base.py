@@ -11,20 +11,34 @@ The contract is upstream websockify's: a plugin is built with one string,
 - `TokenBackendUnavailable` means "cannot tell now" (the store is down or slow),
   as opposed to None, "no such token".
 - `reload()` (re-read files, keys) and `close()`/`aclose()` are optional.
-- A bad source raises ConfigError from the constructor.
+- A bad source raises ConfigError from the constructor. A source that does not
+  exist yet is not bad: the plugin starts, and until it appears a lookup raises
+  TokenBackendUnavailable, or returns None with `not_ready` saying why (the
+  plugins where upstream returned None), and the client gets 503.
+- A plugin may also define `async def alookup`: the server awaits it instead of
+  calling `lookup`, unless a subclass overrides `lookup` (then its `lookup`,
+  which may call `super().lookup`, is what runs).
+
+The built-in plugins' `lookup` returns what upstream's did, for subclasses and
+direct callers: `[host, "port"]` lists from files, tuples of whatever the JWT or
+JSON API said. The server checks every answer with normalize_target().
 """
 from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import os
 import re
+import stat
 from typing import Any
 
 from ...addresses import parse_host, parse_port
 from ...errors import ConfigError, WebsockifyError
 from ...protocol.logsafe import printable
 from ...protocol.token_request import redact
+
+log = logging.getLogger(__name__)
 
 UNIX_SOCKET = "unix_socket"
 
@@ -52,12 +66,20 @@ class BasePlugin:
 
     # Plugins written for upstream block (files, HTTP, databases): off the loop by default.
     loop_safe = False
+    # Why a None from lookup() means "cannot tell yet" rather than "no such token"
+    # (the source does not exist yet): the server answers 503 then, not 404.
+    not_ready: str | None = None
 
     def __init__(self, src: str | None) -> None:
         self.source = src
 
     def lookup(self, token: str) -> Any:
         return None
+
+
+def upstream_target(target: TokenTarget) -> list[str]:
+    """A parsed target as upstream's file plugins returned it: `[host, "port"]`."""
+    return [target[0], str(target[1])]
 
 
 def require_source(src: str | None, plugin: str, expected: str) -> str:
@@ -144,23 +166,43 @@ def normalize_target(result: Any) -> TokenTarget | None:
         raise ValueError(f"token plugin returned {exc}") from None
 
 
-def resolve_directory(source: object, plugin: str) -> str:
-    """The plugin's source directory, resolved; ConfigError if it is not a directory."""
-    directory = os.path.realpath(str(source))
-    if not os.path.isdir(directory):
-        raise ConfigError(f"--token-source: {plugin} needs a directory; {source} is not one")
-    return directory
-
-
 class DirectoryPlugin(BasePlugin):
-    """A plugin whose source is a directory: resolved at start and again on reload."""
+    """A plugin whose source is a directory, resolved at start, on reload, and at
+    a lookup while it is missing: a directory that does not exist yet (a unit
+    started before whatever creates it) makes the plugin wait, not fail."""
 
     def __init__(self, src: str | None) -> None:
         super().__init__(require_source(src, type(self).__name__, "DIRECTORY"))
-        self._directory = resolve_directory(self.source, type(self).__name__)
+        self._directory: str | None = None
+        if self._resolve() is None:
+            log.warning("--token-source %s does not exist yet: clients get 503 until it does", self.source)
 
     def reload(self) -> None:
-        self._directory = resolve_directory(self.source, type(self).__name__)
+        self._resolve()
+
+    def directory(self) -> str | None:
+        """The resolved directory, or None (and `not_ready` set) while it does not exist."""
+        return self._directory if self._directory is not None else self._resolve()
+
+    def missed(self) -> None:
+        """A name was not found: if the directory itself went away, say so (503, not 404)."""
+        if self._directory is not None and not os.path.isdir(self._directory):
+            self._resolve()
+
+    def _resolve(self) -> str | None:
+        directory = os.path.realpath(str(self.source))
+        try:
+            is_directory = stat.S_ISDIR(os.stat(directory).st_mode)
+        except FileNotFoundError:
+            self._directory = None
+            self.not_ready = f"token directory {self.source} does not exist"
+            return None
+        except OSError as exc:
+            raise ConfigError(f"--token-source: {self.source}: {exc.strerror}") from None
+        if not is_directory:
+            raise ConfigError(f"--token-source: {type(self).__name__} needs a directory; {self.source} is not one")
+        self._directory, self.not_ready = directory, None
+        return directory
 
 
 def is_plain_name(token: str) -> bool:

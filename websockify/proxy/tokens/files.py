@@ -47,6 +47,7 @@ from .base import (
     is_plain_name,
     parse_target,
     require_source,
+    upstream_target,
 )
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,13 @@ def parse_token_file(path: str, text: str, warn: bool = True) -> dict[str, Token
 
 
 class ReadOnlyTokenFile(BasePlugin):
-    """Tokens from a file or a directory of files, read at start and on reload()."""
+    """Tokens from a file or a directory of files, read at start and on reload().
 
-    loop_safe = True  # a dict lookup
+    A source that does not exist at start is read at the first lookup after it
+    appears (upstream read it at the first lookup too); until then a lookup
+    raises TokenBackendUnavailable (503). `lookup` returns `[host, "port"]`.
+    """
+
     _settle = False  # TokenFile: a file changed in place is read whole only once it settled
 
     def __init__(self, src: str | None) -> None:
@@ -131,13 +136,26 @@ class ReadOnlyTokenFile(BasePlugin):
         self._listing_signature: Signature | None = None
         self._targets: dict[str, TokenTarget] = {}
         self._unreadable: set[str] = set()  # warned about once
+        self._loaded = False  # read whole once: until then, lookups read on a worker thread
         try:
             self._refresh(force=True)
         except TokenBackendUnavailable as exc:
-            raise ConfigError(f"--token-source: {exc}") from None
+            if os.path.exists(str(self.source)):
+                raise ConfigError(f"--token-source: {exc}") from None
+            # A unit may start before whatever writes its tokens: wait for the source.
+            log.warning("--token-source %s does not exist yet: clients get 503 until it does", self.source)
 
-    def lookup(self, token: str) -> TokenTarget | None:
-        return self._targets.get(token)
+    @property
+    def loop_safe(self) -> bool:  # type: ignore[override]  # read-only: a dict lookup once the files are read
+        return self._loaded
+
+    def lookup(self, token: str) -> list[str] | None:
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    self._refresh(force=True)  # TokenBackendUnavailable while the source is missing
+        target = self._targets.get(token)
+        return None if target is None else upstream_target(target)
 
     def reload(self) -> None:
         """Read every file again; on failure (ConfigError) the old tokens stay."""
@@ -176,6 +194,7 @@ class ReadOnlyTokenFile(BasePlugin):
                 if path in files:
                     merged.update(files[path].targets)
             self._targets = merged
+        self._loaded = True
 
     def _list(self, directory: str, st: os.stat_result, force: bool) -> list[str]:
         signature = _signature(st)
@@ -251,10 +270,14 @@ class TokenFile(ReadOnlyTokenFile):
     _settle = True
 
     @property
-    def loop_safe(self) -> bool:  # type: ignore[override]  # read-only: it says whether the files changed
+    def loop_safe(self) -> bool:  # type: ignore[override]  # read-only, as in ReadOnlyTokenFile
         return len(self._files) <= self.LOOP_SAFE_FILES and self._current()
 
-    def lookup(self, token: str) -> TokenTarget | None:
+    def lookup(self, token: str) -> list[str] | None:
+        found = self._find(token)
+        return None if found is None else upstream_target(found)
+
+    def _find(self, token: str) -> TokenTarget | None:
         if _on_event_loop():
             # The router asked loop_safe a moment ago: the table is current. Never parse here;
             # a caller that did not ask gets the table in place and a re-read on a thread.
@@ -311,15 +334,21 @@ def _on_event_loop() -> bool:
 
 
 class TokenFileName(DirectoryPlugin):
-    """The token is a file name in the source directory; the file holds `host:port`."""
+    """The token is a file name in the source directory; the file holds `host:port`.
+
+    A lookup returns `[host, "port"]` as upstream's did, and None while the
+    directory does not exist (`not_ready` set: the server answers 503; upstream
+    refused to start).
+    """
 
     MAX_SIZE = 4096
 
-    def lookup(self, token: str) -> TokenTarget | None:
-        if not is_plain_name(token):
+    def lookup(self, token: str) -> list[str] | None:
+        directory = self.directory()
+        if directory is None or not is_plain_name(token):
             return None
-        path = os.path.realpath(os.path.join(self._directory, token))
-        if not is_inside(path, self._directory):
+        path = os.path.realpath(os.path.join(directory, token))
+        if not is_inside(path, directory):
             return None  # a symbolic link out of the directory
         try:
             # O_NONBLOCK: a FIFO named by a token must not hang the open.
@@ -330,11 +359,12 @@ class TokenFileName(DirectoryPlugin):
                 data = handle.read(self.MAX_SIZE + 1)
         except OSError as exc:
             if exc.errno in NO_SUCH_NAME:
+                self.missed()
                 return None
             raise
         if len(data) > self.MAX_SIZE:
             raise ValueError(f"token file {path} is larger than {self.MAX_SIZE} bytes")
         try:
-            return parse_target(data.decode("utf-8", errors="replace"))
+            return upstream_target(parse_target(data.decode("utf-8", errors="replace")))
         except ValueError as exc:
             raise ValueError(f"token file {path}: {exc}") from None

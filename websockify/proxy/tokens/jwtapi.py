@@ -15,7 +15,12 @@ anything is decrypted: a few KB of token would inflate to megabytes.
 
 `nbf` and `exp` are honoured, without leeway, as upstream did. A token that is
 invalid, expired, not yet valid or signed with another key is an unknown
-token (None).
+token (None). A valid one gives its claims `(host, port)` as upstream did,
+unchecked: the server checks them (a malformed port is a 500).
+
+A key file that does not exist at start is waited for, as upstream read it at
+every lookup: until it appears a lookup returns None with `not_ready` set, and
+the server answers 503; the key is read at the first lookup after.
 
 A symmetric key file is read as upstream reads it, as the base64url `k` of a
 JWK; its bytes as they are (a trailing newline removed) are tried too, which
@@ -27,12 +32,13 @@ import base64
 import importlib
 import json
 import logging
+import os
 import re
 import time
 from typing import Any
 
 from ...errors import ConfigError
-from .base import BasePlugin, TokenTarget, missing_library, normalize_target, require_source, shorten, token_hint
+from .base import BasePlugin, TokenBackendUnavailable, missing_library, require_source, shorten, token_hint
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +72,27 @@ class JWTTokenApi(BasePlugin):
                                                for name in ("jwk", "jws", "jwe"))
         except ImportError:
             raise missing_library("JWTTokenApi", "jwcrypto", "jwt") from None
-        self._keyring = self._load()  # (keys, key type), replaced as one by reload()
+        # (keys, key type), replaced as one by reload(); None until the key file exists.
+        self._keyring: tuple[list[Any], str] | None = None
+        if os.path.exists(str(self.source)):
+            self._keyring = self._load()  # a key file that is there but unusable: refused at start
+        else:
+            self.not_ready = f"key file {self.source} does not exist"
+            log.warning("--token-source %s does not exist yet: clients get 503 until it does", self.source)
 
     def reload(self) -> None:
         """Read the key file again; on failure (ConfigError) the old key stays."""
         self._keyring = self._load()
+        self.not_ready = None
+
+    def _keys(self) -> tuple[list[Any], str] | None:
+        """The key, read at the first lookup after its file appears (None until then)."""
+        if self._keyring is None and os.path.exists(str(self.source)):
+            try:
+                self.reload()
+            except ConfigError as exc:
+                raise TokenBackendUnavailable(str(exc)) from None
+        return self._keyring
 
     def _load(self) -> tuple[list[Any], str]:
         path = str(self.source)
@@ -128,8 +150,12 @@ class JWTTokenApi(BasePlugin):
                         "tokens signed with it will be refused", path, longest)
         return keys
 
-    def lookup(self, token: str) -> TokenTarget | None:
-        keys, kty = self._keyring
+    def lookup(self, token: str) -> tuple[Any, Any] | None:
+        """The claims `(host, port)` as the token has them (the server checks them), or None."""
+        keyring = self._keys()
+        if keyring is None:
+            return None  # as upstream without its key file; `not_ready` makes it a 503
+        keys, kty = keyring
         token = token.strip()
         if len(token) > MAX_TOKEN or not _COMPACT.fullmatch(token):
             return None
@@ -177,7 +203,7 @@ class JWTTokenApi(BasePlugin):
                 log.debug("token %s: cannot decrypt: %s", token_hint(token), shorten(exc))
         return None
 
-    def _target(self, token: str, payload: bytes) -> TokenTarget | None:
+    def _target(self, token: str, payload: bytes) -> tuple[Any, Any] | None:
         try:
             claims = json.loads(payload)
         except ValueError:
@@ -197,7 +223,7 @@ class JWTTokenApi(BasePlugin):
         if "host" not in claims or "port" not in claims:
             log.info("token %s: signed, but has no 'host' and 'port' claims", token_hint(token))
             return None
-        return normalize_target((claims["host"], claims["port"]))
+        return claims["host"], claims["port"]
 
 
 def _protected_header(token: str) -> dict[str, Any] | None:

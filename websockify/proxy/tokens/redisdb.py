@@ -7,7 +7,9 @@ namespace is the `namespace` query parameter. A value is `host:port` or
 upstream's JSON `{"host": "host:port"}` (`{"host": ..., "port": ...}` works too).
 
 One connection pool serves every lookup (upstream opened a connection per
-lookup), through redis-py's asyncio client: `lookup` is a coroutine. A Redis
+lookup), through redis-py's asyncio client: the server awaits `alookup`.
+`lookup` is upstream's synchronous GET (its own client and pool, made at the
+first call), for subclasses calling `super().lookup(token)`. A Redis
 that is down or silent raises TokenBackendUnavailable within `timeout`, and the
 pool reconnects by itself once Redis is back.
 
@@ -22,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import threading
 import urllib.parse
 from typing import Any
 
 from ...addresses import parse_host, parse_port
 from ...errors import ConfigError
+from ...protocol.logsafe import printable
 from .base import (
     BasePlugin,
     TokenBackendUnavailable,
@@ -46,32 +51,22 @@ URL_SCHEMES = ("redis", "rediss", "unix")
 MAX_VALUE = 4096  # bytes a lookup reads of a value; a longer value is refused
 
 
+# Upstream's: a field is `"..."` (no `"` inside) between colons or the ends, or
+# anything without a colon. Kept as is, so a source splits as it did there.
+_SOURCE_SPLIT = re.compile(
+    r'(?<=^)"([^"]+)"(?=:|$)'
+    r'|(?<=:)"([^"]+)"(?=:|$)'
+    r'|(?<=^)([^:]*)(?=:|$)'
+    r'|(?<=:)([^:]*)(?=:|$)',
+)
+
+
 def parse_source_args(src: str) -> list[str]:
     """Split `src` on `:` like upstream: a field wrapped in double quotes keeps its colons.
 
     `a:b:c` -> ['a', 'b', 'c'];  `a:"b:c":d` -> ['a', 'b:c', 'd']
     """
-    fields: list[str] = []
-    pos = 0
-    while True:
-        if src.startswith('"', pos):
-            close = pos
-            while True:  # the closing quote is the one followed by `:` or the end
-                close = src.find('"', close + 1)
-                if close == -1 or close + 1 == len(src) or src[close + 1] == ":":
-                    break
-            if close > pos + 1:
-                fields.append(src[pos + 1:close])
-                if close + 1 == len(src):
-                    return fields
-                pos = close + 2
-                continue
-        colon = src.find(":", pos)
-        if colon == -1:
-            fields.append(src[pos:])
-            return fields
-        fields.append(src[pos:colon])
-        pos = colon + 1
+    return [m[0] or m[1] or m[2] or m[3] for m in _SOURCE_SPLIT.findall(src)]
 
 
 def parse_redis_source(src: str) -> tuple[dict[str, Any], str | None, str]:
@@ -129,34 +124,49 @@ def _take_namespace(url: str) -> tuple[str, str]:
 
 
 class TokenRedis(BasePlugin):
+    """Targets in Redis. The server awaits `alookup` (one pooled asyncio client, a
+    bounded read); `lookup` is upstream's synchronous call, for subclasses that call
+    `super().lookup(token)` and for direct callers: it returns `[host, "port"]`."""
+
     connect_timeout = 2.0  # seconds to open a connection
     timeout = 3.0  # seconds for a whole lookup, reconnecting included
 
     def __init__(self, src: str | None) -> None:
         super().__init__(require_source(src, "TokenRedis", SOURCE_FORMAT))
         try:
+            import redis
             import redis.asyncio as aioredis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
             from redis.exceptions import ConnectionError as RedisConnectionError
             from redis.exceptions import TimeoutError as RedisTimeoutError
+            from redis.retry import Retry as SyncRetry
         except ImportError:
             raise missing_library("TokenRedis", "redis", "redis") from None
         self._unavailable_errors = (RedisConnectionError, RedisTimeoutError, OSError)
         settings, url, namespace = parse_redis_source(str(self.source))
+        # Upstream's attributes, as its subclasses read them (None for a URL source).
+        self._server: str | None = settings.get("host")
+        self._port: int | None = settings.get("port")
+        self._db: int | None = settings.get("db")
+        self._password: str | None = settings.get("password")
         self._namespace = f"{namespace}:" if namespace else ""
         options: dict[str, Any] = {
             "socket_connect_timeout": self.connect_timeout,
             "socket_timeout": self.timeout,
-            # One quick second try covers a pooled connection that died with a Redis restart.
-            "retry": Retry(NoBackoff(), 1),
         }
+        # redis.Redis is looked up at the first synchronous lookup, as upstream looked it up per lookup.
+        self._sync_redis, self._sync_retry = redis, SyncRetry(NoBackoff(), 1)
+        self._sync_options, self._url, self._settings = options, url, settings
+        self._sync_client: Any = None
+        self._sync_lock = threading.Lock()
         try:
+            # One quick second try covers a pooled connection that died with a Redis restart.
             if url is not None:
-                self._client = aioredis.Redis.from_url(url, **options)
+                self._client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
                 self._where = urllib.parse.urlsplit(url)._replace(netloc=_without_password(url), query="").geturl()
             else:
-                self._client = aioredis.Redis(**settings, **options)
+                self._client = aioredis.Redis(**settings, retry=Retry(NoBackoff(), 1), **options)
                 self._where = f"{settings['host']}:{settings['port']} db {settings['db']}"
             # Builds a connection without connecting: an unknown URL option fails now, not per lookup.
             pool: Any = self._client.connection_pool
@@ -166,7 +176,32 @@ class TokenRedis(BasePlugin):
         except TypeError as exc:  # "...__init__() got an unexpected keyword argument 'x'"
             raise ConfigError(f"--token-source: an option of the Redis URL is not known to redis-py: {exc}") from None
 
-    async def lookup(self, token: str) -> TokenTarget | None:
+    def lookup(self, token: str) -> list[str] | None:
+        """Upstream's lookup: GET the key; `[host, "port"]` as stored, or None for a
+        missing key or a value that is no target (logged). Blocks: a thread's call."""
+        try:
+            value = self._sync().get(self._namespace + token)
+        except self._unavailable_errors as exc:
+            raise TokenBackendUnavailable(f"Redis at {self._where}: {shorten(exc)}") from None
+        if value is None:
+            return None
+        text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+        found = upstream_value(text) if len(text) <= MAX_VALUE else None
+        if found is None:
+            log.error("Redis value for token %s is not a target: %s", token_hint(token), printable(shorten(text)))
+        return found
+
+    def _sync(self) -> Any:
+        with self._sync_lock:
+            if self._sync_client is None:
+                options = {**self._sync_options, "retry": self._sync_retry}
+                if self._url is not None:
+                    self._sync_client = self._sync_redis.Redis.from_url(self._url, **options)
+                else:
+                    self._sync_client = self._sync_redis.Redis(**self._settings, **options)
+            return self._sync_client
+
+    async def alookup(self, token: str) -> TokenTarget | None:
         key = self._namespace + token
         try:
             async with asyncio.timeout(self.timeout):
@@ -193,6 +228,28 @@ class TokenRedis(BasePlugin):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._sync_client is not None:
+            self._sync_client.close()
+
+
+def upstream_value(text: str) -> list[str] | None:
+    """A value read as upstream read it: JSON `{"host": "h:p"}` (or with a "port"),
+    or `h:p`; `[host, "port"]` unchecked, or None when it is neither."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("host"), str):
+            return None
+        if "port" in data:
+            return [data["host"], str(data["port"])]
+        text = data["host"]
+    elif not re.match(r"\S+:\S+", text):
+        return None
+    host, sep, port = text.rpartition(":")
+    return [host, port] if sep and host and port else None
 
 
 def parse_value(text: str) -> TokenTarget:

@@ -8,6 +8,7 @@ import pytest
 from jwcrypto import jwe, jwk, jws
 
 from websockify.errors import ConfigError
+from websockify.proxy.tokens import normalize_target
 from websockify.token_plugins import JWTTokenApi
 
 CLAIMS = {"host": "127.0.0.1", "port": 5901}
@@ -66,7 +67,7 @@ def test_signed_tokens(keys, key_name, source, alg):
     made, files = keys
     plugin = JWTTokenApi(files[source])
     assert plugin.lookup(signed(made[key_name], alg)) == ("127.0.0.1", 5901)
-    assert plugin.lookup(signed(made[key_name], alg, {"host": "::1", "port": "5902"})) == ("::1", 5902)
+    assert plugin.lookup(signed(made[key_name], alg, {"host": "::1", "port": "5902"})) == ("::1", "5902")
 
 
 def test_a_base64url_secret_is_also_taken_as_raw_bytes(keys):
@@ -121,10 +122,13 @@ def test_forged_and_foreign_tokens_are_unknown(keys):
         assert rsa_plugin.lookup(junk) is None, junk
 
 
-def test_a_signed_target_that_is_malformed_is_an_error(keys):
+def test_a_signed_target_is_returned_as_claimed_and_checked_by_the_server(keys):
+    """Upstream returned the claims unchecked; a direct caller gets them so, the server refuses them."""
     made, files = keys
+    claimed = JWTTokenApi(files["rsa_public"]).lookup(signed(made["rsa"], "RS256", {"host": "h", "port": "remote_port"}))
+    assert claimed == ("h", "remote_port")
     with pytest.raises(ValueError, match="port"):
-        JWTTokenApi(files["rsa_public"]).lookup(signed(made["rsa"], "RS256", {"host": "h", "port": "remote_port"}))
+        normalize_target(claimed)
 
 
 def test_encrypted_tokens(keys):
@@ -179,9 +183,21 @@ def test_reload_swaps_the_key(tmp_path, keys):
     assert plugin.lookup(new_token), "a failed reload keeps the key"
 
 
+def test_a_key_file_that_does_not_exist_yet_is_waited_for(tmp_path, keys):
+    """Upstream started and returned None per lookup; so do we, with `not_ready` for a 503."""
+    made, files = keys
+    path = tmp_path / "later.pem"
+    plugin = JWTTokenApi(str(path))
+    token = signed(made["rsa"], "RS256")
+    assert plugin.lookup(token) is None and "does not exist" in plugin.not_ready
+    path.write_bytes(open(files["rsa_public"], "rb").read())
+    assert plugin.lookup(token) == ("127.0.0.1", 5901) and plugin.not_ready is None
+
+
 def test_bad_key_files(tmp_path):
+    (tmp_path / "unreadable").mkdir()
     with pytest.raises(ConfigError, match="cannot read key file"):
-        JWTTokenApi(str(tmp_path / "missing.pem"))
+        JWTTokenApi(str(tmp_path / "unreadable"))
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ConfigError, match="empty"):
         JWTTokenApi(str(tmp_path / "empty"))

@@ -58,15 +58,15 @@ def test_nothing_outside_the_directory(layout):
 def test_links_that_stay_inside_are_followed(layout):
     _, socks = layout
     plugin = UnixDomainSocketDirectory(str(socks))
-    assert plugin.lookup("alias") == ("unix_socket", str(socks / "vnc1"))
-    assert plugin.lookup("down") == ("unix_socket", str(socks / "sub" / "deep"))
+    assert plugin.lookup("alias") == ["unix_socket", str(socks / "vnc1")]
+    assert plugin.lookup("down") == ["unix_socket", str(socks / "sub" / "deep")]
 
 
 def test_the_source_may_be_a_link_and_must_be_a_directory(layout):
     tmp_path, socks = layout
     (tmp_path / "link").symlink_to(socks)
     plugin = UnixDomainSocketDirectory(str(tmp_path / "link"))
-    assert plugin.lookup("vnc1") == ("unix_socket", str(socks / "vnc1"))
+    assert plugin.lookup("vnc1") == ["unix_socket", str(socks / "vnc1")]
     assert plugin.lookup("../socks2/x") is None
     with pytest.raises(ConfigError, match="needs a directory"):
         UnixDomainSocketDirectory(str(socks / "plain"))
@@ -85,3 +85,21 @@ def test_a_lookup_costs_microseconds(layout):
     per_lookup_us = (time.perf_counter() - started) / rounds * 1e6
     print(f"UnixDomainSocketDirectory lookup {per_lookup_us:.2f} us")
     assert per_lookup_us < 500, per_lookup_us  # measured ~5 us
+
+
+def test_a_directory_that_does_not_exist_yet_is_waited_for(tmp_path):
+    """As upstream: None while the directory is missing, with `not_ready` set (the server answers
+    503, not 404); the directory is found once it appears, and missed again if it goes."""
+    socks = tmp_path / "later"
+    plugin = UnixDomainSocketDirectory(str(socks))
+    assert plugin.lookup("vnc1") is None and "does not exist" in plugin.not_ready
+    socks.mkdir()
+    listener = listen(socks / "vnc1")
+    try:
+        assert plugin.lookup("vnc1") == ["unix_socket", str(socks / "vnc1")] and plugin.not_ready is None
+        assert plugin.lookup("other") is None and plugin.not_ready is None  # an unknown token: 404
+    finally:
+        listener.close()
+    (socks / "vnc1").unlink()
+    socks.rmdir()
+    assert plugin.lookup("vnc1") is None and "does not exist" in plugin.not_ready
