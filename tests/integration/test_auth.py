@@ -137,3 +137,62 @@ def test_hung_auth_calls_past_the_budget_are_refused_at_once_and_capacity_return
         proxy.wait_log("auth plugin busy")
         (tmp_path / "release").touch()  # the backend answers again: the hung calls end
         wait_for(lambda: status_of(proxy.url) == 101, 10, "authentication served again")
+
+
+# -- Upstream's plugin contracts, as its users wrote against them (issue 18) ---------------
+
+
+def test_a_basic_auth_subclass_with_its_own_init_and_validate_creds(echo_server, tmp_path):
+    """An htpasswd-style subclass: its validate_creds decides, and its own __init__ (no
+    super() call) costs nothing (before: the override was ignored and every client got 500)."""
+    users = tmp_path / "users"
+    users.write_text("jane:s3cret\nbob:hunter2\n")
+    with running_proxy("--auth-plugin", "upstream_subclasses.HtpasswdAuth", "--auth-source", str(users),
+                       "127.0.0.1:0", echo_server.address, env=PLUGINS) as proxy:
+        assert status_of(proxy.url, additional_headers=basic("bob:hunter2")) == 101
+        assert status_of(proxy.url, additional_headers=basic("jane:s3cret")) == 101
+        assert status_of(proxy.url, additional_headers=basic("bob:s3cret")) == 401
+        assert status_of(proxy.url) == 401
+        assert "Traceback" not in proxy.log
+
+
+def token_file(tmp_path, target: str) -> str:
+    (tmp_path / "tokens").write_text(f"desk: {target}\n")
+    return str(tmp_path / "tokens")
+
+
+def test_an_auth_plugin_gets_the_target_its_token_chose(echo_server, tmp_path):
+    """As upstream: authenticate(headers, target_host, target_port) with the token's target (before:
+    None, None, and a plugin computing the VNC display from the port failed: 500); the headers
+    are an HTTPMessage (a missing one is None, names keep their case)."""
+    display = echo_server.port - 5900
+    with running_proxy("--auth-plugin", "upstream_subclasses.DisplayAuth", "--token-plugin", "TokenFile",
+                       "--token-source", token_file(tmp_path, echo_server.address), "127.0.0.1:0",
+                       env=PLUGINS) as proxy:
+        url = proxy.url + "?token=desk"
+        assert status_of(url, additional_headers={"X-Display": str(display)}) == 101
+        assert status_of(url, additional_headers={"X-Display": str(display + 1)}) == 403
+        assert status_of(url) == 400  # "X-Display" not among the names: refused by the plugin, not a 500
+
+
+def test_only_plugins_that_read_the_target_cost_a_token_lookup(echo_server, tmp_path):
+    """BasicHTTPAuth declares needs_target = False: it runs first, and an unauthenticated
+    client costs no lookup. A plugin that says nothing (upstream's) gets the target, so the
+    token is looked up first, as upstream did."""
+    (tmp_path / "target").write_text(echo_server.address)
+    lookups = tmp_path / "lookups"
+    tokens = ("--token-plugin", "upstream_subclasses.CountingTokens", "--token-source", str(tmp_path))
+    with running_proxy("--auth-plugin", "BasicHTTPAuth", "--auth-source", "jane:s3cret", *tokens, "127.0.0.1:0",
+                       env=PLUGINS) as proxy:
+        url = proxy.url + "?token=desk"
+        assert status_of(url) == 401
+        assert status_of(url, additional_headers=basic("jane:wrong")) == 401
+        assert not lookups.exists()
+        assert status_of(url, additional_headers=basic("jane:s3cret")) == 101
+        assert lookups.read_text() == "desk\n"
+    display = echo_server.port - 5900
+    with running_proxy("--auth-plugin", "upstream_subclasses.DisplayAuth", *tokens, "127.0.0.1:0",
+                       env=PLUGINS) as proxy:
+        assert status_of(proxy.url + "?token=desk", additional_headers={"X-Display": str(display + 1)}) == 403
+        assert lookups.read_text() == "desk\ndesk\n"
+        assert status_of(proxy.url + "?token=desk", additional_headers={"X-Display": str(display)}) == 101

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import http
+import http.client
 import mimetypes
 from dataclasses import dataclass
 from typing import Iterable
@@ -165,10 +166,29 @@ class RequestReader:
             raise _HeadersDone()  # stop: a body or a pipelined request is not ours to read
 
 
-def auth_headers(headers: Headers, client_cn: str | None) -> Headers:
+class AuthHeaders(http.client.HTTPMessage):
+    """What an auth plugin gets, as upstream's plugins got it: an HTTPMessage, so
+    `headers["Missing"]` and `headers.get("Missing")` are None, names keep the
+    client's case, lookups ignore case. One difference: `headers[name]` for a
+    header the client sent twice raises KeyError instead of picking the first
+    copy, so a plugin never decides on one of two disagreeing values unawares."""
+
+    def __getitem__(self, name: str) -> str | None:
+        values = self.get_all(name)
+        if values is None:
+            return None
+        if len(values) > 1:
+            raise KeyError(f"header {name!r} was sent {len(values)} times")
+        return str(values[0])
+
+
+def auth_headers(headers: Headers, client_cn: str | None) -> AuthHeaders:
     """The headers an auth plugin sees: no client-sent `SSL_*` header in any letter
     case, and `SSL_CLIENT_S_DN_CN` only from a verified TLS client certificate."""
-    clean = Headers((k, v) for k, v in headers.raw_items() if not k.lower().startswith("ssl_"))
+    clean = AuthHeaders()
+    for name, value in headers.raw_items():
+        if not name.lower().startswith("ssl_"):
+            clean[name] = value  # appends: a repeated header stays repeated
     if client_cn is not None:
         clean["SSL_CLIENT_S_DN_CN"] = client_cn
     return clean

@@ -21,6 +21,7 @@ from ..protocol.http import RequestHead, RequestReader, auth_headers, error_resp
 from ..protocol.logsafe import printable
 from ..protocol.token_request import printable_target, token_from_host, token_from_target
 from ..protocol.websocket import RelaySession, WebSocketSession
+from ..proxy.plugins import PluginTarget, plugin_target
 from ..proxy.pump import Relay
 from ..proxy.target import Connector
 from . import web
@@ -224,15 +225,21 @@ class ClientConnection(asyncio.BufferedProtocol):
         return token
 
     async def _prepare(self, head: RequestHead, websocket: bool, needs_auth: bool, token: str | None) -> None:
-        """Authentication first (an unauthenticated client must not probe tokens), then the token."""
+        """Authentication first (an unauthenticated client must not probe tokens), then the
+        token; but an auth plugin that reads its target (upstream's contract: any plugin that
+        does not declare `needs_target = False`) runs after the lookup and gets that target."""
         assert self._transport is not None
+        authenticator = self._context.authenticator
+        target_first = needs_auth and token is not None and authenticator is not None and authenticator.needs_target
         try:
-            if needs_auth:
+            if needs_auth and not target_first:
                 await self._authenticate(head)
             if token is not None:
                 assert self._context.router is not None and self._ticket is not None
                 self._connector = await self._context.router.resolve(token, self._plugin_time_left_s(),
                                                                      self._ticket.key)
+            if target_first:
+                await self._authenticate(head, plugin_target(self._connector))
         except HttpError as exc:
             self._reply_error(exc, head)
             return
@@ -243,11 +250,12 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._transport.resume_reading()
         self._accept(head, websocket)
 
-    async def _authenticate(self, head: RequestHead) -> None:
+    async def _authenticate(self, head: RequestHead, target: PluginTarget | None = None) -> None:
         assert self._context.authenticator is not None and self._transport is not None
         client_cn = peer_common_name(self._transport.get_extra_info("ssl_object"))
         try:
-            await self._context.authenticator.check(auth_headers(head.headers, client_cn), self._plugin_time_left_s())
+            await self._context.authenticator.check(auth_headers(head.headers, client_cn), self._plugin_time_left_s(),
+                                                    target)
         except HttpError:
             raise
         except Exception:  # a plugin may raise anything: the client must still get an answer
