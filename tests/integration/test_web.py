@@ -78,6 +78,14 @@ def test_directory_without_slash_redirects(web_proxy):
     assert status == 301 and headers["location"] == "/sub/"
 
 
+@pytest.mark.parametrize("path", ["//sub", "///sub"])
+def test_a_redirect_never_leaves_the_site(web_proxy, path):
+    """`Location: //sub/` would send the browser to the host "sub" (the open redirect nova's
+    send_head override guards upstream against)."""
+    status, headers, _ = get(web_proxy, path)
+    assert status == 301 and headers["location"] == "/sub/"
+
+
 @pytest.mark.parametrize("path", ["/missing.html", "/empty/", "/sub/nothing"])
 def test_missing_is_404(web_proxy, path):
     assert get(web_proxy, path)[0] == 404

@@ -37,7 +37,8 @@ def resolve(web_root: str, target: str) -> str:
         raise HttpError(404, "not found")
     if os.path.isdir(candidate):
         if not requested.directory_form:
-            raise HttpError(301, "moved", (("Location", requested.url_path + "/"),))
+            # One leading slash: `//host/dir/` would send the browser to another site.
+            raise HttpError(301, "moved", (("Location", "/" + requested.url_path.lstrip("/") + "/"),))
         candidate = os.path.realpath(os.path.join(candidate, "index.html"))
         if not _inside(root, candidate):
             raise HttpError(404, "not found")
