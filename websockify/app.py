@@ -23,6 +23,7 @@ from .addresses import TcpAddress
 from .bootstrap import Environment, Plugins, Stop, connector, handle_signals, load_plugins, run_loop
 from .config import Config
 from .errors import ConfigError, WebsockifyError
+from .server.handler_threads import Serve
 from .server.interface import Server
 from .server.listener import ListeningSocket, adopt_listener, open_listener, open_unix_listener
 from .server.server import ProxyServer
@@ -73,9 +74,12 @@ class _Prepared:
     pid_file: PidFile | None
 
 
-def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None) -> int:
+def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None, handler: Serve | None = None,
+        configure_logging: bool = True) -> int:
     """Run until stopped; return the process exit code. Plugin objects built
-    already (upstream's WebSocketProxy API) replace loading them by name."""
+    already (upstream's WebSocketProxy API) replace loading them by name;
+    `handler` serves each upgraded client on a thread (its RequestHandlerClass);
+    `configure_logging=False` leaves an embedding program's logging as it set it."""
     environment = Environment.read(os.environ)
     config = absolute_paths(config, os.getcwd())
     pid_file = PidFile(config.pid_file) if config.pid_file else None
@@ -87,7 +91,7 @@ def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None) -> in
         inherited = take_listen_fds()
         if config.daemon:
             report = daemonize()
-        plugins = load_plugins(config, token_plugin, auth_plugin)
+        plugins = load_plugins(config, token_plugin, auth_plugin, handler, configure_logging)
         library = _prepare_wrapping(config, environment) if config.wrap_command else None
         sockets = _listening_sockets(config, inherited)
         if config.wrap_command:
@@ -219,8 +223,11 @@ def _server(prepared: _Prepared, reaper: ChildReaper, program: WrappedProgram | 
                            on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
     plugins = prepared.plugins
     target = program if program is not None else connector(config, plugins.router, prepared.sockets)
-    return ProxyServer(config, target, prepared.sockets, plugins.tls, plugins.authenticator, plugins.router,
-                       on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
+    server = ProxyServer(config, target, prepared.sockets, plugins.tls, plugins.authenticator, plugins.router,
+                         on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
+    if plugins.handlers is not None:
+        server.context = dataclasses.replace(server.context, handlers=plugins.handlers)
+    return server
 
 
 async def _shut_down(server: Server, timeout_s: float, stop: Stop) -> None:

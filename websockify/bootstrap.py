@@ -22,6 +22,7 @@ from .proxy.own_address import OwnListeners
 from .proxy.plugins import Authenticator, load_authenticator
 from .proxy.routing import RoutedTargets, TokenRouter, load_token_plugin
 from .proxy.target import AddressConnector, Connector
+from .server.handler_threads import HandlerTargets, HandlerThreads, Serve
 from .server.listener import ListeningSocket
 from .server.tls import server_context, target_context
 from .service.logs import setup_logging
@@ -66,17 +67,23 @@ class Plugins:
     tls: ssl.SSLContext | None
     authenticator: Authenticator | None
     router: TokenRouter | None
+    handlers: HandlerThreads | None = None  # upstream's RequestHandlerClass, when it serves clients itself
 
 
-def load_plugins(config: Config, token_plugin: Any = None, auth_plugin: Any = None) -> Plugins:
+def load_plugins(config: Config, token_plugin: Any = None, auth_plugin: Any = None,
+                 handler: Serve | None = None, configure_logging: bool = True) -> Plugins:
     """Logs, the file limit, and everything that can refuse the settings: the
     recording path, the certificate, the plugins. Objects built already (upstream's
-    WebSocketProxy API) replace loading the plugins by name."""
-    setup_logging(config.logs)
+    WebSocketProxy API) replace loading the plugins by name; `handler` serves each
+    upgraded client on a thread (upstream's RequestHandlerClass). A program that
+    embeds us and has set up its logging says `configure_logging=False`."""
+    if configure_logging or config.logs.log_file or config.logs.syslog:
+        setup_logging(config.logs)
     raise_file_limit()  # two descriptors per client: 1024 would cap us near 500 clients
     _check_record_path(config.record)
     tls = server_context(config.tls) if config.tls.enabled else None
-    return Plugins(tls, _load_authenticator(config, auth_plugin), _load_router(config, token_plugin))
+    return Plugins(tls, _load_authenticator(config, auth_plugin), _load_router(config, token_plugin),
+                   HandlerThreads(handler) if handler is not None else None)
 
 
 def _load_authenticator(config: Config, plugin: Any) -> Authenticator | None:
@@ -112,7 +119,8 @@ def connector(config: Config, router: TokenRouter | None, listening: Iterable[Li
     if router is not None:
         router.own = own
         return RoutedTargets(config.token_plugin or "")
-    assert config.target is not None
+    if config.target is None:  # only an embedding program's handler class leaves it out
+        return HandlerTargets()
     return AddressConnector(config.target, config.connect_timeout_s, target_context() if config.ssl_target else None,
                             own=own)
 

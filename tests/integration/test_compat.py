@@ -60,11 +60,16 @@ def test_websocketproxy_with_upstream_keywords_and_plugin_objects(echo_server):
         assert proc.wait(timeout(10)) == 0
 
 
-def test_websocketproxy_names_unsupported_keywords():
-    code = "import websockify; websockify.WebSocketProxy(listen_port=1, RequestHandlerClass=object)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout(30))
-    assert result.returncode == 1
-    assert "TypeError: WebSocketProxy: unsupported keyword(s): RequestHandlerClass" in result.stderr
+def test_websocketproxy_names_unsupported_keywords_and_a_foreign_handler_class():
+    for code, message in [
+        ("websockify.WebSocketProxy(listen_port=1, bogus=2)", "unsupported keyword(s): bogus"),
+        ("websockify.WebSocketProxy(listen_port=1, RequestHandlerClass=object)",
+         "RequestHandlerClass must subclass websockify.ProxyRequestHandler"),
+    ]:
+        result = subprocess.run([sys.executable, "-c", "import websockify; " + code], capture_output=True, text=True,
+                                timeout=timeout(30))
+        assert result.returncode == 1
+        assert f"TypeError: WebSocketProxy: {message}" in result.stderr
 
 
 def test_run_launcher_keeps_the_callers_directory(echo_server, tmp_path):

@@ -44,6 +44,7 @@ LAYERS = {
     "websockify.access_lists": 1,  # --allowed-origins and --allowed-hosts, parsed for config
     "websockify.fdlimit": 1,
     "websockify.sockopts": 1,
+    "websockify.os_threads": 1,  # real OS threads even under eventlet's monkey patching
     "websockify": 0,  # __init__ (the version string) only, not the modules under it
 }
 CLI_IMPORTERS = {"websockify.__main__", "websockify.websocketproxy", "websockify.manpage"}

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 from typing import Any, Callable, TypeVar
+
+from ..os_threads import queue, threading
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ class LookupThreads:
         """Calls queued or running, abandoned ones included: what the budget counts."""
         return self._unfinished
 
-    async def run(self, function: Callable[..., T], *args: Any, timeout_s: float) -> T:
-        """`function(*args)` on a worker; CallTimedOut after `timeout_s`."""
+    async def run(self, function: Callable[..., T], *args: Any, timeout_s: float | None) -> T:
+        """`function(*args)` on a worker; CallTimedOut after `timeout_s` (None: never)."""
         if self.waiting >= self._max_waiting:
             raise CallTimedOut(f"{self.waiting} calls wait for a worker already")
         loop = asyncio.get_running_loop()

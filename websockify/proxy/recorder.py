@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 from typing import Any, TextIO
 
+from ..os_threads import queue, threading
 from ..protocol.recording import FOOTER, HEADER, encode_frame
 
 log = logging.getLogger(__name__)

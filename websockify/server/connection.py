@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+from typing import Callable, cast
 
-from ..errors import HttpError
+from ..errors import CloseCode, HttpError
 from ..protocol import hixie
 from ..protocol import sniff as sniffing
 from ..protocol.handshake import perform_handshake
@@ -28,6 +28,7 @@ from . import web
 from .admission import Ticket
 from .context import ConnectionContext
 from .gate import Entry, time_left_s
+from .handler_session import HandlerSession
 from .peer import format_peer
 from .tls import peer_common_name
 
@@ -43,7 +44,7 @@ class ClientConnection(asyncio.BufferedProtocol):
     """Built by the accept loop with its Entry (TLS sniffing: admitted before), or by
     the event loop's own server (plain listeners): then the gate admits it here."""
 
-    __slots__ = ("_buffer", "_connector", "_context", "_deadline", "_deadline_at", "_finished", "_hixie",
+    __slots__ = ("_buffer", "_connector", "_context", "_deadline", "_deadline_at", "_finished", "_handler", "_hixie",
                  "_lent", "_peer", "_reader", "_reads", "_relay", "_sniffed", "_task", "_ticket", "_transport",
                  "_writable")
 
@@ -68,6 +69,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._writable: asyncio.Event | None = None  # made for a file sender only
         self._hixie: tuple[RequestHead, bytearray] | None = None  # head, bytes after it
         self._connector: Connector = context.connector  # a token may choose another
+        self._handler: HandlerSession | None = None  # an embedding program's handler serves the client
 
     # -- asyncio.Protocol ------------------------------------------------
 
@@ -112,6 +114,8 @@ class ClientConnection(asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         if self._relay is not None:
             self._relay.client_data(data)
+        elif self._handler is not None:
+            self._handler.client_data(data)
         elif self._hixie is not None:
             self._hixie[1].extend(data)
             self._try_hixie()
@@ -124,6 +128,8 @@ class ClientConnection(asyncio.BufferedProtocol):
     def eof_received(self) -> bool:
         if self._relay is not None:
             self._relay.client_eof()
+        elif self._handler is not None:
+            self._handler.client_eof()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -135,6 +141,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._cancel_deadline()
         if self._relay is not None:
             self._relay.client_lost()
+        elif self._handler is not None:
+            self._handler.client_lost()
         if self._task is not None:
             self._task.cancel()
 
@@ -294,7 +302,27 @@ class ClientConnection(asyncio.BufferedProtocol):
         session = WebSocketSession(result.subprotocol, self._context.config.max_message_bytes)
         log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, printable_target(head.target),
                   result.subprotocol)
-        self._start_relay(session, leftover)
+        if self._context.handlers is not None:
+            self._start_handler(head, session, leftover)
+        else:
+            self._start_relay(session, leftover)
+
+    def _start_handler(self, head: RequestHead, session: WebSocketSession, leftover: bytes) -> None:
+        """Upstream's RequestHandlerClass serves the client on a thread until it relays."""
+        assert self._transport is not None and self._context.handlers is not None
+        self._cancel_deadline()  # the handler has HANDLER_START_S of its own
+        self._finished = True  # nothing here reads the client any more: the handler does
+        address = self._transport.get_extra_info("peername")
+        self._handler = HandlerSession(self._transport, session, tuple(address[:2]) if isinstance(address, tuple) else (),
+                                       self._start_handler_relay)
+        self._task = asyncio.get_running_loop().create_task(self._context.handlers.run(self._handler, head, self._peer))
+        if leftover:
+            self._handler.client_data(leftover)
+
+    def _start_handler_relay(self, session: RelaySession, target: Connector, on_end: Callable[[], None]) -> None:
+        """The handler's do_proxy(): relay to the socket it connected."""
+        self._connector = target
+        self._start_relay(session, b"", on_end)
 
     def _try_hixie(self) -> None:
         """A Hixie-76 handshake needs the 8 bytes that follow the request head."""
@@ -313,10 +341,18 @@ class ClientConnection(asyncio.BufferedProtocol):
         log.debug("%s: Hixie-76 WebSocket open, path %s", self._peer, printable_target(head.target))
         self._start_relay(hixie.HixieSession(self._context.config.max_message_bytes), bytes(received[8:]))
 
-    def _start_relay(self, session: RelaySession, leftover: bytes) -> None:
+    def _start_relay(self, session: RelaySession, leftover: bytes, then: Callable[[], None] | None = None) -> None:
+        """`then`: called when the session ends, after the server is told."""
         assert self._transport is not None
         config = self._context.config
         self._cancel_deadline()
+        on_end = self._context.on_session_end
+        if then is not None:
+            told, after = on_end, then
+
+            def on_end() -> None:
+                told()
+                after()
         self._relay = Relay(
             self._transport, session, self._connector,
             peer=self._peer,
@@ -325,7 +361,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             recording=self._context.recorder.session() if self._context.recorder else None,
             heartbeat_s=config.lifetime.heartbeat_s,
             stall_timeout_s=config.lifetime.stall_timeout_s,
-            on_end=self._context.on_session_end,
+            on_end=on_end,
         )
         self._context.on_session_start()
         self._relay.start(leftover)
@@ -382,6 +418,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         """Server stop: sessions close with 1001; clients still in their handshake get 503."""
         if self._relay is not None:
             self._relay.shutdown()
+        elif self._handler is not None:
+            self._handler.close(CloseCode.GOING_AWAY, "Server shutting down")
         elif self._transport is not None and not self._finished:
             self._finished = True
             self._cancel_deadline()

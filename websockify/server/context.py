@@ -18,6 +18,7 @@ from ..proxy.recorder import Recorder
 from ..proxy.routing import TokenRouter
 from ..proxy.target import Connector
 from .gate import Gate
+from .handler_threads import HandlerThreads
 from .read_buffer import SharedReadBuffer
 
 
@@ -75,6 +76,7 @@ class ConnectionContext:
     router: TokenRouter | None = None
     recorder: Recorder | None = None
     flash_policy_port: int = 0  # the one port a Flash policy names: the first TCP one
+    handlers: HandlerThreads | None = None  # upstream's RequestHandlerClass serves upgraded clients
     # WebSocket sessions starting and ending, for the lifetime options and status.
     on_session_start: Callable[[], None] = _nothing
     on_session_end: Callable[[], None] = _nothing
