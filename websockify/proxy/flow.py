@@ -8,16 +8,18 @@ buffer is above it, reading from the client pauses. Reading resumes below the
 low-water mark (a quarter of it).
 
 Fairness: the session reads a bounded number of frames and payload bytes per
-call (protocol/websocket.py); what it leaves waits for the next turn of the
-event loop, with reading from that client paused, so a client sending tiny
-frames as fast as it can delays the others by about a millisecond at a time.
-The rest also waits while the target is full.
+call (protocol/websocket.py); what it leaves waits, with reading from that
+client paused, for its turn in the event loop's one queue (fairness.py), which
+spends a bounded time per loop turn on all the backlogged sessions together, so
+N clients sending tiny frames as fast as they can delay the others by about as
+much as one does. The rest also waits while the target is full.
 
 Memory bound per connection, whatever the peers do: each write buffer holds at
 most the high-water mark plus one read from the other leg (asyncio reads at
 most 256 KiB at a time, 4/3 of that after base64), and the WebSocket parser
 holds at most one partial message (`max_message_bytes`). With the defaults
 (256 KiB, 1 MiB) that is under 2.5 MiB; an idle connection holds a few KiB.
+What many sessions freed goes back to the system after a burst of ends (memory_trim.py).
 
 Stalls: while either leg is over its mark (reading paused by flow control), one
 timer per session looks every quarter of the stall timeout whether anything
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import select
 from typing import Protocol
 
 
@@ -65,6 +68,25 @@ def choose_stall_timeout_s(configured: float | None, heartbeat_s: float) -> floa
     return 2 * heartbeat_s if heartbeat_s else STALL_TIMEOUT_S
 
 
+_HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+def hung_up(transport: asyncio.BaseTransport) -> bool:
+    """Whether the peer of `transport` has left, seen from its socket (unread bytes or not)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), _HANGUP)
+    return bool(poller.poll(0))
+
+
+def cancel(handle: asyncio.TimerHandle | None) -> None:
+    """Cancel a timer the relay may or may not have set."""
+    if handle is not None:
+        handle.cancel()
+
+
 class Watched(Protocol):
     """What the stall watch asks of its relay."""
 
@@ -88,7 +110,7 @@ class StallWatch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, relay: Watched, timeout_s: float, close_timeout_s: float):
         self._loop = loop
-        self._relay = relay
+        self._relay: Watched | None = relay
         self.timeout_s = timeout_s
         self._tick_s = min(close_timeout_s, timeout_s / 4)
         self._timer: asyncio.TimerHandle | None = None
@@ -110,8 +132,17 @@ class StallWatch:
             self._timer.cancel()
             self._timer = None
 
+    def close(self) -> None:
+        """The session is over: no more looks, and no reference back to the relay, so the
+        relay is freed as its connection goes (a cycle would wait for the garbage
+        collector, with everything the session still holds)."""
+        self.disarm()
+        self._relay = None
+
     def _look(self) -> None:
         self._timer = None
+        if self._relay is None:
+            return
         blockers = self._relay.flow_blockers()
         if not blockers:
             return

@@ -8,8 +8,8 @@ target, or one that has ended its side already, is closed instead). A
 peer that does not finish its side within `close_timeout_s` is cut off: the
 client that does not answer our close, and the target that does not take the
 client's last bytes once the client is gone. A client that broke the protocol
-(1002, 1007, 1008, 1009) is not read after our close frame: the connection is
-cut as soon as that frame has reached it.
+(1002, 1007, 1008, 1009) is not read after our close frame, and is cut as soon as
+that frame has reached it (the client's timers: linger.py).
 
 Stalls: a session blocked by flow control with nothing moving is cut (flow.py); TCP
 keepalive and TCP_USER_TIMEOUT on both legs (sockopts.py) let the kernel find dead peers.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 import time
 from typing import Callable
 
@@ -26,8 +25,11 @@ from ..errors import CloseCode, TargetUnavailable
 from ..protocol.recording import CLIENT_TO_TARGET, TARGET_TO_CLIENT
 from ..protocol.websocket import RelaySession
 from ..sockopts import enable_keepalive, unsent_bytes
-from .flow import BUDGET_ONLY, FLOW_BLOCKERS, Blocker, StallWatch, choose_stall_timeout_s
+from .fairness import fair_queue
+from .flow import BUDGET_ONLY, FLOW_BLOCKERS, Blocker, StallWatch, cancel, choose_stall_timeout_s, hung_up
 from .heartbeat import Heartbeat
+from .linger import ClientLinger
+from .memory_trim import heap_trimmer
 from .recorder import SessionRecording
 from .target import Connector, TargetProtocol
 
@@ -39,17 +41,14 @@ traffic_log = logging.getLogger("websockify.traffic")
 # frame, what the client sends is discarded, so it is not read at all.
 _CLIENT_FAULTS = frozenset({CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA, CloseCode.POLICY_VIOLATION,
                             CloseCode.MESSAGE_TOO_BIG})
-# After such a close: how often to look whether the close frame has reached the client.
-_DELIVERY_CHECK_S = 0.05
-
-_HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 
 
 class Relay:
     # One per session, thousands at once: no per-instance dict (past 30 attributes
     # CPython stops sharing its keys, about 1 KB more per session).
     __slots__ = ("_client", "_client_full", "_client_gone", "_client_linger", "_client_read_blockers",
-                 "_close_timeout_s", "_connect_task", "_connector", "_done", "_drain_scheduled", "_failure",
+                 "_close_timeout_s", "_connect_task", "_connector", "_done", "_drain_scheduled", "_eof_pending",
+                 "_failure", "_fair",
                  "_heartbeat", "_held", "_loop", "_on_end", "_peer", "_pending", "_recording", "_session",
                  "_stall", "_started", "_target",
                  "_target_eof_received", "_target_eof_sent", "_target_gone", "_target_linger", "_traffic",
@@ -83,13 +82,15 @@ class Relay:
         self._pending: list[bytes] = []  # client payloads that came before the target was up
         self._held: list[bytes] = []  # client bytes that came while reading was paused
         self._drain_scheduled = False
+        self._eof_pending = False  # the client's stream ended with frames unread: they are read first
+        self._fair = fair_queue(self._loop)  # the loop's budget for unread frames, shared by all sessions
         self._client_read_blockers: set[Blocker] = set()
         self._client_full = False  # the client's write buffer is over the mark: target reads paused
         self._client_gone = False
         self._target_gone = False
         self._target_eof_sent = False
         self._target_eof_received = False
-        self._client_linger: asyncio.TimerHandle | None = None
+        self._client_linger = ClientLinger(self._loop, client, close_timeout_s)
         self._target_linger: asyncio.TimerHandle | None = None
         self._stall = StallWatch(self._loop, self, choose_stall_timeout_s(stall_timeout_s, heartbeat_s), close_timeout_s)
         self._failure: str | None = None
@@ -158,11 +159,14 @@ class Relay:
         if not self._drain_scheduled and self._client_read_blockers <= BUDGET_ONLY:
             self.block_client_reads(Blocker.BUDGET)  # nothing new until the backlog is read
             self._drain_scheduled = True
-            self._loop.call_soon(self._drain_backlog)
+            self._fair.enqueue(self)  # its next slice comes in turn with every backlogged session's
 
-    def _drain_backlog(self) -> None:
-        """The session's next budget of frames, unless the target filled up meanwhile."""
+    def drain_backlog(self) -> None:
+        """The session's next slice of frames (fairness.py), unless the target filled up meanwhile."""
         self._drain_scheduled = False
+        if self._eof_pending:
+            self._drain_after_eof()
+            return
         if self._client_gone or not self._client_read_blockers <= BUDGET_ONLY:
             return
         if self._session.backlogged or self._held:
@@ -186,21 +190,46 @@ class Relay:
             self._end_target_writes()
 
     def client_eof(self) -> None:
-        if self._held:  # the stream ended: no more turns to wait for
-            held, self._held = b"".join(self._held), []
-            self._deliver(self._session.receive_data(held))
-        payloads = self._session.receive_eof()  # the session reads its backlog first
+        if self._eof_pending:
+            return
+        if self._held or self._session.backlogged:
+            # Frames are still unread: read in turn, as any backlog (flooders leaving at once
+            # would hold the loop for seconds), unheld by flow control (one read at most).
+            self._eof_pending = True
+            if not self._drain_scheduled:
+                self._drain_scheduled = True
+                self._fair.enqueue(self)
+            return
+        payloads = self._session.receive_eof()
         if payloads:
             self._deliver(payloads)
         self._flush_client()
         self._end_target_writes()
 
+    def _drain_after_eof(self) -> None:
+        """One slice of what a client that has ended its stream left unread; then the end."""
+        if self._held:
+            held, self._held = b"".join(self._held), []
+            self._parse(held)
+        elif self._session.backlogged:
+            self._parse(b"")
+        if self._session.backlogged:
+            self._drain_scheduled = True
+            self._fair.enqueue(self)
+            return
+        self._eof_pending = False
+        self.client_eof()
+        if self._client_gone:
+            self.client_lost()  # what it left until the backlog was read
+
     def client_lost(self) -> None:
         self._client_gone = True  # nothing may be written to it any more
         if not self._session.client_done:
             self.client_eof()
-        self._cancel(self._client_linger)
+        self._client_linger.cancel()
         self._stall.disarm()
+        if self._eof_pending:
+            return  # the target's EOF follows the backlog (_drain_after_eof)
         self._end_target_writes()
         self._maybe_done()
 
@@ -253,21 +282,7 @@ class Relay:
         self._client_read_blockers.add(Blocker.FAILED)  # never removed: no resume can follow
         self._client.pause_reading()
         self._held.clear()
-        self._cancel(self._client_linger)
-        deadline = self._loop.time() + self._close_timeout_s
-        self._client_linger = self._loop.call_later(_DELIVERY_CHECK_S, self._failed_client_check, deadline, -1)
-
-    def _failed_client_check(self, deadline: float, buffered_before: int) -> None:
-        buffered = unsent_bytes(self._client)
-        if buffered and self._loop.time() < deadline:
-            self._client_linger = self._loop.call_later(_DELIVERY_CHECK_S, self._failed_client_check,
-                                                        deadline, buffered_before)
-        elif buffered and (buffered_before < 0 or buffered < buffered_before):
-            # Still reading what was queued before the close: another close timeout.
-            self._client_linger = self._loop.call_later(
-                _DELIVERY_CHECK_S, self._failed_client_check, self._loop.time() + self._close_timeout_s, buffered)
-        else:
-            self._client.abort()  # delivered (or never to be): unread client bytes make this a reset
+        self._client_linger.start_failed()
 
     def _close_client(self, code: int, reason: str) -> None:
         """Start the closing handshake; a client that never answers is cut off."""
@@ -276,18 +291,8 @@ class Relay:
         self._start_client_linger()
 
     def _start_client_linger(self) -> None:
-        if self._client_linger is None and not self._client_gone:
-            # What is unsent is read when the timer fires: most clients are gone by then.
-            self._client_linger = self._loop.call_later(self._close_timeout_s, self._client_linger_check, -1)
-
-    def _client_linger_check(self, buffered_before: int) -> None:
-        """A client still reading what we queued before the close gets more time;
-        one that reads nothing (or does not end its side) is cut off."""
-        buffered = unsent_bytes(self._client)
-        if 0 < buffered and (buffered_before < 0 or buffered < buffered_before):
-            self._client_linger = self._loop.call_later(self._close_timeout_s, self._client_linger_check, buffered)
-        else:
-            self._client.abort()
+        if not self._client_gone:
+            self._client_linger.start()  # linger.py
 
     def _ping(self) -> None:
         self._session.ping()
@@ -315,6 +320,8 @@ class Relay:
                 self._client.write(chunks[0])  # one message: the usual case, without a call more
             else:
                 self._write_client(chunks)
+        else:
+            session.data_to_send()  # for no one: kept, it would grow while a backlog is read (client_eof)
 
     def target_eof(self) -> bool:
         self._target_eof_received = True
@@ -326,7 +333,7 @@ class Relay:
 
     def target_lost(self, exc: Exception | None) -> None:
         self._target_gone = True
-        self._cancel(self._target_linger)
+        cancel(self._target_linger)
         self._stall.disarm()
         if exc is not None and self._session.is_open:
             self._failure = f"target connection lost: {exc}"
@@ -412,13 +419,9 @@ class Relay:
     def look_for_hangup(self, blockers: set[Blocker]) -> None:
         """When the target does not read, the client's bytes wait in the kernel, so its
         leaving would go unseen: look at the socket itself."""
-        sock = self._client.get_extra_info("socket")
-        if Blocker.TARGET_FULL in blockers and sock is not None and self._target_linger is None:
-            poller = select.poll()
-            poller.register(sock.fileno(), _HANGUP)
-            if poller.poll(0):
-                log.info("%s: client left while the target was not reading", self._peer)
-                self._start_target_linger()
+        if Blocker.TARGET_FULL in blockers and self._target_linger is None and hung_up(self._client):
+            log.info("%s: client left while the target was not reading", self._peer)
+            self._start_target_linger()
 
     def cut_stalled(self, blockers: set[Blocker]) -> None:
         stalled = " and ".join(side for blocker, side in ((Blocker.CLIENT_FULL, "the client does not read"),
@@ -478,11 +481,13 @@ class Relay:
         self._done = True
         if self._heartbeat is not None:
             self._heartbeat.stop()
+            self._heartbeat = None  # its callbacks are the relay's: a cycle (flow.StallWatch.close)
         if self._on_end is not None:
             self._on_end()
-        self._cancel(self._client_linger)
-        self._cancel(self._target_linger)
-        self._stall.disarm()
+        heap_trimmer(self._loop).session_ended()  # after a burst of ends, the heap goes back
+        self._client_linger.cancel()
+        cancel(self._target_linger)
+        self._stall.close()
         if self._recording is not None:
             self._recording.close()
         code = self._session.close_code
@@ -493,8 +498,3 @@ class Relay:
             time.monotonic() - self._started, code if code is not None else "-",
             f" ({reason})" if reason else "", f" error={self._failure}" if self._failure else "",
         )
-
-    @staticmethod
-    def _cancel(handle: asyncio.TimerHandle | None) -> None:
-        if handle is not None:
-            handle.cancel()
