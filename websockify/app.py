@@ -23,7 +23,7 @@ from .addresses import TcpAddress
 from .bootstrap import Environment, Plugins, Stop, connector, handle_signals, load_plugins, run_loop
 from .config import Config
 from .errors import ConfigError, WebsockifyError
-from .server.handler_threads import Serve
+from .server.handler_threads import RequestHandlers
 from .server.interface import Server
 from .server.listener import ListeningSocket, adopt_listener, open_listener, open_unix_listener
 from .server.server import ProxyServer
@@ -74,11 +74,11 @@ class _Prepared:
     pid_file: PidFile | None
 
 
-def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None, handler: Serve | None = None,
-        configure_logging: bool = True) -> int:
+def run(config: Config, token_plugin: Any = None, auth_plugin: Any = None,
+        handler: RequestHandlers | None = None, configure_logging: bool = True) -> int:
     """Run until stopped; return the process exit code. Plugin objects built
     already (upstream's WebSocketProxy API) replace loading them by name;
-    `handler` serves each upgraded client on a thread (its RequestHandlerClass);
+    `handler` is upstream's RequestHandlerClass, run on threads (handler_threads.py);
     `configure_logging=False` leaves an embedding program's logging as it set it."""
     environment = Environment.read(os.environ)
     config = absolute_paths(config, os.getcwd())
@@ -223,11 +223,9 @@ def _server(prepared: _Prepared, reaper: ChildReaper, program: WrappedProgram | 
                            on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
     plugins = prepared.plugins
     target = program if program is not None else connector(config, plugins.router, prepared.sockets)
-    server = ProxyServer(config, target, prepared.sockets, plugins.tls, plugins.authenticator, plugins.router,
-                         on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
-    if plugins.handlers is not None:
-        server.context = dataclasses.replace(server.context, handlers=plugins.handlers)
-    return server
+    return ProxyServer(config, target, prepared.sockets, plugins.tls, plugins.authenticator, plugins.router,
+                       on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended,
+                       handlers=plugins.handlers)
 
 
 async def _shut_down(server: Server, timeout_s: float, stop: Stop) -> None:

@@ -22,7 +22,7 @@ from .proxy.own_address import OwnListeners
 from .proxy.plugins import Authenticator, load_authenticator
 from .proxy.routing import RoutedTargets, TokenRouter, load_token_plugin
 from .proxy.target import AddressConnector, Connector
-from .server.handler_threads import HandlerTargets, HandlerThreads, Serve
+from .server.handler_threads import HandlerTargets, HandlerThreads, RequestHandlers
 from .server.listener import ListeningSocket
 from .server.tls import server_context, target_context
 from .service.logs import setup_logging
@@ -71,11 +71,11 @@ class Plugins:
 
 
 def load_plugins(config: Config, token_plugin: Any = None, auth_plugin: Any = None,
-                 handler: Serve | None = None, configure_logging: bool = True) -> Plugins:
+                 handler: RequestHandlers | None = None, configure_logging: bool = True) -> Plugins:
     """Logs, the file limit, and everything that can refuse the settings: the
     recording path, the certificate, the plugins. Objects built already (upstream's
-    WebSocketProxy API) replace loading the plugins by name; `handler` serves each
-    upgraded client on a thread (upstream's RequestHandlerClass). A program that
+    WebSocketProxy API) replace loading the plugins by name; `handler` is upstream's
+    RequestHandlerClass, run on threads (handler_threads.py). A program that
     embeds us and has set up its logging says `configure_logging=False`."""
     if configure_logging or config.logs.log_file or config.logs.syslog:
         setup_logging(config.logs)

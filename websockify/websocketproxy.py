@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlparse
 from .addresses import format_host_port
 from .errors import ConfigError
 from .protocol.http import RequestHead
+from .server.handler_http import HttpExchange
 from .server.handler_session import ClientChannel
 from .websockifyserver import ClientView, WebSockifyRequestHandler, WebSockifyServer
 
@@ -130,6 +131,14 @@ class ProxyRequestHandler(WebSockifyRequestHandler):
         """The server answers a refused client itself, before the upgrade."""
 
 
+_HTTP_METHODS = ("send_head", "translate_path", "send_error", "do_GET", "do_HEAD", "list_directory")
+
+
+def _overrides_http(handler_class: type) -> bool:
+    """Does the class answer plain HTTP requests its own way (nova's send_head)?"""
+    return any(getattr(handler_class, name) is not getattr(ProxyRequestHandler, name) for name in _HTTP_METHODS)
+
+
 def _overrides_relay(handler_class: type) -> bool:
     """Does the class change what happens to an upgraded client? Else no thread is needed."""
     return any(getattr(handler_class, name) is not getattr(ProxyRequestHandler, name)
@@ -227,13 +236,30 @@ class WebSocketProxy(WebSockifyServer):
             config = dataclasses.replace(config, target=None)
         return config, plugins.get("token_plugin"), plugins.get("auth_plugin")
 
-    def _serve(self, channel: ClientChannel, head: RequestHead) -> None:
-        """One upgraded client, on its thread: upstream's handler, built and run."""
-        with self._ids_lock:
+    # -- the server runs the handler class through these (server/handler_threads.py) ---------
+
+    @property
+    def serves_websocket(self) -> bool:
+        return _overrides_relay(self.RequestHandlerClass)
+
+    @property
+    def serves_http(self) -> bool:
+        return bool(self.web) and _overrides_http(self.RequestHandlerClass)
+
+    def _handler(self, request: Any, address: Any, head: RequestHead) -> Any:
+        with self._ids_lock:  # upstream's handler reads its id from the server as it is built
             self.handler_id = next(self._ids)
-            handler = self.RequestHandlerClass(ClientView(channel), channel.address, self)
+            handler = self.RequestHandlerClass(request, address, self)
         handler._accept_request(head)
-        handler.handle_websocket()
+        return handler
+
+    def serve_websocket(self, channel: ClientChannel, head: RequestHead) -> None:
+        """One upgraded client, on its thread: upstream's handler, built and run."""
+        self._handler(ClientView(channel), channel.address, head).handle_websocket()
+
+    def serve_http(self, exchange: HttpExchange, head: RequestHead) -> None:
+        """One plain GET or HEAD, on its thread, by the handler's own methods."""
+        self._handler(exchange, exchange.address, head).handle_http(exchange)
 
     def start_server(self) -> int:
         """Run until stopped (SIGTERM/SIGINT, a lifetime option, terminate()); the exit code."""
@@ -244,10 +270,10 @@ class WebSocketProxy(WebSockifyServer):
         config, token_plugin, auth_plugin = self._config_and_plugins()
         if config.workers != 1:
             raise ConfigError("--workers: a RequestHandlerClass runs in this process only")
-        serve = self._serve if _overrides_relay(self.RequestHandlerClass) else None
         self.started()
         # Upstream's server never set up logging: a program that did (nova's oslo.log) keeps its own.
-        return run(config, token_plugin=token_plugin, auth_plugin=auth_plugin, handler=serve,
+        return run(config, token_plugin=token_plugin, auth_plugin=auth_plugin,
+                   handler=self if self.serves_websocket or self.serves_http else None,
                    configure_logging=not logging.getLogger().handlers)
 
     def started(self) -> None:

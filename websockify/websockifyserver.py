@@ -24,12 +24,14 @@ server answers plain HTTP requests).
 from __future__ import annotations
 
 import http.client
+import io
 import logging
 import os
 import socket
 import ssl
 import sys
 import time
+from http.server import SimpleHTTPRequestHandler
 from typing import Any
 
 from .protocol.http import RequestHead
@@ -38,8 +40,10 @@ from .server.handler_session import ClientChannel, Closed
 __all__ = ["WebSockifyRequestHandler", "WebSockifyServer"]
 
 
-class WebSockifyRequestHandler:
-    """Upstream's handler base: one per WebSocket client, on its own thread."""
+class WebSockifyRequestHandler(SimpleHTTPRequestHandler):
+    """Upstream's handler base: one per client, on its own thread. Its HTTP methods are
+    the standard library's, as upstream's were; a subclass that overrides them answers
+    plain GET and HEAD requests itself (handle_http)."""
 
     server_version = "WebSockify"
     protocol_version = "HTTP/1.1"
@@ -52,7 +56,7 @@ class WebSockifyRequestHandler:
         # here the server calls handle_websocket() once the subclass is built.
         self.request = req
         self.client_address = addr
-        self.server = server
+        self.server: Any = server  # upstream's: the WebSocketProxy, whatever its subclass added
         self.only_upgrade = getattr(server, "only_upgrade", False)
         self.verbose = getattr(server, "verbose", False)
         self.daemon = getattr(server, "daemon", False)
@@ -71,6 +75,8 @@ class WebSockifyRequestHandler:
         self.requestline = ""
         self.headers: http.client.HTTPMessage = http.client.HTTPMessage()
         self.start_time = int(time.time() * 1000)
+        # SimpleHTTPRequestHandler's: files come from --web (upstream changed directory to it).
+        self.directory = getattr(server, "web", None) or os.getcwd()
 
     # -- set by the server before handle_websocket() -----------------------------------
 
@@ -138,6 +144,40 @@ class WebSockifyRequestHandler:
     def auth_connection(self) -> None:
         """The server ran the auth plugin before the upgrade."""
 
+    # -- plain HTTP, when the subclass answers it --------------------------------------------
+
+    def handle_http(self, exchange: Any) -> None:
+        """Answer the request with do_GET/do_HEAD; what it writes goes to the client."""
+        self.rfile = io.BytesIO(b"")
+        self.wfile = _ResponseFile(exchange)  # type: ignore[assignment]
+        self.close_connection = True
+        method = getattr(self, "do_" + self.command, None)
+        if method is None:
+            self.send_error(405)
+        else:
+            method()
+
+    def do_GET(self) -> None:
+        if self.only_upgrade:
+            self.send_error(405)
+        else:
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self.only_upgrade:
+            self.send_error(405)
+        else:
+            super().do_HEAD()
+
+    def list_directory(self, path: Any) -> None:
+        """Never a listing (upstream's file_only, always)."""
+        self.send_error(404)
+        return None
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        if self.verbose:
+            super().log_request(code, size)
+
     def handle_websocket(self) -> None:
         """Run new_websocket_client(); a CClose it raises closes the client with its code."""
         self.server.ws_connection = True
@@ -146,6 +186,20 @@ class WebSockifyRequestHandler:
         except self.CClose as exc:
             code, reason = (list(exc.args) + [1000, ""])[:2]
             self.send_close(int(code) if code is not None else 1000, str(reason or ""))
+
+
+class _ResponseFile:
+    """A handler's `wfile` for a plain HTTP request: writes go to the client."""
+
+    def __init__(self, exchange: Any):
+        self._exchange = exchange
+
+    def write(self, data: bytes) -> int:
+        self._exchange.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """Each write has been handed over already."""
 
 
 class ClientView:

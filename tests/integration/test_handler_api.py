@@ -116,3 +116,33 @@ def test_a_subclass_with_its_own_init_sees_headers_and_server_attributes(target)
         ws.close()
     finally:
         assert proxy.stop() == 0
+
+
+def test_a_subclass_that_overrides_send_head_answers_plain_http(tmp_path):
+    """nova's pattern: its send_head guards, then the standard library's serves the file."""
+    (tmp_path / "index.html").write_text("the page")
+    (tmp_path / "sub").mkdir()
+    big = os.urandom(3 * 1024 * 1024)
+    (tmp_path / "big.bin").write_bytes(big)
+    proxy = Embedded("Guarding", None, f"web={tmp_path}")
+    try:
+        def get(path: str, method: str = "GET") -> tuple[int, bytes, bytes]:
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10)) as sock:
+                sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            return int(head.split()[1]), head, body
+
+        assert get("/index.html")[::2] == (200, b"the page")
+        status, head, body = get("/index.html", "HEAD")
+        assert status == 200 and b"Content-Length: 8" in head and body == b""
+        assert get("//sub")[0] == 400  # the subclass's own answer
+        assert get("/sub/")[0] == 404  # never a listing
+        assert get("/missing")[0] == 404
+        status, _, body = get("/big.bin")
+        assert status == 200 and body == big  # written as the client reads it
+    finally:
+        assert proxy.stop() == 0
+    assert "Traceback" not in proxy.log

@@ -176,11 +176,20 @@ def test_nova_serves_a_console_through_its_rfb_security_proxy(nova_python, xvnc,
                 raise AssertionError(proxy.log[-4000:]) from None
         assert refused.close_code == 1011
         refused.close()
+        # Plain HTTP goes through nova's own send_head: noVNC's page, and its guard against //.
+        assert _http_status(proxy.port, "/vnc.html") == 200
+        assert _http_status(proxy.port, "//app") == 400
         wait_for(lambda: "Finished security handshake" in proxy.log, 10, "nova's security proxy line")
         wait_for(lambda: "target=127.0.0.1:" in proxy.log, 10, "our session line")
     finally:
         assert proxy.stop() == 0
     assert TOKEN not in proxy.log
+
+
+def _http_status(port: int, path: str) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout(10)) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        return status_of(read_head(sock))
 
 
 class ConnectFront:

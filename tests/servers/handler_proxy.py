@@ -71,6 +71,16 @@ class Counting(websockify.ProxyRequestHandler):
         return websockifyserver.WebSockifyServer.socket(*args, **kwargs)
 
 
+class Guarding(websockify.ProxyRequestHandler):
+    """Answers plain HTTP itself, as nova's send_head does: refuses a path starting with //."""
+
+    def send_head(self):
+        if self.path.startswith("//"):
+            self.send_error(400, "URI must not start with //")
+            return None
+        return super().send_head()
+
+
 class Proxy(websockify.WebSocketProxy):
     def __init__(self, *args, **kwargs):
         self.extra = kwargs.pop("extra", None)

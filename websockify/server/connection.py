@@ -28,6 +28,7 @@ from . import web
 from .admission import Ticket
 from .context import ConnectionContext
 from .gate import Entry, time_left_s
+from .handler_http import HttpExchange
 from .handler_session import HandlerSession
 from .peer import format_peer
 from .tls import peer_common_name
@@ -283,6 +284,13 @@ class ClientConnection(asyncio.BufferedProtocol):
             self._cancel_deadline()  # a large file may take longer than the handshake
             self._writable = asyncio.Event()
             self._writable.set()  # nothing was written yet
+            handlers = self._context.handlers
+            if handlers is not None and handlers.serves_http:  # an embedding program's send_head, ...
+                address = self._transport.get_extra_info("peername")
+                exchange = HttpExchange(self._transport, self._writable,
+                                        tuple(address[:2]) if isinstance(address, tuple) else ())
+                self._task = asyncio.get_running_loop().create_task(handlers.run_http(exchange, head, self._peer))
+                return
             self._task = asyncio.get_running_loop().create_task(
                 web.serve(self._transport, head, self._context.config.web_dir, self._peer, self._writable))
 
@@ -302,7 +310,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         session = WebSocketSession(result.subprotocol, self._context.config.max_message_bytes)
         log.debug("%s: WebSocket open, path %s, subprotocol %s", self._peer, printable_target(head.target),
                   result.subprotocol)
-        if self._context.handlers is not None:
+        if self._context.handlers is not None and self._context.handlers.serves_websocket:
             self._start_handler(head, session, leftover)
         else:
             self._start_relay(session, leftover)

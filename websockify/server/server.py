@@ -27,6 +27,7 @@ from .admission import Admission, Ticket
 from .connection import ClientConnection
 from .context import ConnectionContext, OpenConnections
 from .gate import Entry, Gate, time_left_s
+from .handler_threads import HandlerThreads
 from .listener import Listener, ListeningSocket
 from .log_throttle import ThrottledLog
 from .peer import format_peer
@@ -44,7 +45,8 @@ class ProxyServer:
     def __init__(self, config: Config, connector: Connector, sockets: list[ListeningSocket],
                  tls: ssl.SSLContext | None = None, authenticator: Authenticator | None = None,
                  router: TokenRouter | None = None, *,
-                 on_session_start: Callable[[], None] = _nothing, on_session_end: Callable[[], None] = _nothing):
+                 on_session_start: Callable[[], None] = _nothing, on_session_end: Callable[[], None] = _nothing,
+                 handlers: HandlerThreads | None = None):
         """`on_session_start`, `on_session_end`: a WebSocket session started, ended (for
         the lifetime options and status)."""
         self.config = config
@@ -75,6 +77,7 @@ class ProxyServer:
             flash_policy_port=next((s.port for s in sockets if s.port is not None), 0),
             on_session_start=on_session_start,
             on_session_end=on_session_end,
+            handlers=handlers,
         )
 
     @property
