@@ -110,3 +110,16 @@ def test_upstream_address_forms(echo_server):
         proxy.wait_log(rf"target=127\.0\.0\.1:{port} ")
     finally:
         proxy.stop()
+
+
+def test_the_package_reexports_what_upstreams_init_does():
+    import websockify
+    from websockify import websocket, websocketproxy
+    assert {name for name, module in websockify._EXPORTS.items()} == set(websocket.__all__) | set(websocketproxy.__all__)
+    for name in websockify._EXPORTS:
+        assert getattr(websockify, name) is getattr(websocket, name, None) or getattr(websocketproxy, name)
+    # Upstream's modules are attributes after a bare `import websockify`, as nova relies on.
+    code = ("import websockify; print(websockify.websocketproxy.select_ssl_version('tlsv1_2') > 0, "
+            "websockify.websockifyserver.WebSockifyServer.socket is not None)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout(30))
+    assert result.stdout.split() == ["True", "True"], result.stderr
