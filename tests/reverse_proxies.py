@@ -68,3 +68,45 @@ http {{
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout(5))
+
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+@contextlib.contextmanager
+def haproxy(directory: Path, backends: list[int | str], send_proxy: str = "send-proxy-v2") -> Iterator[int]:
+    """HAProxy in TCP mode on a loopback port of its own, spreading connections over
+    `backends` (loopback ports, or Unix socket paths) round robin, each with a PROXY
+    header (`send-proxy-v2` or `send-proxy`). Yields its port."""
+    port = _free_port()
+    servers = "\n".join(f"    server s{n} {backend if isinstance(backend, str) else f'127.0.0.1:{backend}'} "
+                        f"{send_proxy}" for n, backend in enumerate(backends))
+    config = directory / "haproxy.cfg"
+    config.write_text(f"""
+global
+    maxconn 512
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend front
+    bind 127.0.0.1:{port}
+    default_backend websockify
+backend websockify
+    balance roundrobin
+{servers}
+""")
+    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: accepts(port) or proc.poll() is not None, 15, "haproxy to listen")
+        if proc.poll() is not None:
+            raise AssertionError(f"haproxy exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout(10))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout(5))

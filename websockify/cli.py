@@ -164,6 +164,14 @@ class _Command(click.Command):
          show_default=True, help="Permissions of the --unix-listen socket file, in octal.")
 @_option(LISTENING, "--inetd", is_flag=True,
          help="Take the listening socket from standard input, as inetd passes it in its wait mode.")
+@_option(LISTENING, "--proxy-protocol", is_flag=True,
+         help="Every connection starts with a load balancer's PROXY protocol header (v1 or v2, as HAProxy, "
+              "nginx, AWS NLB and Envoy send it): the client's address comes from it. Connections from "
+              "outside --trusted-proxies, or without a valid header, are closed.")
+@_option(LISTENING, "--trusted-proxies", metavar="LIST", default=",".join(defaults.DEFAULT_TRUSTED_PROXIES),
+         show_default=True,
+         help="Addresses or networks (CIDR, separated by commas or spaces) of the load balancers and reverse "
+              "proxies whose word on the client's address is taken.")
 # -- Target
 @_option(TARGET, "--unix-target", metavar="FILE",
          help="Connect to the Unix socket FILE instead of TARGET_ADDR:TARGET_PORT.")

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
-from .access_lists import parse_hosts, parse_origins
+from .access_lists import DEFAULT_TRUSTED_PROXIES as DEFAULT_TRUSTED_PROXIES  # the default, for cli
+from .access_lists import IPNetwork, parse_hosts, parse_origins, parse_trusted_proxies
 from .addresses import Target as Target  # re-exported: settings hold addresses
 from .addresses import TcpAddress as TcpAddress
 from .addresses import TooManyColons, parse_listen, parse_target
@@ -124,6 +125,8 @@ class Config:
     # None: same origin only when --web serves the page, any origin otherwise.
     allowed_origins: tuple[str, ...] | None = None
     allowed_hosts: tuple[str, ...] = ("*",)  # the Host names (no port) requests may carry
+    proxy_protocol: bool = False  # every connection starts with a load balancer's PROXY header
+    trusted_proxies: tuple[IPNetwork, ...] = parse_trusted_proxies(",".join(DEFAULT_TRUSTED_PROXIES))
     record: str | None = None
     hixie76: bool = False
     write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES
@@ -210,6 +213,8 @@ def build_config(
     target_config: str | None = None,
     allowed_origins: str | None = None,
     allowed_hosts: str = "*",
+    proxy_protocol: bool = False,
+    trusted_proxies: str = ",".join(DEFAULT_TRUSTED_PROXIES),
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -279,6 +284,8 @@ def build_config(
         auth_source=auth_source,
         allowed_origins=parse_origins(allowed_origins) if allowed_origins is not None else None,
         allowed_hosts=parse_hosts(allowed_hosts),
+        proxy_protocol=proxy_protocol,
+        trusted_proxies=parse_trusted_proxies(trusted_proxies),
         record=record,
         hixie76=hixie76,
         grace_period_s=grace_period_s,

@@ -45,15 +45,16 @@ class ClientConnection(asyncio.BufferedProtocol):
     """Built by the accept loop with its Entry (TLS sniffing: admitted before), or by
     the event loop's own server (plain listeners): then the gate admits it here."""
 
-    __slots__ = ("_buffer", "_connector", "_context", "_deadline", "_deadline_at", "_finished", "_handler", "_hixie",
-                 "_lent", "_peer", "_reader", "_reads", "_relay", "_sniffed", "_task", "_ticket", "_transport",
-                 "_writable")
+    __slots__ = ("_address", "_buffer", "_connector", "_context", "_deadline", "_deadline_at", "_finished", "_handler",
+                 "_hixie", "_lent", "_peer", "_reader", "_reads", "_relay", "_sniffed", "_task", "_ticket",
+                 "_transport", "_writable")
 
     def __init__(self, context: ConnectionContext, entry: Entry | None = None):
         self._context = context
         self._reads = context.read_buffer  # a slot of its own: read on every read
         self._ticket: Ticket | None = entry.ticket if entry is not None else None
         self._deadline_at = entry.deadline if entry is not None else 0.0  # loop time by which the relay must start
+        self._address: object = entry.client if entry is not None else None  # the client's, not a balancer's
         self._transport: asyncio.Transport | None = None
         self._peer = "?"
         self._buffer = b""
@@ -77,7 +78,8 @@ class ClientConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self._transport = cast(asyncio.Transport, transport)
-        address = transport.get_extra_info("peername")
+        address = self._address if self._address is not None else transport.get_extra_info("peername")
+        self._address = address
         self._peer = format_peer(address)
         if self._ticket is None:  # a plain listener's: not admitted yet
             entry = self._context.gate.admit(address)
@@ -286,7 +288,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             self._writable.set()  # nothing was written yet
             handlers = self._context.handlers
             if handlers is not None and handlers.serves_http:  # an embedding program's send_head, ...
-                address = self._transport.get_extra_info("peername")
+                address = self._address
                 exchange = HttpExchange(self._transport, self._writable,
                                         tuple(address[:2]) if isinstance(address, tuple) else ())
                 self._task = asyncio.get_running_loop().create_task(handlers.run_http(exchange, head, self._peer))
@@ -320,7 +322,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         assert self._transport is not None and self._context.handlers is not None
         self._cancel_deadline()  # the handler has HANDLER_START_S of its own
         self._finished = True  # nothing here reads the client any more: the handler does
-        address = self._transport.get_extra_info("peername")
+        address = self._address
         self._handler = HandlerSession(self._transport, session, tuple(address[:2]) if isinstance(address, tuple) else (),
                                        self._start_handler_relay)
         self._task = asyncio.get_running_loop().create_task(self._context.handlers.run(self._handler, head, self._peer))

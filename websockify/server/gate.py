@@ -30,10 +30,12 @@ def time_left_s(deadline: float, now: float, *, margin_s: float = 0.0, floor_s: 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """An admitted client: the ticket it holds until closed, and its deadline in loop time."""
+    """An admitted client: the ticket it holds until closed, its deadline in loop time, and
+    its address (with --proxy-protocol, the one the balancer's header gave, not the socket's)."""
 
     ticket: Ticket
     deadline: float
+    client: object = None
 
 
 class Gate:
@@ -67,4 +69,4 @@ class Gate:
         if ticket is None:
             self._dropped("%s: dropped: %d connections open", format_peer(address), admission.total)
             return None
-        return Entry(ticket, self._clock() + self._handshake_timeout_s)
+        return Entry(ticket, self._clock() + self._handshake_timeout_s, address)

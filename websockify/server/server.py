@@ -9,12 +9,14 @@ client's first byte, so TLS and plain share the port. Either way the gate
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import resource
 import socket
 import ssl
 from typing import Callable
 
+from ..access_lists import trusts
 from ..config import Config
 from ..errors import ConfigError
 from ..protocol.http import error_response
@@ -31,6 +33,7 @@ from .handler_threads import HandlerThreads
 from .listener import Listener, ListeningSocket
 from .log_throttle import ThrottledLog
 from .peer import format_peer
+from .proxy_intake import ProxyIntake
 from .read_buffer import SharedReadBuffer
 from .tls import server_context
 
@@ -64,6 +67,9 @@ class ProxyServer:
                         nofile, self.admission.max_connections, config.limits.max_connections)
         self._gate = Gate(self.admission, config.handshake_timeout_s, self._loop.time, self._loop.call_at)
         self.connections = OpenConnections()
+        self._intake = (ProxyIntake(self._loop, config.handshake_timeout_s,
+                                    functools.partial(trusts, config.trusted_proxies), self._on_accept)
+                        if config.proxy_protocol else None)
         self._tls_failed = ThrottledLog(log, logging.INFO, "TLS handshake failed", self._loop.time, self._loop.call_at)
         self.context = ConnectionContext(
             config=config,
@@ -92,15 +98,17 @@ class ProxyServer:
     async def start(self, announce: bool = True) -> None:
         """Serve every listening socket; `announce` logs where (a worker of many does not)."""
         context = self.context
+        accept = self._on_accept if self._intake is None else self._intake.accept
         for listening in self.sockets:
-            if self._tls is None:
+            if self._tls is None and self._intake is None:
                 # The event loop accepts (in C with uvloop) and builds each connection; the
                 # connection has the gate admit it once it knows its peer.
                 self._servers.append(await self._loop.create_server(
                     lambda: ClientConnection(context), sock=listening.sock, backlog=self.config.listen_backlog))
             else:
-                # TLS and plain share the port: our own accept loop peeks at the first byte.
-                listener = Listener(listening.sock, self._on_accept)
+                # TLS and plain share the port, or a PROXY header comes first: our own
+                # accept loop looks at the first bytes before a transport takes the socket.
+                listener = Listener(listening.sock, accept)
                 listener.start()
                 self._listeners.append(listener)
             if announce:
@@ -218,6 +226,8 @@ class ProxyServer:
         self._servers.clear()
         for listening in self.sockets:
             listening.close()
+        if self._intake is not None:
+            self._intake.close()
         for sock in list(self._peeking):
             ticket = self._stop_peeking(sock)
             if ticket is not None:
