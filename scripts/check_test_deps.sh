@@ -33,6 +33,7 @@ missing_packages() {
   { has systemd-socket-activate && has systemd-analyze; } || missing+=(systemd)  # socket activation, unit checks
   has groff || missing+=(groff-base)                   # renders the man page, warnings checked
   { has nginx || [ -x /usr/sbin/nginx ]; } || missing+=(nginx)  # a reverse proxy in front (heartbeat)
+  { has haproxy || [ -x /usr/sbin/haproxy ]; } || missing+=(haproxy)  # a load balancer sending PROXY headers
   echo "${missing[@]}"
 }
 
