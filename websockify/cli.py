@@ -172,6 +172,11 @@ class _Command(click.Command):
          show_default=True,
          help="Addresses or networks (CIDR, separated by commas or spaces) of the load balancers and reverse "
               "proxies whose word on the client's address is taken.")
+@_option(LISTENING, "--forwarded-header", type=click.Choice(defaults.FORWARDED_HEADERS), default="none",
+         show_default=True,
+         help="The header your trusted reverse proxies name the client in (nginx's X-Forwarded-For, "
+              "RFC 7239's Forwarded, X-Real-IP): the right-most address in it outside --trusted-proxies is "
+              "the client. Name only one your proxy sets: a client's own one would pass through.")
 # -- Target
 @_option(TARGET, "--unix-target", metavar="FILE",
          help="Connect to the Unix socket FILE instead of TARGET_ADDR:TARGET_PORT.")

@@ -22,6 +22,10 @@ WrapMode = Literal["exit", "ignore", "respawn"]
 WRAP_MODES: tuple[str, ...] = get_args(WrapMode)
 SslVersion = Literal["default", "tlsv1_1", "tlsv1_2", "tlsv1_3"]
 SSL_VERSIONS: tuple[str, ...] = get_args(SslVersion)
+# The header a trusted reverse proxy names the client in; none by default, since a proxy
+# that does not set the header passes a client's own one through.
+ForwardedHeader = Literal["none", "x-forwarded-for", "forwarded", "x-real-ip"]
+FORWARDED_HEADERS: tuple[str, ...] = get_args(ForwardedHeader)
 
 DEFAULT_WRAP_MODE: WrapMode = "exit"
 DEFAULT_SSL_VERSION: SslVersion = "default"
@@ -127,6 +131,7 @@ class Config:
     allowed_hosts: tuple[str, ...] = ("*",)  # the Host names (no port) requests may carry
     proxy_protocol: bool = False  # every connection starts with a load balancer's PROXY header
     trusted_proxies: tuple[IPNetwork, ...] = parse_trusted_proxies(",".join(DEFAULT_TRUSTED_PROXIES))
+    forwarded_header: ForwardedHeader = "none"
     record: str | None = None
     hixie76: bool = False
     write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES
@@ -215,6 +220,7 @@ def build_config(
     allowed_hosts: str = "*",
     proxy_protocol: bool = False,
     trusted_proxies: str = ",".join(DEFAULT_TRUSTED_PROXIES),
+    forwarded_header: str = "none",
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -286,6 +292,7 @@ def build_config(
         allowed_hosts=parse_hosts(allowed_hosts),
         proxy_protocol=proxy_protocol,
         trusted_proxies=parse_trusted_proxies(trusted_proxies),
+        forwarded_header=cast(ForwardedHeader, forwarded_header),
         record=record,
         hixie76=hixie76,
         grace_period_s=grace_period_s,

@@ -120,6 +120,24 @@ class Admission:
             self._waiting[ticket] = None
         return ticket
 
+    def move(self, ticket: Ticket, ip: str) -> bool:
+        """The client is `ip` (a trusted proxy said so after the socket was admitted):
+        count it there. False when that address is at its cap (the ticket stays as it was)."""
+        key = address_key(ip)
+        if key == ticket.key or ticket.refusal is not None or ticket.released:
+            ticket.ip, ticket.key = ip, key
+            return True
+        if self.max_per_ip and self._per_ip.get(key, 0) >= self.max_per_ip:
+            return False
+        left = self._per_ip[ticket.key] - 1
+        if left:
+            self._per_ip[ticket.key] = left
+        else:
+            del self._per_ip[ticket.key]
+        self._per_ip[key] = self._per_ip.get(key, 0) + 1
+        ticket.ip, ticket.key = ip, key
+        return True
+
     def evict_oldest(self) -> Ticket | None:
         """Release the oldest served ticket still waiting for its client's head and have
         its holder close the client; None when every served client has sent its head."""

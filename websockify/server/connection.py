@@ -10,12 +10,15 @@ connection knows of its server is its ConnectionContext (context.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Callable, cast
 
+from ..access_lists import trusts
 from ..errors import CloseCode, HttpError
 from ..protocol import hixie
 from ..protocol import sniff as sniffing
+from ..protocol.forwarded import Source, client_address
 from ..protocol.handshake import perform_handshake
 from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response, host_allowed, origin_allowed
 from ..protocol.logsafe import printable
@@ -36,6 +39,9 @@ from .tls import peer_common_name
 log = logging.getLogger(__name__)
 
 __all__ = ["ClientConnection", "format_peer"]
+
+_FORWARDED_SOURCES = {"x-forwarded-for": Source.X_FORWARDED_FOR, "forwarded": Source.FORWARDED,
+                      "x-real-ip": Source.X_REAL_IP}
 
 # A plugin answers a little before the deadline, so a stuck one still gets the client an answer.
 _PLUGIN_MARGIN_S, _PLUGIN_FLOOR_S = 0.1, 0.01
@@ -195,6 +201,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         config = self._context.config
         if self._ticket.refusal is not None:
             raise self._ticket.refusal
+        if config.forwarded_header != "none":
+            self._take_forwarded(head)
         if not host_allowed(head.headers.get("Host"), config.allowed_hosts):  # DNS rebinding
             raise HttpError(421, "this gateway does not answer to that host name",
                             log_message=f"host {printable(head.headers.get('Host'))} not allowed (see --allowed-hosts)")
@@ -223,6 +231,23 @@ class ClientConnection(asyncio.BufferedProtocol):
         if router is not None and token is not None:
             self._connector = router.resolve_now(token, self._ticket.key)
         self._accept(head, websocket)
+
+    def _take_forwarded(self, head: RequestHead) -> None:
+        """Behind a trusted reverse proxy, the client is the one its header names
+        (--forwarded-header): for the log, the per-address cap and a handler."""
+        address = self._address
+        if not isinstance(address, tuple) or self._ticket is None:
+            return
+        config = self._context.config
+        client = client_address(head.headers, address[0], functools.partial(trusts, config.trusted_proxies),
+                                _FORWARDED_SOURCES[config.forwarded_header])
+        if client == address[0]:
+            return
+        if not self._context.gate.admission.move(self._ticket, client):
+            raise HttpError(429, "too many connections from your address",
+                            log_message=f"{client}: too many connections from its address (--max-connections-per-ip)")
+        self._peer = f"{client} via {self._peer}"
+        self._address = (client, 0)  # its port is the proxy's secret
 
     def _token(self, head: RequestHead) -> str:
         host_token = self._context.config.host_token

@@ -104,3 +104,17 @@ def test_ipv6_clients_are_counted_by_their_64():
     assert admission.admit("::ffff:192.0.2.1") is not None
     assert admission.admit("192.0.2.1") is not None
     assert admission.admit("192.0.2.1") is None
+
+
+def test_a_client_named_by_a_trusted_proxy_is_counted_at_its_own_address():
+    admission = Admission(100, max_per_ip=1)
+    ticket = admission.admit("127.0.0.1")  # the proxy's connection
+    assert ticket is not None
+    assert admission.move(ticket, "203.0.113.7")
+    assert ticket.key == "203.0.113.7" and not admission.over_address_cap("127.0.0.1")
+    assert admission.over_address_cap("203.0.113.7")
+    other = admission.admit("127.0.0.1")
+    assert other is not None and not admission.move(other, "203.0.113.7")  # that client is at its cap
+    assert other.key == "127.0.0.1"
+    ticket.release()
+    assert not admission.over_address_cap("203.0.113.7")
