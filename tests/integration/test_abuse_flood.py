@@ -111,8 +111,11 @@ def test_many_tiny_frame_flooders_do_not_slow_a_normal_client(fast_echo):
     assert p99 < timeout(0.075), f"p99 round trip {p99 * 1000:.0f} ms, p50 {statistics.median(round_trips) * 1000:.0f}"
 
 
+FLOODERS_FOR_MEMORY = 600
+
+
 def test_memory_goes_back_after_a_flood_of_many_sessions(fast_echo):
-    """1000 flooders for two seconds, then they leave. Without giving the freed heap back
+    """600 flooders for two seconds, then they leave. Without giving the freed heap back
     the process stayed 44-73 MB above its start (every descriptor closed), 3-9 MB with it."""
     raise_open_file_limit(4096)
     with running_proxy("127.0.0.1:0", fast_echo) as proxy:
@@ -121,11 +124,13 @@ def test_memory_goes_back_after_a_flood_of_many_sessions(fast_echo):
         time.sleep(0.5)
         before = rss_mb(proxy.proc.pid)
         descriptors = process.num_fds()
-        flooders = flood(proxy.port, 1000)
+        flooders = flood(proxy.port, FLOODERS_FOR_MEMORY)
         time.sleep(2.0)
         peak = rss_mb(proxy.proc.pid)
         flooders.stop()
-        wait_for(lambda: process.num_fds() <= descriptors, 60, "every session to end")
+        # Each departed flooder leaves up to a read of frames, delivered in fair turns: minutes of
+        # work under coverage on a busy 2-core machine, hence the long bound.
+        wait_for(lambda: process.num_fds() <= descriptors, 240, "every session to end")
         try:
             wait_for(lambda: rss_mb(proxy.proc.pid) < before + 25, 15, "the memory to go back")
         except AssertionError:
