@@ -86,9 +86,15 @@ def one_session_refused(proxy, port: int, path: str) -> None:
     with sock:
         assert code == 101
         assert read_until_close(sock) == 1011
-    proxy.wait_log(r"own listening address: refused, it would proxy to itself")
-    sessions = [line for line in proxy.lines if "own listening address" in line]
-    assert len(sessions) == 1, proxy.log  # refused at once, not 400 nested sessions
+    assert_one_refused_session(proxy)
+
+
+def assert_one_refused_session(proxy) -> None:
+    """One session, refused at once: not 400 nested ones."""
+    proxy.wait_log(r"target=\S+ up=0 down=0 .*close=1011 \(Target is this proxy\)")
+    assert sum("own listening address: refused, it would proxy to itself" in line
+               for line in proxy.lines if "target unreachable" in line) == 1, proxy.log
+    assert sum(" target=" in line for line in proxy.lines) == 1, proxy.log
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.0.0.9"])
@@ -119,8 +125,7 @@ def test_a_token_naming_our_own_unix_socket_is_refused(tmp_path):
             sock.sendall(upgrade_request("/?token=self"))
             assert status_of(read_head(sock)) == 101
             assert read_until_close(sock) == 1011
-        proxy.wait_log("own listening address")
-        assert sum("own listening address" in line for line in proxy.lines) == 1
+        assert_one_refused_session(proxy)
 
 
 def test_another_port_on_this_host_is_still_a_target():
@@ -148,3 +153,4 @@ def test_workers_refuse_their_own_listener_too():
                 assert code == 101
                 assert read_until_close(sock) == 1011
             proxy.wait_log(r"own listening address: refused, it would proxy to itself")
+            proxy.wait_log(r"close=1011 \(Target is this proxy\)")
