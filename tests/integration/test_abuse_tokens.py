@@ -39,9 +39,12 @@ def test_unknown_tokens_are_throttled_per_address():
     try:
         with running_proxy("--token-plugin", "routing_plugins.Table", "--token-source", f"good={echo.address}",
                            "127.0.0.1:0", env=PLUGINS) as proxy:
+            started = time.monotonic()
             answers = [status(proxy.port, f"/?token=guess{n}") for n in range(60)]
+            elapsed = time.monotonic() - started
             assert answers[:10] == [404] * 10
-            assert answers[10:] == [429] * 50  # a bucket of 10 refills at 1/s: at most a few more 404s
+            # The bucket of 10 refills at one a second: while the guesses ran, at most that many more 404s.
+            assert set(answers[10:]) <= {404, 429} and answers[10:].count(404) <= int(elapsed) + 1, (elapsed, answers)
             code, head, sock = ask(proxy.port, "/?token=good")
             sock.close()
             assert code == 429 and re.search(rb"\r\nRetry-After: [1-9]\d*\r\n", head), head
