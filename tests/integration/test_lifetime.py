@@ -16,12 +16,12 @@ def test_heartbeat_pings_an_idle_client_and_drops_a_dead_one(echo_server):
         started = time.monotonic()
         # The live client answers every ping for a while; the session goes on.
         pings = 0
-        while time.monotonic() - started < 2.5:
+        while time.monotonic() - started < 3.0:
             opcode, payload = read_frame(alive)
             assert opcode == 0x9
             pings += 1
             alive.sendall(frame(0xA, payload))
-        assert pings >= 4  # one every interval (0.5 s), not every other interval as before
+        assert pings >= 4  # one every interval (0.5 s): 6; every other interval, as before: 3
         alive.sendall(frame(0x2, b"still"))
         assert read_frame(alive) == (0x2, b"still")
         # The other one never answered: dropped, with a log line.
