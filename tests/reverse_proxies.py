@@ -20,6 +20,24 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
+def _serving(name: str, command: list[str], port: int) -> Iterator[None]:
+    """Run `command` until the block ends, once it accepts on `port`; stopped even if the block fails."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: accepts(port) or proc.poll() is not None, 15, f"{name} to listen")
+        if proc.poll() is not None:
+            raise AssertionError(f"{name} exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout(10))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout(5))
+
+
+@contextlib.contextmanager
 def nginx(directory: Path, upstream_port: int, locations: str = "") -> Iterator[int]:
     """nginx on a loopback port of its own, proxying WebSocket upgrades to `upstream_port`;
     `locations` is added inside the location block (e.g. `proxy_read_timeout 2s;`). Yields its port."""
@@ -54,20 +72,9 @@ http {{
     }}
 }}
 """)
-    proc = subprocess.Popen([NGINX, "-p", str(directory), "-c", str(config), "-e", str(directory / "logs/error.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: accepts(port) or proc.poll() is not None, 15, "nginx to listen")
-        if proc.poll() is not None:
-            raise AssertionError(f"nginx exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+    with _serving("nginx", [NGINX, "-p", str(directory), "-c", str(config), "-e", str(directory / "logs/error.log")],
+                  port):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout(10))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout(5))
 
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -97,16 +104,5 @@ backend websockify
     balance roundrobin
 {servers}
 """)
-    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: accepts(port) or proc.poll() is not None, 15, "haproxy to listen")
-        if proc.poll() is not None:
-            raise AssertionError(f"haproxy exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+    with _serving("haproxy", [HAPROXY, "-db", "-f", str(config)], port):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout(10))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout(5))

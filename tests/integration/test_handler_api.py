@@ -28,9 +28,14 @@ class Embedded:
                                      env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         self.lines: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
-        match = wait_for(lambda: re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log) or self.proc.poll() is not None,
-                         20, "the embedding program to listen")
-        assert isinstance(match, re.Match), self.log
+        try:
+            match = wait_for(lambda: re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log)
+                             or self.proc.poll() is not None, 20, "the embedding program to listen")
+            assert isinstance(match, re.Match), self.log
+        except BaseException:
+            self.proc.kill()  # a test that fails here must not leave the program running
+            self.proc.wait(timeout(5))
+            raise
         self.port = int(match.group(1))
 
     def _pump(self) -> None:

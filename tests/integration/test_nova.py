@@ -92,8 +92,13 @@ class NovaProxy:
             self.proc = subprocess.Popen([str(python), SCRIPT, str(port), NOVNC, str(directory / "nova.conf")],
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
             threading.Thread(target=self._pump, daemon=True).start()
-            wait_for(lambda: "listening on" in self.log or self.proc.poll() is not None, 60, "nova-novncproxy")
-        assert self.proc.poll() is None, self.log
+            try:
+                wait_for(lambda: "listening on" in self.log or self.proc.poll() is not None, 60, "nova-novncproxy")
+                assert self.proc.poll() is None, self.log
+            except BaseException:
+                self.proc.kill()  # a test that fails here must not leave nova running
+                self.proc.wait(timeout(5))
+                raise
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
