@@ -23,6 +23,7 @@ from .addresses import TcpAddress
 from .bootstrap import Environment, Plugins, Stop, connector, handle_signals, load_plugins, run_loop
 from .config import Config
 from .errors import ConfigError, WebsockifyError
+from .metrics.service import MetricsService
 from .server.handler_threads import RequestHandlers
 from .server.interface import Server
 from .server.listener import ListeningSocket, adopt_listener, open_listener, open_unix_listener
@@ -159,13 +160,16 @@ async def _serve(prepared: _Prepared) -> int:
     reaper = ChildReaper(loop)  # the one owner of child exits in this process
     program = WrappedProgram(config, prepared.library, reaper) if prepared.library is not None else None
     status = _Status(notifier, prepared.sockets, program)
+    observed = _metrics(config, program) if config.metrics is not None else None
     server: Server
 
     def stop_accepting() -> None:  # the server is built below, with the lifetimes' hooks
+        if observed is not None:
+            observed.readiness.stopping = True
         server.stop_accepting()
 
     lifetimes = Lifetimes(config.lifetime, stop.by_lifetime, stop_accepting, status.sessions_changed)
-    server = _server(prepared, reaper, program, lifetimes)
+    server = _server(prepared, reaper, program, lifetimes, observed)
     notifier.start_watchdog()
 
     def reload_and_forward(signum: int) -> None:
@@ -180,7 +184,11 @@ async def _serve(prepared: _Prepared) -> int:
 
     handle_signals(stop, _FORWARDED_SIGNALS, reload_and_forward)
     try:
+        if observed is not None:
+            await observed.start()
         await server.start()  # the public port is ours before a wrapped program can try to take it
+        if observed is not None:
+            observed.readiness.listening = True
         if program is not None:
             program.start()
         if prepared.pid_file is not None:
@@ -195,9 +203,13 @@ async def _serve(prepared: _Prepared) -> int:
             code = await _run_wrapped(program, stop, status)
         log.info("%s: shutting down", stop.describe() if stop.event.is_set() else "wrapped service ended")
         notifier.stopping()
+        if observed is not None:
+            observed.readiness.stopping = True  # a balancer sends new clients elsewhere from now on
         await _shut_down(server, config.close_timeout_s, stop)
         return code
     finally:
+        if observed is not None:
+            observed.close()
         lifetimes.close()
         status.close()
         notifier.close()
@@ -211,16 +223,28 @@ async def _serve(prepared: _Prepared) -> int:
             listening.close()
 
 
+def _metrics(config: Config, program: WrappedProgram | None) -> MetricsService:
+    """--metrics: the meter, /metrics, /healthz and /readyz; the wrapped program's state in both."""
+    assert config.metrics is not None
+    state = (lambda: program.target_state()[0]) if program is not None else None
+    return MetricsService(config.metrics, state, workers=(config.workers or available_cpus()) > 1)
+
+
 def _server(prepared: _Prepared, reaper: ChildReaper, program: WrappedProgram | None,
-            lifetimes: Lifetimes) -> Server:
+            lifetimes: Lifetimes, observed: MetricsService | None) -> Server:
     """One process serving the clients, or a group of worker processes."""
     config = prepared.config
     workers = config.workers or available_cpus()
     if workers > 1:
         lifetime = config.lifetime
         counting = prepared.notifier.enabled or bool(lifetime.idle_timeout_s or lifetime.timeout_s or lifetime.run_once)
-        return WorkerGroup(config, prepared.sockets, workers, reaper, program, report_sessions=counting,
-                           on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended)
+        group = WorkerGroup(config, prepared.sockets, workers, reaper, program, report_sessions=counting,
+                            on_session_start=lifetimes.session_started, on_session_end=lifetimes.session_ended,
+                            environment=observed.worker_environment() if observed is not None else None,
+                            on_exit=observed.exposition.process_ended if observed is not None else None)
+        if observed is not None:
+            observed.watch_workers(group.processes)
+        return group
     plugins = prepared.plugins
     target = program if program is not None else connector(config, plugins.router, prepared.sockets)
     return ProxyServer(config, target, prepared.sockets, plugins.tls, plugins.authenticator, plugins.router,

@@ -180,6 +180,9 @@ class _Command(click.Command):
 # -- Target
 @_option(TARGET, "--unix-target", metavar="FILE",
          help="Connect to the Unix socket FILE instead of TARGET_ADDR:TARGET_PORT.")
+@_option(TARGET, "--target-proxy-protocol", type=click.Choice(defaults.TARGET_PROXY_PROTOCOLS),
+         help="Begin each connection to the target with a PROXY protocol header naming the client (v1 text or "
+              "v2 binary, for HAProxy-aware targets): the target sees the real client's address.")
 @_option(TARGET, "--ssl-target", is_flag=True,
          help="Connect to the target over TLS, verifying its certificate against the system's CAs "
               "(or SSL_CERT_FILE) and its host name.")
@@ -301,6 +304,9 @@ class _Command(click.Command):
 @_option(SERVICE, "--pid-file", metavar="FILE",
          help="Write the process id to FILE once listening, and remove it at exit; refuse to start while "
               "FILE names a running websockify.")
+@_option(SERVICE, "--metrics", metavar="[HOST:]PORT",
+         help="Serve Prometheus metrics at /metrics, and /healthz and /readyz for probes and load balancers, on "
+              "a listener of their own (HOST 127.0.0.1 when not given; 0.0.0.0 for a Kubernetes probe).")
 # -- Workers
 @_option(WORKERS, "--workers", metavar="N|auto", default="1", show_default=True,
          help="Processes serving clients on the same listening socket, 1 to 256; auto: one per CPU this "
@@ -309,6 +315,9 @@ class _Command(click.Command):
 @_option(LOGGING, "-v", "--verbose", is_flag=True, help="Log at DEBUG level: every step of every connection.")
 @_option(LOGGING, "--traffic", is_flag=True,
          help="Log the direction and size of every relayed message (never its content).")
+@_option(LOGGING, "--log-format", type=click.Choice(defaults.LOG_FORMATS), default="text", show_default=True,
+         help="json: one JSON object per line on every log destination, with the session's fields as keys "
+              "(docs/logging.md).")
 @_option(LOGGING, "--log-file", metavar="FILE",
          help="Also log to FILE, appending; it is reopened when logrotate moves it away.")
 @_option(LOGGING, "--syslog", metavar="ADDR",

@@ -26,6 +26,10 @@ SSL_VERSIONS: tuple[str, ...] = get_args(SslVersion)
 # that does not set the header passes a client's own one through.
 ForwardedHeader = Literal["none", "x-forwarded-for", "forwarded", "x-real-ip"]
 FORWARDED_HEADERS: tuple[str, ...] = get_args(ForwardedHeader)
+TargetProxyProtocol = Literal["v1", "v2"]  # the PROXY header sent to each target, naming the client
+TARGET_PROXY_PROTOCOLS: tuple[str, ...] = get_args(TargetProxyProtocol)
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 
 DEFAULT_WRAP_MODE: WrapMode = "exit"
 DEFAULT_SSL_VERSION: SslVersion = "default"
@@ -88,6 +92,7 @@ class LogSettings:
     legacy_syslog: bool = False
     daemon: bool = False  # syslog facility DAEMON instead of USER
     traffic: bool = False
+    format: LogFormat = "text"  # json: one object per line (docs/logging.md)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ class Config:
     proxy_protocol: bool = False  # every connection starts with a load balancer's PROXY header
     trusted_proxies: tuple[IPNetwork, ...] = parse_trusted_proxies(",".join(DEFAULT_TRUSTED_PROXIES))
     forwarded_header: ForwardedHeader = "none"
+    target_proxy_protocol: TargetProxyProtocol | None = None
+    metrics: TcpAddress | None = None  # the listener of /metrics, /healthz and /readyz
     record: str | None = None
     hixie76: bool = False
     write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES
@@ -221,6 +228,8 @@ def build_config(
     proxy_protocol: bool = False,
     trusted_proxies: str = ",".join(DEFAULT_TRUSTED_PROXIES),
     forwarded_header: str = "none",
+    target_proxy_protocol: str | None = None,
+    metrics: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -232,6 +241,7 @@ def build_config(
     syslog: str | None = None,
     legacy_syslog: bool = False,
     traffic: bool = False,
+    log_format: str = "text",
     heartbeat_s: float = 0.0,
     idle_timeout_s: float = 0.0,
     timeout_s: float = 0.0,
@@ -260,9 +270,11 @@ def build_config(
     lifetime = _lifetime(heartbeat_s, idle_timeout_s, timeout_s, run_once, stall_timeout_s)
     worker_count = _workers(workers)
     logs = _log_settings(verbose=verbose, log_file=log_file, syslog=syslog, legacy_syslog=legacy_syslog,
-                         daemon=daemon, traffic=traffic)
+                         daemon=daemon, traffic=traffic, log_format=log_format)
     tls = _tls_settings(cert, key, key_password, ssl_only, ssl_ciphers, ssl_version, verify_client, cafile)
     _check_ssl_target(ssl_target, target, token_plugin)
+    if target_proxy_protocol is not None and ssl_target:  # HAProxy's servers read it before TLS, ours inside
+        raise ConfigError("--target-proxy-protocol cannot be combined with --ssl-target")
     _check_auth(auth_plugin, auth_source, web_auth, web)
 
     return Config(
@@ -293,6 +305,8 @@ def build_config(
         proxy_protocol=proxy_protocol,
         trusted_proxies=parse_trusted_proxies(trusted_proxies),
         forwarded_header=cast(ForwardedHeader, forwarded_header),
+        target_proxy_protocol=cast("TargetProxyProtocol | None", target_proxy_protocol),
+        metrics=_metrics_address(metrics) if metrics is not None else None,
         record=record,
         hixie76=hixie76,
         grace_period_s=grace_period_s,
@@ -452,11 +466,20 @@ def _workers(text: str) -> int:
 
 
 def _log_settings(*, verbose: bool, log_file: str | None, syslog: str | None, legacy_syslog: bool,
-                  daemon: bool, traffic: bool) -> LogSettings:
+                  daemon: bool, traffic: bool, log_format: str) -> LogSettings:
     if legacy_syslog and syslog is None:
         raise ConfigError("--legacy-syslog requires --syslog")
     return LogSettings(verbose=verbose, log_file=log_file, syslog=syslog, legacy_syslog=legacy_syslog,
-                       daemon=daemon, traffic=traffic)
+                       daemon=daemon, traffic=traffic, format=cast(LogFormat, log_format))
+
+
+def _metrics_address(text: str) -> TcpAddress:
+    """--metrics [HOST:]PORT; without a host, loopback: metrics and health are not for the public."""
+    try:
+        address = parse_listen(text)
+    except ConfigError:
+        raise ConfigError(f"--metrics: {text!r} is not [HOST:]PORT") from None
+    return address if address.host else TcpAddress("127.0.0.1", address.port)
 
 
 # -- TLS -----------------------------------------------------------------------

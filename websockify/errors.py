@@ -24,6 +24,22 @@ class CloseCode(enum.IntEnum):
     TRY_AGAIN_LATER = 1013
 
 
+class Refusal(enum.Enum):
+    """Why a client was turned away before its session: the `reason` of a
+    handshake failure in the metrics and in JSON logs (docs/logging.md)."""
+
+    BAD_REQUEST = "bad_request"  # malformed, wrong method or version, not WebSocket
+    HOST = "host"  # --allowed-hosts
+    ORIGIN = "origin"  # --allowed-origins
+    AUTH = "auth"  # the auth plugin said no, failed or timed out
+    TOKEN_UNKNOWN = "token_unknown"  # no token, or one the plugin does not know (or too many such)
+    TOKEN_LOOKUP = "token_lookup"  # the token plugin failed, timed out or is not ready
+    LIMIT = "limit"  # --max-connections, --max-connections-per-ip
+    TIMEOUT = "timeout"  # --handshake-timeout
+    PROXY_HEADER = "proxy_header"  # --proxy-protocol: untrusted peer or no valid header
+    SHUTDOWN = "shutdown"  # the server was stopping
+
+
 class WebsockifyError(Exception):
     """Base of every error websockify raises on purpose."""
 
@@ -44,15 +60,19 @@ class StartupError(WebsockifyError):
 
 class HttpError(WebsockifyError):
     """A request that gets an HTTP error response instead of a WebSocket. `quiet`: the
-    raiser logged it already (throttled), so the reply writes no line of its own."""
+    raiser logged it already (throttled), so the reply writes no line of its own.
+    `reason`: why, for the metrics; None for an answer that is no failure (a file
+    not found, a redirect)."""
 
     def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = (),
-                 log_message: str | None = None, *, quiet: bool = False):
+                 log_message: str | None = None, *, quiet: bool = False,
+                 reason: Refusal | None = Refusal.BAD_REQUEST):
         super().__init__(message)
         self.status = status
         self.headers = headers
         self.log_message = log_message or message
         self.quiet = quiet
+        self.reason = reason
 
 
 class TargetUnavailable(WebsockifyError):

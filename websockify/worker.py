@@ -15,6 +15,8 @@ import sys
 from .bootstrap import Environment, Plugins, Stop, connector, handle_signals, load_plugins, run_loop
 from .config import Config, Lifetime
 from .errors import WebsockifyError
+from .metrics import install
+from .metrics.prometheus import worker_meter
 from .server.server import ProxyServer
 from .workers.link import VARIABLES, RemoteTarget, WorkerLink, WorkerSettings
 
@@ -35,6 +37,10 @@ def run_worker() -> int:
     config = dataclasses.replace(settings.config, daemon=False, pid_file=None,
                                  lifetime=Lifetime(heartbeat_s=settings.config.lifetime.heartbeat_s))
     link = WorkerLink(settings)
+    if config.metrics is not None:
+        chosen = worker_meter()  # its values go where the parent sums them
+        if chosen is not None:
+            install(chosen)
     try:
         plugins = load_plugins(config)
         return run_loop(environment, _serve_worker(config, link, plugins))

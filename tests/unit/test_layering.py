@@ -32,6 +32,7 @@ LAYERS = {
     "websockify.wrap": 3,
     "websockify.workers": 3,  # --workers N: the parent's group, a worker's link, their messages
     "websockify.service": 3,  # daemon mode, pid file, systemd, logs: for cli and app
+    "websockify.metrics": 3,  # --metrics: what is counted, /metrics, /healthz, /readyz
     "websockify.auth_plugins": 3,  # upstream's import path for proxy/auth_plugins.py
     "websockify.token_plugins": 3,  # upstream's import path for proxy/tokens
     "websockify.websocket": 3,  # upstream's WebSocket: a socket-like face on protocol/endpoint

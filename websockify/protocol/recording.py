@@ -1,7 +1,9 @@
 """The session recording format, upstream websockify's (noVNC's playback reads it).
 
-A recording is a JavaScript array of strings, one per relayed message:
+A recording is a JavaScript array of strings, one per relayed message, after a
+comment naming the session (a line noVNC's player, which runs the file, skips):
 
+    // websockify session: client 192.0.2.7:50123 via 127.0.0.1:41000, target 127.0.0.1:5901
     var VNC_frame_data = [
     '}120}<client-to-target bytes>',
     '{135{<target-to-client bytes>',
@@ -18,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from .logsafe import printable
+
 HEADER = "var VNC_frame_data = [\n"
 FOOTER = "'EOF'];\n"
 CLIENT_TO_TARGET = "}"
@@ -31,6 +35,12 @@ class RecordedFrame:
     data: bytes
 
 
+def about_line(client: str, proxy: str | None, target: str) -> str:
+    """The first line: who the session was with (the real client, and the proxy that named it)."""
+    text = f"client {client}{f' via {proxy}' if proxy else ''}, target {target}"
+    return "// websockify session: " + printable(text) + "\n"  # escaped: no line ends inside the comment
+
+
 def encode_frame(direction: str, offset_ms: int, data: bytes) -> str:
     escaped = data.decode("latin-1").encode("unicode_escape").decode("ascii").replace("'", "\\'")
     return f"'{direction}{offset_ms}{direction}{escaped}',\n"
@@ -40,7 +50,7 @@ def parse_recording(text: str) -> Iterator[RecordedFrame]:
     """The frames of a recording, in order; stops at 'EOF' or the end of the text."""
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
-        if not line or line == HEADER.strip():
+        if not line or line == HEADER.strip() or line.startswith("//"):
             continue
         if line.startswith("'EOF'"):
             return

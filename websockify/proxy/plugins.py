@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from ..addresses import TcpAddress, UnixAddress
-from ..errors import ConfigError, HttpError
+from ..errors import ConfigError, HttpError, Refusal
 from ..protocol.logsafe import printable
 from . import auth_plugins
 from .lookup_threads import CallRaised, CallTimedOut, LookupThreads, OverBudget
@@ -93,14 +93,17 @@ class Authenticator:
             await self.workers.run(self.plugin.authenticate, headers, host, port, timeout_s=timeout_s)
         except auth_plugins.AuthenticationError as exc:
             raise HttpError(exc.code, exc.msg or "authentication failed",
-                            tuple(exc.headers.items()), log_message=str(exc)) from None
+                            tuple(exc.headers.items()), log_message=str(exc), reason=Refusal.AUTH) from None
         except OverBudget as exc:
-            raise HttpError(503, "authentication unavailable", log_message=f"auth plugin busy: {exc}") from None
+            raise HttpError(503, "authentication unavailable", log_message=f"auth plugin busy: {exc}",
+                            reason=Refusal.AUTH) from None
         except CallTimedOut as exc:
-            raise HttpError(503, "authentication timed out", log_message=f"auth plugin: {exc}") from None
+            raise HttpError(503, "authentication timed out", log_message=f"auth plugin: {exc}",
+                            reason=Refusal.AUTH) from None
         except CallRaised as exc:
             log.error("the auth plugin failed: %s", printable(str(exc)), exc_info=exc.raised)
-            raise HttpError(500, "authentication failed", log_message=f"auth plugin: {exc}") from None
+            raise HttpError(500, "authentication failed", log_message=f"auth plugin: {exc}",
+                            reason=Refusal.AUTH) from None
 
 
 def load_authenticator(name: str, source: str | None, target_host: str | None,

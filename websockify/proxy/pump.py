@@ -31,6 +31,7 @@ from .heartbeat import Heartbeat
 from .linger import ClientLinger
 from .memory_trim import heap_trimmer
 from .recorder import SessionRecording
+from .session_report import SessionFacts, SessionReport
 from .target import Connector, TargetProtocol
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Relay:
     __slots__ = ("_client", "_client_full", "_client_gone", "_client_linger", "_client_read_blockers",
                  "_close_timeout_s", "_connect_task", "_connector", "_done", "_drain_scheduled", "_eof_pending",
                  "_failure", "_fair",
-                 "_heartbeat", "_held", "_loop", "_on_end", "_peer", "_pending", "_recording", "_session",
+                 "_heartbeat", "_held", "_loop", "_on_end", "_peer", "_pending", "_recording", "_report", "_session",
                  "_stall", "_started", "_target",
                  "_target_eof_received", "_target_eof_sent", "_target_gone", "_target_linger", "_traffic",
                  "_write_buffer_bytes", "bytes_down", "bytes_up")
@@ -67,9 +68,12 @@ class Relay:
         heartbeat_s: float = 0.0,
         on_end: Callable[[], None] | None = None,
         stall_timeout_s: float | None = None,
+        facts: SessionFacts | None = None,
     ):
-        """`stall_timeout_s`: see the module's docstring; None for the default, 0 for none."""
+        """`stall_timeout_s`: see the module's docstring; None for the default, 0 for none.
+        `facts`: the client, for the session's end (session_report.py); by default, `peer`."""
         self._loop = asyncio.get_running_loop()
+        self._report = SessionReport(facts or SessionFacts(peer, peer))
         self._client = client
         self._session = session
         self._connector = connector
@@ -490,11 +494,6 @@ class Relay:
         self._stall.close()
         if self._recording is not None:
             self._recording.close()
-        code = self._session.close_code
-        reason = self._session.close_reason
-        log.info(
-            "%s target=%s up=%d down=%d duration=%.3fs close=%s%s%s",
-            self._peer, self._connector.description, self.bytes_up, self.bytes_down,
-            time.monotonic() - self._started, code if code is not None else "-",
-            f" ({reason})" if reason else "", f" error={self._failure}" if self._failure else "",
-        )
+        self._report.ended(target=self._connector.description, bytes_up=self.bytes_up, bytes_down=self.bytes_down,
+                           duration_s=time.monotonic() - self._started, close_code=self._session.close_code,
+                           close_reason=self._session.close_reason, failure=self._failure)

@@ -36,10 +36,11 @@ class Recorder:
         # watchdog) after building the recorder, and forking with threads is unsafe.
         self._thread = threading.Thread(target=self._write_loop, name="recorder", daemon=True)
 
-    def session(self) -> "SessionRecording":
+    def session(self, about: str = "") -> "SessionRecording":
+        """A session's recording; `about`: its first line (recording.about_line)."""
         if not self._thread.is_alive() and self._thread.ident is None:
             self._thread.start()
-        recording = SessionRecording(self)
+        recording = SessionRecording(self, about)
         self._queue.put(("open", recording))
         return recording
 
@@ -67,7 +68,7 @@ class Recorder:
             try:
                 if kind == "open":
                     recording.file, recording.path = self._create()
-                    recording.file.write(HEADER)
+                    recording.file.write(recording.about + HEADER)
                 elif recording.file is None:
                     pass  # the file could not be created; already logged
                 elif kind == "data":
@@ -101,8 +102,9 @@ class Recorder:
 class SessionRecording:
     """One session's recording; its methods are called from the event loop."""
 
-    def __init__(self, recorder: Recorder):
+    def __init__(self, recorder: Recorder, about: str = ""):
         self._recorder = recorder
+        self.about = about
         self._opened = time.monotonic()
         self._cut_short = False
         self.file: TextIO | None = None  # writer thread only

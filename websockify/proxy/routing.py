@@ -32,7 +32,8 @@ import time
 from typing import Any, Awaitable, Callable, cast
 
 from ..addresses import Target, TcpAddress, UnixAddress
-from ..errors import ConfigError, HttpError, TargetUnavailable
+from ..errors import ConfigError, HttpError, Refusal, TargetUnavailable
+from ..metrics import meter
 from ..protocol.logsafe import printable
 from ..protocol.token_request import redact
 from ..server.log_throttle import ThrottledLog
@@ -79,14 +80,18 @@ class TokenRouter:
         """For a loop-safe plugin: the connector for the token's target, or HttpError.
         `client` is the address key the guess limit counts unknown tokens by."""
         self._check_guesses(client)
+        began = time.monotonic()
         try:
             result = self.plugin.lookup(token)
         except BaseException as exc:  # SystemExit too: a plugin never ends the process
             raise self._failure(token, exc) from None
+        finally:
+            meter().token_looked_up(time.monotonic() - began)
         return self._connector(token, result, client)
 
     async def resolve(self, token: str, timeout_s: float, client: str = "") -> AddressConnector:
         self._check_guesses(client)
+        began = time.monotonic()
         try:
             if self._coroutine:
                 assert self._awaited is not None
@@ -97,10 +102,10 @@ class TokenRouter:
             else:
                 result = await self._workers.run(self.plugin.lookup, token, timeout_s=timeout_s)
         except OverBudget as exc:
-            raise HttpError(503, "token lookup unavailable",
+            raise HttpError(503, "token lookup unavailable", reason=Refusal.TOKEN_LOOKUP,
                             log_message=f"token {redact(token)}: the token plugin is busy: {exc}") from None
         except (TimeoutError, CallTimedOut):
-            raise HttpError(503, "token lookup timed out",
+            raise HttpError(503, "token lookup timed out", reason=Refusal.TOKEN_LOOKUP,
                             log_message=f"token {redact(token)}: the lookup took longer than {timeout_s:.1f}s") from None
         except asyncio.CancelledError as exc:
             if _cancelling():
@@ -108,19 +113,23 @@ class TokenRouter:
             raise self._failure(token, exc) from None
         except BaseException as exc:  # SystemExit too: a plugin never ends the process
             raise self._failure(token, exc) from None
+        finally:
+            meter().token_looked_up(time.monotonic() - began)  # timed out or failed: how long it was given
         return self._connector(token, result, client)
 
     def _check_guesses(self, client: str) -> None:
         wait_s = self.guesses.retry_after_s(client)
         if wait_s:
             self._guesses_refused("%s: token requests refused for %.0f s: too many unknown tokens", client, wait_s)
-            raise HttpError(429, "too many unknown tokens", retry_after_header(wait_s), quiet=True)
+            raise HttpError(429, "too many unknown tokens", retry_after_header(wait_s), quiet=True,
+                            reason=Refusal.TOKEN_UNKNOWN)
 
     def _failure(self, token: str, exc: BaseException) -> HttpError:
         if isinstance(exc, TokenBackendUnavailable):
-            return HttpError(503, "token lookup unavailable", log_message=f"token {redact(token)}: {printable(exc)}")
+            return HttpError(503, "token lookup unavailable", log_message=f"token {redact(token)}: {printable(exc)}",
+                             reason=Refusal.TOKEN_LOOKUP)
         log.error("token %s: the token plugin failed", printable(redact(token)), exc_info=exc)
-        return HttpError(500, "token lookup failed",
+        return HttpError(500, "token lookup failed", reason=Refusal.TOKEN_LOOKUP,
                          log_message=f"token {redact(token)}: plugin error {shorten(repr(exc))}")
 
     def _connector(self, token: str, result: Any, client: str) -> AddressConnector:
@@ -129,14 +138,16 @@ class TokenRouter:
         except ValueError as exc:
             log.error("token %s: %s (%s)", printable(redact(token)), printable(shorten(str(exc))),
                       printable(shorten(repr(result))))
-            raise HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: malformed result") from None
+            raise HttpError(500, "token lookup failed", log_message=f"token {redact(token)}: malformed result",
+                            reason=Refusal.TOKEN_LOOKUP) from None
         if normal is None:
             not_ready = getattr(self.plugin, "not_ready", None)
             if not_ready:  # its source does not exist yet: not the client's guess
-                raise HttpError(503, "token lookup unavailable",
+                raise HttpError(503, "token lookup unavailable", reason=Refusal.TOKEN_LOOKUP,
                                 log_message=f"token {redact(token)}: {printable(shorten(str(not_ready)))}")
             self.guesses.failed(client)
-            raise HttpError(404, "unknown token", log_message=f"token {redact(token)} not found")
+            raise HttpError(404, "unknown token", log_message=f"token {redact(token)} not found",
+                            reason=Refusal.TOKEN_UNKNOWN)
         host, port = normal
         target: Target = UnixAddress(str(port)) if host == UNIX_SOCKET else TcpAddress(host, int(port))
         connector = self._connectors.get(target)

@@ -9,6 +9,7 @@ from typing import Callable, Protocol
 
 from ..addresses import Target, TcpAddress, UnixAddress
 from ..errors import TargetUnavailable
+from ..metrics import meter
 from .flow import Blocker
 from .own_address import OwnListeners
 
@@ -75,6 +76,16 @@ class AddressConnector:
 
     async def connect(self, factory: ProtocolFactory) -> asyncio.Transport:
         loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            transport = await self._connect(loop, factory)
+        except TargetUnavailable:  # not a cancel: the client leaving says nothing of the target
+            meter().target_connected(loop.time() - began, False)
+            raise
+        meter().target_connected(loop.time() - began, True)
+        return transport
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, factory: ProtocolFactory) -> asyncio.Transport:
         task = asyncio.current_task()
         assert task is not None
         expired = False

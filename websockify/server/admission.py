@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable
 
-from ..errors import HttpError
+from ..errors import HttpError, Refusal
 
 
 def address_key(ip: str) -> str:
@@ -111,7 +111,7 @@ class Admission:
             return None
         refusal = None
         if self.served >= self.max_connections:
-            refusal = HttpError(503, "server busy: too many connections", (("Retry-After", "5"),))
+            refusal = HttpError(503, "server busy: too many connections", (("Retry-After", "5"),), reason=Refusal.LIMIT)
         self.total += 1
         ticket = Ticket(self, ip, key, refusal)
         if refusal is None:

@@ -15,25 +15,29 @@ import logging
 from typing import Callable, cast
 
 from ..access_lists import trusts
-from ..errors import CloseCode, HttpError
+from ..errors import CloseCode, HttpError, Refusal
+from ..metrics import meter
 from ..protocol import hixie
 from ..protocol import sniff as sniffing
 from ..protocol.forwarded import Source, client_address
 from ..protocol.handshake import perform_handshake
 from ..protocol.http import RequestHead, RequestReader, auth_headers, error_response, host_allowed, origin_allowed
 from ..protocol.logsafe import printable
-from ..protocol.token_request import printable_target, token_from_host, token_from_target
+from ..protocol.recording import about_line
+from ..protocol.token_request import printable_target, redact, token_from_host, token_from_target
 from ..protocol.websocket import RelaySession, WebSocketSession
 from ..proxy.plugins import PluginTarget, plugin_target
 from ..proxy.pump import Relay
+from ..proxy.session_report import SessionFacts
 from ..proxy.target import Connector
+from ..proxy.target_header import HeaderConnector, proxy_header
 from . import web
 from .admission import Ticket
 from .context import ConnectionContext
 from .gate import Entry, time_left_s
 from .handler_http import HttpExchange
 from .handler_session import HandlerSession
-from .peer import format_peer
+from .peer import client_text, format_peer, proxy_text, refusal_record
 from .tls import peer_common_name
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,7 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     __slots__ = ("_address", "_buffer", "_connector", "_context", "_deadline", "_deadline_at", "_finished", "_handler",
                  "_hixie", "_lent", "_peer", "_reader", "_reads", "_relay", "_sniffed", "_task", "_ticket",
-                 "_transport", "_writable")
+                 "_token_used", "_transport", "_writable")
 
     def __init__(self, context: ConnectionContext, entry: Entry | None = None):
         self._context = context
@@ -78,6 +82,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._hixie: tuple[RequestHead, bytearray] | None = None  # head, bytes after it
         self._connector: Connector = context.connector  # a token may choose another
         self._handler: HandlerSession | None = None  # an embedding program's handler serves the client
+        self._token_used: str | None = None  # the token that chose the target, for the session's end
 
     # -- asyncio.Protocol ------------------------------------------------
 
@@ -204,7 +209,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         if config.forwarded_header != "none":
             self._take_forwarded(head)
         if not host_allowed(head.headers.get("Host"), config.allowed_hosts):  # DNS rebinding
-            raise HttpError(421, "this gateway does not answer to that host name",
+            raise HttpError(421, "this gateway does not answer to that host name", reason=Refusal.HOST,
                             log_message=f"host {printable(head.headers.get('Host'))} not allowed (see --allowed-hosts)")
         websocket = head.wants_websocket and head.method == "GET"
         if websocket and head.version != "HTTP/1.1":
@@ -217,12 +222,12 @@ class ClientConnection(asyncio.BufferedProtocol):
                                 (("Upgrade", "websocket"),))
         elif not origin_allowed(head.headers.get("Origin"), head.headers.get("Host"),
                                 config.allowed_origins, same_origin=config.web_dir is not None):
-            raise HttpError(403, "origin not allowed",
+            raise HttpError(403, "origin not allowed", reason=Refusal.ORIGIN,
                             log_message=f"origin {printable(head.headers.get('Origin'))} not allowed "
                                         "(see --allowed-origins)")
         needs_auth = self._context.authenticator is not None and (websocket or config.web_auth)
         router = self._context.router if websocket else None
-        token = self._token(head) if router is not None else None
+        token = self._token_used = self._token(head) if router is not None else None
         if needs_auth or (router is not None and not router.immediate):
             assert self._transport is not None
             self._transport.pause_reading()  # the head is complete; more waits in the kernel
@@ -244,7 +249,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         if client == address[0]:
             return
         if not self._context.gate.admission.move(self._ticket, client):
-            raise HttpError(429, "too many connections from your address",
+            raise HttpError(429, "too many connections from your address", reason=Refusal.LIMIT,
                             log_message=f"{client}: too many connections from its address (--max-connections-per-ip)")
         self._peer = f"{client} via {self._peer}"
         self._address = (client, 0)  # its port is the proxy's secret
@@ -257,7 +262,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             token = token_from_target(head.target)
         if token is None:
             where = "Host header" if host_token else "?token= in the path"
-            raise HttpError(404, "no token given", log_message=f"no token ({where})")
+            raise HttpError(404, "no token given", log_message=f"no token ({where})", reason=Refusal.TOKEN_UNKNOWN)
         return token
 
     async def _prepare(self, head: RequestHead, websocket: bool, needs_auth: bool, token: str | None) -> None:
@@ -296,7 +301,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             raise
         except Exception:  # a plugin may raise anything: the client must still get an answer
             log.exception("%s: the auth plugin failed", self._peer)
-            raise HttpError(500, "authentication failed") from None
+            raise HttpError(500, "authentication failed", reason=Refusal.AUTH) from None
 
     def _plugin_time_left_s(self) -> float:
         return time_left_s(self._deadline_at, asyncio.get_running_loop().time(),
@@ -331,7 +336,9 @@ class ClientConnection(asyncio.BufferedProtocol):
         result = perform_handshake(head.target, head.headers, self._context.config.max_message_bytes)
         self._transport.write(result.response)
         if not result.accepted:
-            log.info("%s: WebSocket handshake refused: %s", self._peer, printable(result.error))
+            meter().handshake_failed(Refusal.BAD_REQUEST)
+            log.info("%s: WebSocket handshake refused: %s", self._peer, printable(result.error),
+                     extra=self._refused(Refusal.BAD_REQUEST, None, head))
             self._finish(b"")
             return
         session = WebSocketSession(result.subprotocol, self._context.config.max_message_bytes)
@@ -388,12 +395,18 @@ class ClientConnection(asyncio.BufferedProtocol):
             def on_end() -> None:
                 told()
                 after()
+        connector, facts = self._connector, self._facts(session)
+        if config.target_proxy_protocol is not None:
+            connector = HeaderConnector(connector, proxy_header(config.target_proxy_protocol, self._address,
+                                                                self._transport.get_extra_info("sockname")))
         self._relay = Relay(
-            self._transport, session, self._connector,
+            self._transport, session, connector,
             peer=self._peer,
+            facts=facts,
             write_buffer_bytes=config.write_buffer_bytes,
             close_timeout_s=config.close_timeout_s,
-            recording=self._context.recorder.session() if self._context.recorder else None,
+            recording=(self._context.recorder.session(about_line(facts.client, facts.proxy, connector.description))
+                       if self._context.recorder else None),
             heartbeat_s=config.lifetime.heartbeat_s,
             stall_timeout_s=config.lifetime.stall_timeout_s,
             on_end=on_end,
@@ -401,12 +414,29 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._context.on_session_start()
         self._relay.start(leftover)
 
+    def _facts(self, session: RelaySession) -> SessionFacts:
+        """Who the session is with, for its end (proxy/session_report.py)."""
+        assert self._transport is not None
+        tls = self._transport.get_extra_info("ssl_object")
+        return SessionFacts(
+            self._peer, client_text(self._address), proxy_text(self._address, self._transport),
+            redact(self._token_used) if self._token_used is not None else None,
+            getattr(session, "subprotocol", None), tls.version() if tls is not None else None)
+
     def _reply_error(self, exc: HttpError, head: RequestHead | None) -> None:
         target = f" {head.method} {printable_target(head.target)}" if head is not None else ""
+        if exc.reason is not None:
+            meter().handshake_failed(exc.reason)
         if not exc.quiet:
-            log.info("%s:%s HTTP %d: %s", self._peer, target, exc.status, printable(exc.log_message))
+            log.info("%s:%s HTTP %d: %s", self._peer, target, exc.status, printable(exc.log_message),
+                     extra=self._refused(exc.reason, exc.status, head))
+
         self._finish(error_response(exc.status, str(exc), exc.headers,
                                     include_body=head is None or head.method != "HEAD"))
+
+    def _refused(self, reason: Refusal | None, status: int | None, head: RequestHead | None) -> dict[str, object]:
+        assert self._transport is not None
+        return refusal_record(reason, status, head, self._address, self._transport)
 
     def _finish(self, last: bytes) -> None:
         """Send a last reply and close; the connection takes no more input."""
@@ -420,6 +450,7 @@ class ClientConnection(asyncio.BufferedProtocol):
     def _handshake_timed_out(self) -> None:
         self._deadline = None
         if self._relay is None and not self._finished:
+            meter().handshake_failed(Refusal.TIMEOUT)
             self._context.gate.timed_out("%s: dropped: handshake not complete within %gs",
                                          self._peer, self._context.config.handshake_timeout_s)
             self._drop()
@@ -460,5 +491,6 @@ class ClientConnection(asyncio.BufferedProtocol):
             self._cancel_deadline()
             if self._task is not None:
                 self._task.cancel()
+            meter().handshake_failed(Refusal.SHUTDOWN)
             self._transport.write(error_response(503, "server shutting down"))
             self._transport.close()

@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import Refusal
+from ..metrics import meter
 from .admission import Admission, Ticket
 from .log_throttle import CallAt, ThrottledLog
 from .peer import format_peer
@@ -60,6 +62,7 @@ class Gate:
         if admission.over_address_cap(ip):
             self._over_cap("%s: dropped: %d connections from its address (--max-connections-per-ip)",
                            format_peer(address), admission.max_per_ip)
+            meter().handshake_failed(Refusal.LIMIT)
             return None
         evictions = admission.evictions
         ticket = admission.admit(ip)
@@ -68,5 +71,6 @@ class Gate:
                           admission.evicted.ip or "unix-client", format_peer(address))
         if ticket is None:
             self._dropped("%s: dropped: %d connections open", format_peer(address), admission.total)
+            meter().handshake_failed(Refusal.LIMIT)
             return None
         return Entry(ticket, self._clock() + self._handshake_timeout_s, address)

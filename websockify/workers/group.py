@@ -35,6 +35,7 @@ from typing import Callable
 
 from ..config import Config
 from ..errors import StartupError
+from ..metrics import meter
 from ..server.listener import ListeningSocket
 from ..wrap import process
 from ..wrap.program import WrappedProgram
@@ -83,8 +84,12 @@ class WorkerGroup:
 
     def __init__(self, config: Config, sockets: list[ListeningSocket], count: int, reaper: ChildReaper,
                  program: WrappedProgram | None, report_sessions: bool,
-                 on_session_start: Callable[[], None] = _nothing, on_session_end: Callable[[], None] = _nothing):
+                 on_session_start: Callable[[], None] = _nothing, on_session_end: Callable[[], None] = _nothing,
+                 environment: dict[str, str] | None = None, on_exit: Callable[[int], None] | None = None):
+        """`environment`: added to each worker's; `on_exit(pid)`: a worker has exited."""
         self.config = config
+        self._environment = environment or {}
+        self._on_exit = on_exit
         # --max-connections and --max-connections-per-ip are for the whole: each worker takes its share.
         limits = config.limits
         per_ip = -(-limits.max_connections_per_ip // count) if limits.max_connections_per_ip else 0
@@ -125,7 +130,7 @@ class WorkerGroup:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         fds = [s.sock.fileno() for s in self.sockets]
         settings = WorkerSettings(index, os.getpid(), child_end.fileno(), self._report, fds, self._worker_config)
-        env = {**os.environ, **settings.to_environment()}
+        env = {**os.environ, **self._environment, **settings.to_environment()}
         try:
             pid = process.spawn_worker([sys.executable, "-m", "websockify.worker"], env, [*fds, child_end.fileno()])
         except OSError:
@@ -221,6 +226,8 @@ class WorkerGroup:
         except (ValueError, OSError):
             pass
         worker.control.close()
+        if self._on_exit is not None:
+            self._on_exit(worker.pid)
         for _ in range(worker.sessions):  # its sessions ended with it
             self._on_session_end()
         if self._stopping:
@@ -236,9 +243,14 @@ class WorkerGroup:
             return  # after --timeout the sockets are closed: nothing for a new worker to serve
         try:
             self._spawn(index)
+            meter().worker_restarted()
         except OSError as exc:
             log.error("cannot start worker %d: %s; trying again in %gs", index, exc, _RESTART_DELAY_S)
             self._loop.call_later(_RESTART_DELAY_S, self._restart, index)
+
+    def processes(self) -> list[tuple[str, int]]:
+        """("worker-N", pid) of each running worker."""
+        return [(f"worker-{index}", worker.pid) for index, worker in sorted(self._workers.items())]
 
     # -- the rest of server.interface.Server --------------------------------
 

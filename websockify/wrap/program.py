@@ -33,6 +33,7 @@ from typing import Callable
 from ..config import Config, TcpAddress
 from ..errors import StartupError
 from ..fdlimit import INITIAL_NOFILE
+from ..metrics import meter
 from ..proxy.target import AddressConnector, ProtocolFactory, wait_for_program
 from . import process
 from .readiness import MAX_PATH_BYTES, ReadinessSocket
@@ -228,6 +229,7 @@ class WrappedProgram:
             log.warning("wrapped service ended with status %d; restarting in %.1fs (start #%d)",
                         status, decision.delay_s, decision.attempt)
             self._respawn = self._loop.call_later(decision.delay_s, self._spawn)
+            meter().program_restarted()
         elif isinstance(decision, KeepProxying):
             log.warning("wrapped service ended with status %d; proxying on without it (wrap mode ignore)",
                         status)

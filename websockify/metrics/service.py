@@ -1,0 +1,46 @@
+"""--metrics in the process that serves it (the only one, or the parent of
+workers): the meter installed, the workers' value directory, the listener."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Callable, Iterable
+
+from ..addresses import TcpAddress
+from ..wrap.supervisor import ProgramState
+from . import install
+from .endpoint import MetricsEndpoint, Readiness
+from .prometheus import MULTIPROCESS_VARIABLE, exposition
+
+Processes = Callable[[], Iterable[tuple[str, int]]]
+
+
+class MetricsService:
+    def __init__(self, address: TcpAddress, program_state: Callable[[], ProgramState] | None, workers: bool):
+        """`workers`: clients are served by worker processes, whose values are summed here."""
+        self.multiprocess_dir = tempfile.mkdtemp(prefix="websockify-metrics-") if workers else None
+        self._workers: Processes = lambda: ()
+        self.exposition, meter = exposition(self._processes, self.multiprocess_dir, program_state)
+        install(meter)
+        self.readiness = Readiness(program_state)
+        self._endpoint = MetricsEndpoint(address, self.exposition, self.readiness)
+
+    def _processes(self) -> list[tuple[str, int]]:
+        return [("main", os.getpid()), *self._workers()]
+
+    def watch_workers(self, workers: Processes) -> None:
+        """Count the descriptors of these (name, pid) too."""
+        self._workers = workers
+
+    def worker_environment(self) -> dict[str, str]:
+        """What a worker's environment needs so that its values reach /metrics here."""
+        return {MULTIPROCESS_VARIABLE: self.multiprocess_dir} if self.multiprocess_dir is not None else {}
+
+    async def start(self) -> None:
+        await self._endpoint.start()
+
+    def close(self) -> None:
+        self._endpoint.close()
+        if self.multiprocess_dir is not None:
+            shutil.rmtree(self.multiprocess_dir, ignore_errors=True)
