@@ -26,6 +26,10 @@ exception may carry a client's header) is never trusted to be one short line:
   first line, a note, and the traceback's last lines (the innermost frames and
   the exception) that fit.
 
+`--log-format json` (log_json.py) writes each record as one JSON object
+instead, on every destination (after the journal's `<N>`, as syslog's MSG),
+escaped and bounded alike.
+
 Handlers are opened after daemonizing, so their descriptors are never closed
 or reused under them (upstream's `-D --syslog` wrote log lines into clients).
 """
@@ -60,8 +64,9 @@ _LOG_FILE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_
 class _NoFollowFileHandler(logging.handlers.WatchedFileHandler):
     """WatchedFileHandler that never opens its file through a symbolic link."""
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, stderr: logging.Handler) -> None:
         self._refused = False
+        self._stderr = stderr  # where a refused reopen is told, in the format standard error has
         super().__init__(filename, encoding="utf-8")
 
     def _open(self) -> "io.TextIOWrapper":
@@ -82,8 +87,10 @@ class _NoFollowFileHandler(logging.handlers.WatchedFileHandler):
             if not self._refused:
                 self._refused = True
                 why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
-                sys.stderr.write(f"websockify: --log-file {self.baseFilename}: cannot reopen ({why}); "
-                                 "log lines are dropped until it is a regular file again\n")
+                self._stderr.handle(logging.makeLogRecord({
+                    "name": __name__, "levelno": logging.WARNING, "levelname": "WARNING",
+                    "msg": "--log-file %s: cannot reopen (%s); log lines are dropped until it is a regular "
+                           "file again", "args": (self.baseFilename, why)}))
             return
         self._refused = False
         logging.StreamHandler.emit(self, record)
@@ -193,32 +200,40 @@ class _SafeFormatter(logging.Formatter):
         return bounded_record(lines)
 
 
-class _JournalFormatter(_SafeFormatter):
-    def __init__(self) -> None:
-        super().__init__("%(message)s")
+def utc_timestamp(record: logging.LogRecord) -> str:
+    """RFC 3339, UTC, milliseconds: 2026-12-08T01:02:03.456Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+class _JournalFormatter(logging.Formatter):
+    """`<N>` before each line of what `body` writes, N the record's priority."""
+
+    def __init__(self, body: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self._body = body or _SafeFormatter("%(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         priority = _JOURNAL_PRIORITY.get(record.levelno, 6)
         # One journal entry per line: each line of a traceback gets the prefix.
-        return "\n".join(f"<{priority}>{line}" for line in super().format(record).split("\n"))
+        return "\n".join(f"<{priority}>{line}" for line in self._body.format(record).split("\n"))
 
 
-class _SyslogFormatter(_SafeFormatter):
+class _SyslogFormatter(logging.Formatter):
     """The part after `<PRI>`: RFC 5424's `1 TIMESTAMP HOST APP PROCID MSGID SD MSG`, or BSD's
-    `websockify[PID]: MSG`. A record is one line: newlines in tracebacks become ` | `."""
+    `websockify[PID]: MSG`, MSG what `body` writes. A record is one line: newlines in tracebacks
+    become ` | `."""
 
-    def __init__(self, legacy: bool) -> None:
-        super().__init__("%(message)s")
+    def __init__(self, legacy: bool, body: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self._body = body or _SafeFormatter("%(message)s")
         self._legacy = legacy
         self._host = socket.gethostname() or "-"
 
     def format(self, record: logging.LogRecord) -> str:
-        text = " | ".join(super().format(record).split("\n"))
+        text = " | ".join(self._body.format(record).split("\n"))
         if self._legacy:
             return f"websockify[{record.process}]: {text}"
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        stamp += f".{int(record.msecs):03d}Z"
-        return f"1 {stamp} {self._host} websockify {record.process} - - {text}"
+        return f"1 {utc_timestamp(record)} {self._host} websockify {record.process} - - {text}"
 
 
 def stderr_is_journal() -> bool:
@@ -256,19 +271,25 @@ def _probe_unix_socket(path: str) -> None:
 def setup_logging(settings: LogSettings) -> None:
     """Install the handlers; ConfigError if a log file or syslog cannot be opened."""
     handlers: list[logging.Handler] = []
+    if settings.format == "json":
+        from .log_json import JsonFormatter  # imported late: it builds on this module's bounds
+        body: logging.Formatter = JsonFormatter()
+        timestamped: logging.Formatter = body  # the object has its time and pid
+    else:
+        body, timestamped = _SafeFormatter("%(message)s"), _SafeFormatter(_TIMESTAMPED)
     stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(_JournalFormatter() if stderr_is_journal() else _SafeFormatter(_TIMESTAMPED))
+    stderr.setFormatter(_JournalFormatter(body) if stderr_is_journal() else timestamped)
     handlers.append(stderr)
     if settings.log_file is not None:
         try:
-            file_handler = _NoFollowFileHandler(settings.log_file)
+            file_handler = _NoFollowFileHandler(settings.log_file, stderr)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise ConfigError(f"--log-file: {settings.log_file} is a symbolic link, refused (anyone who can "
                                   "replace it could choose the file we append to); point --log-file at the "
                                   "real file") from None
             raise ConfigError(f"--log-file: cannot open {settings.log_file}: {exc.strerror}") from None
-        file_handler.setFormatter(_SafeFormatter(_TIMESTAMPED))
+        file_handler.setFormatter(timestamped)
         handlers.append(file_handler)
     if settings.syslog is not None:
         address = syslog_address(settings.syslog)
@@ -281,7 +302,7 @@ def setup_logging(settings: LogSettings) -> None:
         except OSError as exc:
             raise ConfigError(f"--syslog: cannot reach {settings.syslog}: {exc.strerror or exc}") from None
         syslog.append_nul = False
-        syslog.setFormatter(_SyslogFormatter(settings.legacy_syslog))
+        syslog.setFormatter(_SyslogFormatter(settings.legacy_syslog, body))
         handlers.append(syslog)
     # Each record would otherwise walk the stack for its source line and look up
     # thread and multiprocessing names that no line of ours prints.
