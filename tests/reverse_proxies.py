@@ -38,10 +38,17 @@ def _serving(name: str, command: list[str], port: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def nginx(directory: Path, upstream_port: int, locations: str = "") -> Iterator[int]:
+def nginx(directory: Path, upstream_port: int, locations: str = "",
+          tls: tuple[Path, Path] | None = None) -> Iterator[int]:
     """nginx on a loopback port of its own, proxying WebSocket upgrades to `upstream_port`;
-    `locations` is added inside the location block (e.g. `proxy_read_timeout 2s;`). Yields its port."""
+    `locations` is added inside the location block (e.g. `proxy_read_timeout 2s;`). With `tls`
+    (certificate and key files, PEM), nginx terminates TLS on its port and proxies in plain.
+    Yields its port."""
     port = _free_port()
+    listen = f"listen 127.0.0.1:{port};"
+    if tls is not None:
+        listen = (f"listen 127.0.0.1:{port} ssl;\n        ssl_certificate {tls[0]};\n"
+                  f"        ssl_certificate_key {tls[1]};")
     for name in ("logs", "tmp"):
         (directory / name).mkdir(parents=True, exist_ok=True)
     config = directory / "nginx.conf"
@@ -60,7 +67,7 @@ http {{
     uwsgi_temp_path {directory}/tmp/uwsgi;
     scgi_temp_path {directory}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
         location / {{
             proxy_pass http://127.0.0.1:{upstream_port};
             proxy_http_version 1.1;
@@ -78,31 +85,48 @@ http {{
 
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+FLEET_HAPROXY_CFG = Path(__file__).resolve().parent.parent / "docs" / "fleet" / "haproxy.cfg"
+SEND_PROXY = ("send-proxy-v2", "send-proxy")
+
+
+def fleet_haproxy_config(port: int, backends: list[int | str], send_proxy: str = "send-proxy-v2") -> str:
+    """docs/fleet/haproxy.cfg as the tests run it, changed only as its header says: the `bind`
+    line listens on 127.0.0.1:`port`, the `server` lines become one per backend (a loopback port
+    or a Unix socket path), each with the example's first server's parameters and `send_proxy`,
+    and the `default-server` line (the health check on the --metrics port) is dropped."""
+    assert send_proxy in SEND_PROXY, send_proxy
+    kept: list[str] = []
+    binds = defaults = 0
+    template: list[str] | None = None
+    for line in FLEET_HAPROXY_CFG.read_text().splitlines():
+        words = line.split()
+        keyword = words[0] if words else ""
+        if keyword == "bind":
+            binds += 1
+            kept.append(f"    bind 127.0.0.1:{port}")
+        elif keyword == "default-server":
+            defaults += 1
+        elif keyword == "server":
+            if template is None:
+                template = [send_proxy if word in SEND_PROXY else word for word in words[3:]]
+                kept.extend(f"    server s{n} {backend if isinstance(backend, str) else f'127.0.0.1:{backend}'} "
+                            + " ".join(template) for n, backend in enumerate(backends))
+        else:
+            kept.append(line)
+    # The example changed shape: say so here rather than test a configuration nobody wrote.
+    assert binds == 1 and defaults == 1 and template is not None, f"{FLEET_HAPROXY_CFG}: see its header"
+    assert send_proxy in template, f"{FLEET_HAPROXY_CFG}: its first server line sends no PROXY header"
+    return "\n".join(kept) + "\n"
 
 
 @contextlib.contextmanager
 def haproxy(directory: Path, backends: list[int | str], send_proxy: str = "send-proxy-v2") -> Iterator[int]:
-    """HAProxy in TCP mode on a loopback port of its own, spreading connections over
-    `backends` (loopback ports, or Unix socket paths) round robin, each with a PROXY
-    header (`send-proxy-v2` or `send-proxy`). Yields its port."""
+    """HAProxy in TCP mode on a loopback port of its own, with the example configuration
+    docs/fleet/haproxy.cfg (see fleet_haproxy_config), spreading connections over `backends`
+    (loopback ports, or Unix socket paths), each with a PROXY header (`send-proxy-v2` or
+    `send-proxy`). Yields its port."""
     port = _free_port()
-    servers = "\n".join(f"    server s{n} {backend if isinstance(backend, str) else f'127.0.0.1:{backend}'} "
-                        f"{send_proxy}" for n, backend in enumerate(backends))
     config = directory / "haproxy.cfg"
-    config.write_text(f"""
-global
-    maxconn 512
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend front
-    bind 127.0.0.1:{port}
-    default_backend websockify
-backend websockify
-    balance roundrobin
-{servers}
-""")
+    config.write_text(fleet_haproxy_config(port, backends, send_proxy))
     with _serving("haproxy", [HAPROXY, "-db", "-f", str(config)], port):
         yield port

@@ -66,7 +66,7 @@ def test_two_instances_behind_haproxy_see_the_real_clients(tmp_path, echo_server
             return {match for proxy in proxies for match in re.findall(r"\b(127\.0\.0\.\d+):\d+ target=", proxy.log)}
 
         wait_for(lambda: sources() == {"127.0.0.2", "127.0.0.3"}, 10, "both clients' addresses in the session lines")
-        for proxy in proxies:  # round robin: both instances served, each naming real clients only
+        for proxy in proxies:  # leastconn: both instances served, each naming real clients only
             proxy.wait_log(r"\b127\.0\.0\.[23]:\d+ target=")
             assert not re.search(r"\b127\.0\.0\.1:\d+ target=", proxy.log), proxy.log  # never the balancer
 
