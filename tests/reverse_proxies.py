@@ -89,11 +89,14 @@ FLEET_HAPROXY_CFG = Path(__file__).resolve().parent.parent / "docs" / "fleet" / 
 SEND_PROXY = ("send-proxy-v2", "send-proxy")
 
 
-def fleet_haproxy_config(port: int, backends: list[int | str], send_proxy: str = "send-proxy-v2") -> str:
+def fleet_haproxy_config(port: int, backends: list[int | str], send_proxy: str = "send-proxy-v2",
+                         metrics_ports: list[int] | None = None) -> str:
     """docs/fleet/haproxy.cfg as the tests run it, changed only as its header says: the `bind`
     line listens on 127.0.0.1:`port`, the `server` lines become one per backend (a loopback port
-    or a Unix socket path), each with the example's first server's parameters and `send_proxy`,
-    and the `default-server` line (the health check on the --metrics port) is dropped."""
+    or a Unix socket path), each with the example's first server's parameters and `send_proxy`.
+    The `default-server` line (the health check on the --metrics port) is kept when each backend's
+    --metrics port is given (each server line then names its own, as instances on one host must),
+    else dropped."""
     assert send_proxy in SEND_PROXY, send_proxy
     kept: list[str] = []
     binds = defaults = 0
@@ -106,11 +109,14 @@ def fleet_haproxy_config(port: int, backends: list[int | str], send_proxy: str =
             kept.append(f"    bind 127.0.0.1:{port}")
         elif keyword == "default-server":
             defaults += 1
+            if metrics_ports is not None:
+                kept.append(line)
         elif keyword == "server":
             if template is None:
                 template = [send_proxy if word in SEND_PROXY else word for word in words[3:]]
                 kept.extend(f"    server s{n} {backend if isinstance(backend, str) else f'127.0.0.1:{backend}'} "
-                            + " ".join(template) for n, backend in enumerate(backends))
+                            + " ".join(template) + (f" port {metrics_ports[n]}" if metrics_ports else "")
+                            for n, backend in enumerate(backends))
         else:
             kept.append(line)
     # The example changed shape: say so here rather than test a configuration nobody wrote.
@@ -120,13 +126,14 @@ def fleet_haproxy_config(port: int, backends: list[int | str], send_proxy: str =
 
 
 @contextlib.contextmanager
-def haproxy(directory: Path, backends: list[int | str], send_proxy: str = "send-proxy-v2") -> Iterator[int]:
+def haproxy(directory: Path, backends: list[int | str], send_proxy: str = "send-proxy-v2",
+            metrics_ports: list[int] | None = None) -> Iterator[int]:
     """HAProxy in TCP mode on a loopback port of its own, with the example configuration
     docs/fleet/haproxy.cfg (see fleet_haproxy_config), spreading connections over `backends`
     (loopback ports, or Unix socket paths), each with a PROXY header (`send-proxy-v2` or
-    `send-proxy`). Yields its port."""
+    `send-proxy`), health-checked on `metrics_ports` when given. Yields its port."""
     port = _free_port()
     config = directory / "haproxy.cfg"
-    config.write_text(fleet_haproxy_config(port, backends, send_proxy))
+    config.write_text(fleet_haproxy_config(port, backends, send_proxy, metrics_ports))
     with _serving("haproxy", [HAPROXY, "-db", "-f", str(config)], port):
         yield port

@@ -1,6 +1,7 @@
 """The limits a public server needs, and the origin check against cross-site WebSocket hijacking."""
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import subprocess
@@ -101,7 +102,9 @@ def test_idle_sockets_from_one_address_lock_out_neither_a_new_client_nor_a_sessi
             assert read_frame(session) == (0x2, b"alive")
             proxy.wait_log(r"evicted: idle before its request: \d+ more in the last 10 s", seconds=20)
             assert len([line for line in proxy.lines if "evicted" in line]) <= 4
-            assert "dropped" not in proxy.log
+            # Nobody was turned away for want of room (idle sockets past their handshake
+            # deadline may be dropped on a slow machine: that is no lockout).
+            assert not re.search(r"dropped: \d+ connections", proxy.log)
         finally:
             for sock in [session, *idle]:
                 sock.close()
