@@ -43,6 +43,10 @@ static void parse_args(int argc, char **argv) {
             O.sync = 1;
             continue;
         }
+        if (strcmp(a, "--proxy-v2") == 0) {
+            O.proxy_v2 = 1;
+            continue;
+        }
         if (!v) fatal("%s needs a value", a);
         i++;
         if (strcmp(a, "--connect") == 0) parse_target(v), have_target = 1;

@@ -12,7 +12,7 @@ enum { P_SETUP, P_WAIT_GO, P_RUN, P_WAIT_END, P_END };
 enum { E_CONNECT, E_HANDSHAKE, E_ACCEPT, E_EOF, E_RESET, E_TIMEOUT, E_PROTOCOL, E_CLOSED, E_COUNT };
 
 struct options {
-    int ws, test, sync;
+    int ws, test, sync, proxy_v2; /* proxy_v2: a PROXY protocol v2 header first */
     struct sockaddr_in addr;
     char hostport[64];
     uint64_t bytes;

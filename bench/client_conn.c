@@ -1,6 +1,7 @@
-/* The load generator's connections: connect, the WebSocket handshake (the
- * Sec-WebSocket-Accept is checked), sending prebuilt buffers, reading frames.
- * What a connection does once open belongs to the test (client_tests.c). */
+/* The load generator's connections: connect, the PROXY protocol v2 header (with
+ * --proxy-v2), the WebSocket handshake (the Sec-WebSocket-Accept is checked),
+ * sending prebuilt buffers, reading frames. What a connection does once open
+ * belongs to the test (client_tests.c). */
 #define _GNU_SOURCE
 #include "client.h"
 
@@ -9,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define REQ_MAX 512
+#define PP2_LEN 28 /* a PROXY v2 header for TCP over IPv4 */
+#define REQ_MAX (PP2_LEN + 512)
 #define RESP_MAX 1536
 
 int ep;
@@ -101,6 +104,30 @@ void c_start(struct cconn *c) {
         c_fail(c, E_CONNECT, strerror(errno));
 }
 
+/* The PROXY protocol v2 header a load balancer sends first (haproxy.org's
+ * proxy-protocol.txt, section 2.2): signature, 0x21 (v2, PROXY), 0x11 (TCP over
+ * IPv4), 12 bytes of addresses, all in network byte order. The client it names is
+ * 192.0.2.1 (TEST-NET-1, so the proxy's log shows the header was read), with this
+ * connection's real local port; the destination is the address connected to.
+ * Returns PP2_LEN, or 0 when the local port cannot be read (already failed). */
+static size_t c_proxy_v2(struct cconn *c, unsigned char out[PP2_LEN]) {
+    static const unsigned char head[16] = {'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n',
+                                           0x21, 0x11, 0, 12};
+    struct sockaddr_in local;
+    socklen_t l = sizeof local;
+    if (getsockname(c->fd, (struct sockaddr *)&local, &l) != 0) {
+        c_fail(c, E_CONNECT, strerror(errno));
+        return 0;
+    }
+    uint32_t src = htonl(0xC0000201u); /* 192.0.2.1 */
+    memcpy(out, head, sizeof head);
+    memcpy(out + 16, &src, 4);
+    memcpy(out + 20, &O.addr.sin_addr.s_addr, 4);
+    memcpy(out + 24, &local.sin_port, 2);
+    memcpy(out + 26, &O.addr.sin_port, 2);
+    return PP2_LEN;
+}
+
 static void c_opened(struct cconn *c) {
     c->state = C_OPEN; /* the deadline stays until the connection proves itself */
     on_open(c);
@@ -115,17 +142,31 @@ void c_connected(struct cconn *c) {
         return;
     }
     if (!O.ws) {
+        if (O.proxy_v2) {
+            /* a few bytes into a fresh socket's empty buffer: sent whole, or an error */
+            unsigned char pp[PP2_LEN];
+            if (!c_proxy_v2(c, pp)) return;
+            ssize_t w = send(c->fd, pp, PP2_LEN, MSG_NOSIGNAL);
+            if (w != PP2_LEN) {
+                c_fail(c, w < 0 && (errno == ECONNRESET || errno == EPIPE) ? E_RESET : E_PROTOCOL,
+                       w < 0 ? strerror(errno) : "PROXY header: short write");
+                return;
+            }
+        }
         c_opened(c);
         return;
     }
+    if (!(c->head = malloc(REQ_MAX + RESP_MAX))) fatal("out of memory");
+    /* the header and the request head go out in one write, as one buffer */
+    int n = 0;
+    if (O.proxy_v2 && !(n = (int)c_proxy_v2(c, (unsigned char *)c->head))) return;
     char key[25];
     ws_new_key(key);
     ws_accept_for(key, 24, c->accept);
-    if (!(c->head = malloc(REQ_MAX + RESP_MAX))) fatal("out of memory");
-    int n = snprintf(c->head, REQ_MAX,
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n",
-                     O.path, O.hostport, key);
+    n += snprintf(c->head + n, REQ_MAX - (size_t)n,
+                  "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n",
+                  O.path, O.hostport, key);
     if (O.subprotocol[0])
         n += snprintf(c->head + n, REQ_MAX - (size_t)n, "Sec-WebSocket-Protocol: %s\r\n", O.subprotocol);
     n += snprintf(c->head + n, REQ_MAX - (size_t)n, "\r\n");

