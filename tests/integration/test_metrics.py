@@ -250,3 +250,18 @@ def test_not_ready_from_the_start_of_a_graceful_stop(echo_server):
             assert read_frame(sock)[0] == 0x8  # the stop has begun
             assert ready(port) == (503, b"not ready: shutting down\n")
         assert proxy.proc.wait(timeout(20)) == 0
+
+
+def test_proxy_header_failures_are_counted(echo_server):
+    with running_proxy("--proxy-protocol", "--trusted-proxies", "127.0.0.1", "--metrics", "127.0.0.1:0",
+                       "127.0.0.1:0", echo_server.address) as proxy:
+        port = metrics_port(proxy)
+        for source, data in (("127.0.0.1", b"GET / HTTP/1.1\r\n\r\n"), ("127.0.0.2", b"PROXY TCP4 1.2.3.4 ")):
+            with socket.socket() as sock:  # no header; then an untrusted peer
+                sock.settimeout(timeout(10))
+                sock.bind((source, 0))
+                sock.connect(("127.0.0.1", proxy.port))
+                sock.sendall(data)
+                assert sock.recv(1) == b""
+        wait_for(lambda: value(scrape(port), "websockify_handshake_failures_total", reason="proxy_header") == 2,
+                 10, "both refusals counted")

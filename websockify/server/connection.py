@@ -396,7 +396,7 @@ class ClientConnection(asyncio.BufferedProtocol):
                 told()
                 after()
         connector, facts = self._connector, self._facts(session)
-        if config.target_proxy_protocol is not None:
+        if config.target_proxy_protocol is not None and then is None:  # a handler connected its own
             connector = HeaderConnector(connector, proxy_header(config.target_proxy_protocol, self._address,
                                                                 self._transport.get_extra_info("sockname")))
         self._relay = Relay(
