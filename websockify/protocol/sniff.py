@@ -2,13 +2,16 @@
 
 TLS starts with a handshake record (0x16) or an SSLv2-style hello (high bit set,
 0x80); Flash asks for its policy with a fixed string; HTTP starts with a method
-token. Anything else is garbage and is dropped.
+token. A load balancer's PROXY header (v1 `PROXY `, or v2's signature) is told
+apart, so that a listener without --proxy-protocol can say what it got. Anything
+else is garbage and is dropped.
 """
 from __future__ import annotations
 
 import enum
 
 FLASH_POLICY_REQUEST = b"<policy-file-request/>\x00"
+_PROXY_STARTS = (b"PROXY ", b"\r\n\r\n\x00\r\nQUIT\n")  # HAProxy's v1 and v2
 _TLS_FIRST_BYTES = (0x16, 0x80)
 
 
@@ -18,6 +21,7 @@ class Kind(enum.Enum):
     HTTP = "http"
     NEED_MORE = "need-more"
     UNKNOWN = "unknown"
+    PROXY_HEADER = "a PROXY protocol header, and --proxy-protocol is off"
 
 
 def sniff(data: bytes) -> Kind:
@@ -26,6 +30,11 @@ def sniff(data: bytes) -> Kind:
         return Kind.NEED_MORE
     if data[0] in _TLS_FIRST_BYTES:
         return Kind.TLS
+    for start in _PROXY_STARTS:
+        if data.startswith(start):
+            return Kind.PROXY_HEADER
+        if start.startswith(data):
+            return Kind.NEED_MORE
     if data[0:1] == b"<":
         if data.startswith(FLASH_POLICY_REQUEST):
             return Kind.FLASH_POLICY
