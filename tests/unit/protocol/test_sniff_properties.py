@@ -1,5 +1,5 @@
 """Properties of the first-bytes classifier, for any bytes a client may send."""
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from websockify.protocol.sniff import FLASH_POLICY_REQUEST, Kind, sniff
@@ -42,12 +42,29 @@ def test_tls_first_bytes_are_tls(first, tail):
     assert sniff(bytes([first]) + tail) is Kind.TLS
 
 
+PROXY_STARTS = (b"PROXY ", b"\r\n\r\n\x00\r\nQUIT\n")
+
+
+def proxy_prefix(data: bytes) -> bool:
+    """A start of a PROXY header, or one with more after it."""
+    return any(start.startswith(data[:len(start)]) for start in PROXY_STARTS)
+
+
 @given(st.integers(0x41, 0x5A), st.binary(max_size=64))
 def test_an_upper_case_letter_starts_http(first, tail):
-    assert sniff(bytes([first]) + tail) is Kind.HTTP
+    data = bytes([first]) + tail
+    assume(not proxy_prefix(data))  # "PROXY ": a load balancer's header (below)
+    assert sniff(data) is Kind.HTTP
+
+
+@given(st.sampled_from(PROXY_STARTS), st.binary(max_size=64), st.data())
+def test_a_proxy_header_is_told_apart_and_its_start_needs_more(start, tail, data):
+    assert sniff(start + tail) is Kind.PROXY_HEADER
+    cut = data.draw(st.integers(1, len(start) - 1))
+    assert sniff(start[:cut]) is Kind.NEED_MORE
 
 
 @given(st.binary(min_size=1, max_size=64).filter(
-    lambda d: d[0] not in (0x16, 0x80) and not 0x41 <= d[0] <= 0x5A and d[0:1] != b"<"))
+    lambda d: d[0] not in (0x16, 0x80) and not 0x41 <= d[0] <= 0x5A and d[0:1] != b"<" and not proxy_prefix(d)))
 def test_other_first_bytes_are_unknown(data):
     assert sniff(data) is Kind.UNKNOWN
