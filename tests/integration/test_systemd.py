@@ -15,7 +15,9 @@ import time
 
 import pytest
 from helpers import ROOT, reserved_port, running_proxy, start_proxy, timeout, wait_for
-from rawws import frame, open_unix_websocket, open_websocket, read_frame
+from rawws import frame, open_unix_websocket, open_websocket, read_frame, read_head, status_of, upgrade_request
+
+from websockify.protocol.proxy_header import encode_v2
 
 VENV_WEBSOCKIFY = os.path.join(os.path.dirname(sys.executable), "websockify")
 
@@ -127,6 +129,31 @@ def test_socket_activation_on_tcp_without_a_source_address(echo_server):
             proc.terminate()
             assert proc.wait(timeout(10)) == 0
         assert f"listening on 127.0.0.1:{port}" in proc.stderr.read()
+
+
+def _with_proxy_header(port: int):
+    """A session that starts with a PROXY v2 header naming 203.0.113.9:4000, or None (not up yet)."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout(10))
+    except OSError:
+        return None
+    sock.sendall(encode_v2(("203.0.113.9", 4000), ("127.0.0.1", port)) + upgrade_request("/"))
+    assert status_of(read_head(sock)) == 101
+    return sock
+
+
+def test_socket_activation_with_the_proxy_protocol(echo_server):
+    with reserved_port() as port:
+        proc = _activated(f"127.0.0.1:{port}", "--proxy-protocol", echo_server.address)
+        try:
+            ws = wait_for(lambda: _with_proxy_header(port), 20, "the activated websockify")
+            ws.sendall(frame(0x2, b"activated"))
+            assert read_frame(ws) == (0x2, b"activated")
+            ws.close()
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout(10)) == 0
+        assert re.search(r"203\.0\.113\.9:4000 target=", proc.stderr.read())  # the client the header named
 
 
 def test_socket_activation_on_a_unix_socket(tmp_path, echo_server):
