@@ -38,17 +38,10 @@ def _serving(name: str, command: list[str], port: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def nginx(directory: Path, upstream_port: int, locations: str = "",
-          tls: tuple[Path, Path] | None = None) -> Iterator[int]:
-    """nginx on a loopback port of its own, proxying WebSocket upgrades to `upstream_port`;
-    `locations` is added inside the location block (e.g. `proxy_read_timeout 2s;`). With `tls`
-    (certificate and key files, PEM), nginx terminates TLS on its port and proxies in plain.
-    Yields its port."""
+def _nginx_serving(directory: Path, server: str) -> Iterator[int]:
+    """nginx on a loopback port of its own with one `server` block, whose text has `{port}`
+    for that port. Yields the port."""
     port = _free_port()
-    listen = f"listen 127.0.0.1:{port};"
-    if tls is not None:
-        listen = (f"listen 127.0.0.1:{port} ssl;\n        ssl_certificate {tls[0]};\n"
-                  f"        ssl_certificate_key {tls[1]};")
     for name in ("logs", "tmp"):
         (directory / name).mkdir(parents=True, exist_ok=True)
     config = directory / "nginx.conf"
@@ -67,7 +60,25 @@ http {{
     uwsgi_temp_path {directory}/tmp/uwsgi;
     scgi_temp_path {directory}/tmp/scgi;
     server {{
-        {listen}
+{server.replace("{port}", str(port))}
+    }}
+}}
+""")
+    with _serving("nginx", [NGINX, "-p", str(directory), "-c", str(config), "-e", str(directory / "logs/error.log")],
+                  port):
+        yield port
+
+
+def nginx(directory: Path, upstream_port: int, locations: str = "",
+          tls: tuple[Path, Path] | None = None) -> contextlib.AbstractContextManager[int]:
+    """nginx proxying WebSocket upgrades to `upstream_port`; `locations` is added inside the
+    location block (e.g. `proxy_read_timeout 2s;`). With `tls` (certificate and key files, PEM),
+    nginx terminates TLS on its port and proxies in plain. Yields its port."""
+    listen = "listen 127.0.0.1:{port};"
+    if tls is not None:
+        listen = (f"listen 127.0.0.1:{{port}} ssl;\n        ssl_certificate {tls[0]};\n"
+                  f"        ssl_certificate_key {tls[1]};")
+    return _nginx_serving(directory, f"""        {listen}
         location / {{
             proxy_pass http://127.0.0.1:{upstream_port};
             proxy_http_version 1.1;
@@ -75,13 +86,14 @@ http {{
             proxy_set_header Connection "upgrade";
             proxy_set_header Host $host;
             {locations}
-        }}
-    }}
-}}
-""")
-    with _serving("nginx", [NGINX, "-p", str(directory), "-c", str(config), "-e", str(directory / "logs/error.log")],
-                  port):
-        yield port
+        }}""")
+
+
+def nginx_proxy_protocol_echo(directory: Path) -> contextlib.AbstractContextManager[int]:
+    """nginx that reads a PROXY header first and answers an HTTP request with the address and
+    port the header gave, `[ADDRESS] [PORT]` (`[] []` for none). Yields its port."""
+    return _nginx_serving(directory, """        listen 127.0.0.1:{port} proxy_protocol;
+        location / { default_type text/plain; return 200 "[$proxy_protocol_addr] [$proxy_protocol_port]"; }""")
 
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"

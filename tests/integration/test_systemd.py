@@ -117,18 +117,24 @@ def _activated(listen: str, *args: str, env: dict | None = None) -> subprocess.P
                             env={**os.environ, **(env or {})})
 
 
+def _echo_once_then_stop(proc: subprocess.Popen, connect) -> str:
+    """One echo on the session `connect()` opens once the activated websockify answers; then
+    stop it (exit 0). Returns what it wrote on stderr."""
+    try:
+        ws = wait_for(connect, 20, "the activated websockify")
+        ws.sendall(frame(0x2, b"activated"))
+        assert read_frame(ws) == (0x2, b"activated")
+        ws.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout(10)) == 0
+    return proc.stderr.read()
+
+
 def test_socket_activation_on_tcp_without_a_source_address(echo_server):
     with reserved_port() as port:
         proc = _activated(f"127.0.0.1:{port}", echo_server.address)
-        try:
-            ws = wait_for(lambda: _connect(port), 20, "the activated websockify")
-            ws.sendall(frame(0x2, b"activated"))
-            assert read_frame(ws) == (0x2, b"activated")
-            ws.close()
-        finally:
-            proc.terminate()
-            assert proc.wait(timeout(10)) == 0
-        assert f"listening on 127.0.0.1:{port}" in proc.stderr.read()
+        assert f"listening on 127.0.0.1:{port}" in _echo_once_then_stop(proc, lambda: _connect(port))
 
 
 def _with_proxy_header(port: int):
@@ -145,15 +151,8 @@ def _with_proxy_header(port: int):
 def test_socket_activation_with_the_proxy_protocol(echo_server):
     with reserved_port() as port:
         proc = _activated(f"127.0.0.1:{port}", "--proxy-protocol", echo_server.address)
-        try:
-            ws = wait_for(lambda: _with_proxy_header(port), 20, "the activated websockify")
-            ws.sendall(frame(0x2, b"activated"))
-            assert read_frame(ws) == (0x2, b"activated")
-            ws.close()
-        finally:
-            proc.terminate()
-            assert proc.wait(timeout(10)) == 0
-        assert re.search(r"203\.0\.113\.9:4000 target=", proc.stderr.read())  # the client the header named
+        stderr = _echo_once_then_stop(proc, lambda: _with_proxy_header(port))
+        assert re.search(r"203\.0\.113\.9:4000 target=", stderr)  # the client the header named
 
 
 def test_socket_activation_on_a_unix_socket(tmp_path, echo_server):
