@@ -111,6 +111,15 @@ def parse_listen(text: str) -> TcpAddress:
     return TcpAddress(parse_host(host, what), parse_port(port_text, what, allow_zero=True))
 
 
+def parse_metrics_address(text: str) -> TcpAddress:
+    """--metrics [HOST:]PORT; without a host, loopback: metrics and health are not for the public."""
+    try:
+        address = parse_listen(text)
+    except ConfigError:
+        raise ConfigError(f"--metrics: {text!r} is not [HOST:]PORT") from None
+    return address if address.host else TcpAddress("127.0.0.1", address.port)
+
+
 def parse_target(text: str) -> TcpAddress:
     """`host:port`; the host is required, as upstream requires it."""
     what = "target address"

@@ -160,7 +160,8 @@ async def _serve(prepared: _Prepared) -> int:
     reaper = ChildReaper(loop)  # the one owner of child exits in this process
     program = WrappedProgram(config, prepared.library, reaper) if prepared.library is not None else None
     status = _Status(notifier, prepared.sockets, program)
-    observed = _metrics(config, program) if config.metrics is not None else None
+    workers = config.workers or available_cpus()
+    observed = _metrics(config, program, workers) if config.metrics is not None else None
     server: Server
 
     def stop_accepting() -> None:  # the server is built below, with the lifetimes' hooks
@@ -169,7 +170,12 @@ async def _serve(prepared: _Prepared) -> int:
         server.stop_accepting()
 
     lifetimes = Lifetimes(config.lifetime, stop.by_lifetime, stop_accepting, status.sessions_changed)
-    server = _server(prepared, reaper, program, lifetimes, observed)
+    try:
+        server = _server(prepared, reaper, program, lifetimes, observed, workers)
+    except BaseException:
+        if observed is not None:
+            observed.close()  # its workers' directory
+        raise
     notifier.start_watchdog()
 
     def reload_and_forward(signum: int) -> None:
@@ -223,18 +229,17 @@ async def _serve(prepared: _Prepared) -> int:
             listening.close()
 
 
-def _metrics(config: Config, program: WrappedProgram | None) -> MetricsService:
+def _metrics(config: Config, program: WrappedProgram | None, workers: int) -> MetricsService:
     """--metrics: the meter, /metrics, /healthz and /readyz; the wrapped program's state in both."""
     assert config.metrics is not None
     state = (lambda: program.target_state()[0]) if program is not None else None
-    return MetricsService(config.metrics, state, workers=(config.workers or available_cpus()) > 1)
+    return MetricsService(config.metrics, state, workers=workers > 1)
 
 
 def _server(prepared: _Prepared, reaper: ChildReaper, program: WrappedProgram | None,
-            lifetimes: Lifetimes, observed: MetricsService | None) -> Server:
-    """One process serving the clients, or a group of worker processes."""
+            lifetimes: Lifetimes, observed: MetricsService | None, workers: int) -> Server:
+    """One process serving the clients, or a group of `workers` worker processes."""
     config = prepared.config
-    workers = config.workers or available_cpus()
     if workers > 1:
         lifetime = config.lifetime
         counting = prepared.notifier.enabled or bool(lifetime.idle_timeout_s or lifetime.timeout_s or lifetime.run_once)

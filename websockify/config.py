@@ -14,7 +14,7 @@ from .access_lists import DEFAULT_TRUSTED_PROXIES as DEFAULT_TRUSTED_PROXIES  # 
 from .access_lists import IPNetwork, parse_hosts, parse_origins, parse_trusted_proxies
 from .addresses import Target as Target  # re-exported: settings hold addresses
 from .addresses import TcpAddress as TcpAddress
-from .addresses import TooManyColons, parse_listen, parse_target
+from .addresses import TooManyColons, parse_listen, parse_metrics_address, parse_target
 from .addresses import UnixAddress as UnixAddress
 from .errors import ConfigError
 
@@ -275,6 +275,9 @@ def build_config(
     _check_ssl_target(ssl_target, target, token_plugin)
     if target_proxy_protocol is not None and ssl_target:  # HAProxy's servers read it before TLS, ours inside
         raise ConfigError("--target-proxy-protocol cannot be combined with --ssl-target")
+    metrics_address = parse_metrics_address(metrics) if metrics is not None else None
+    if metrics_address is not None and listen is not None and metrics_address.port == listen.port != 0:
+        raise ConfigError(f"--metrics {metrics}: the source port is the clients'; give metrics a port of its own")
     _check_auth(auth_plugin, auth_source, web_auth, web)
 
     return Config(
@@ -306,7 +309,7 @@ def build_config(
         trusted_proxies=parse_trusted_proxies(trusted_proxies),
         forwarded_header=cast(ForwardedHeader, forwarded_header),
         target_proxy_protocol=cast("TargetProxyProtocol | None", target_proxy_protocol),
-        metrics=_metrics_address(metrics) if metrics is not None else None,
+        metrics=metrics_address,
         record=record,
         hixie76=hixie76,
         grace_period_s=grace_period_s,
@@ -472,14 +475,6 @@ def _log_settings(*, verbose: bool, log_file: str | None, syslog: str | None, le
     return LogSettings(verbose=verbose, log_file=log_file, syslog=syslog, legacy_syslog=legacy_syslog,
                        daemon=daemon, traffic=traffic, format=cast(LogFormat, log_format))
 
-
-def _metrics_address(text: str) -> TcpAddress:
-    """--metrics [HOST:]PORT; without a host, loopback: metrics and health are not for the public."""
-    try:
-        address = parse_listen(text)
-    except ConfigError:
-        raise ConfigError(f"--metrics: {text!r} is not [HOST:]PORT") from None
-    return address if address.host else TcpAddress("127.0.0.1", address.port)
 
 
 # -- TLS -----------------------------------------------------------------------

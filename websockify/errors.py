@@ -36,7 +36,8 @@ class Refusal(enum.Enum):
     TOKEN_LOOKUP = "token_lookup"  # the token plugin failed, timed out or is not ready
     LIMIT = "limit"  # --max-connections, --max-connections-per-ip
     TIMEOUT = "timeout"  # --handshake-timeout
-    PROXY_HEADER = "proxy_header"  # --proxy-protocol: untrusted peer or no valid header
+    PROXY_HEADER = "proxy_header"  # --proxy-protocol: untrusted peer or no valid header; or one without it
+    TLS = "tls"  # the TLS handshake failed, or a plain client on --ssl-only
     SHUTDOWN = "shutdown"  # the server was stopping
 
 

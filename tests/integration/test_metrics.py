@@ -16,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rawws import frame, read_frame, read_head, read_until_close, status_of, upgrade_request
 from wrapping import ECHO, marked, marker_fixture, open_gate, stop_and_check, wrap
 
+from websockify.protocol.proxy_header import encode_v2
+
 PLUGINS = {"PYTHONPATH": os.path.join(ROOT, "tests", "plugins")}
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -170,6 +172,21 @@ def test_workers_are_summed_and_a_restarted_workers_counts_kept(echo_server):
         assert value(later, "websockify_sessions_open") == 0
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_multiprocess_directory_in_the_users_environment_changes_nothing(echo_server, workers):
+    with running_proxy("--workers", workers, "--metrics", "127.0.0.1:0", "127.0.0.1:0", echo_server.address,
+                       env={"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/directory"}) as proxy:
+        port = metrics_port(proxy)
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10)) as sock:
+            sock.sendall(upgrade_request("/"))
+            assert status_of(read_head(sock)) == 101
+            sock.sendall(frame(0x8, (1000).to_bytes(2, "big")))
+            assert read_until_close(sock) == 1000
+        wait_for(lambda: value(scrape(port), "websockify_sessions_total", outcome="normal") == 1, 10,
+                 "the session counted")
+    assert "Traceback" not in proxy.log
+
+
 def test_health_and_ready_and_nothing_else(echo_server):
     with running_proxy("--metrics", "127.0.0.1:0", "127.0.0.1:0", echo_server.address) as proxy:
         port = metrics_port(proxy)
@@ -181,6 +198,13 @@ def test_health_and_ready_and_nothing_else(echo_server):
         with socket.create_connection(("127.0.0.1", port), timeout=timeout(10)) as sock:
             sock.sendall(b"\x16\x03\x01 not http\r\n\r\n")
             assert status_of(read_head(sock)) == 400
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout(10)) as sock:
+            # A balancer that sends a PROXY header to the clients' port may send one with its checks.
+            sock.sendall(encode_v2(("10.0.0.2", 40000), ("127.0.0.1", port)) + b"GET /readyz HTTP/1.1\r\n\r\n")
+            assert status_of(read_head(sock)) == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout(10)) as sock:
+            sock.sendall(b"DELETE /metrics HTTP/1.1\r\n\r\n")
+            assert b"\r\nAllow: GET, HEAD\r\n" in read_head(sock)
         # The public port does not serve them.
         assert refused(proxy.port, "/metrics") != 200
     assert "Traceback" not in proxy.log

@@ -176,3 +176,21 @@ def test_groups_are_checked_in_order_so_the_same_mistake_is_named_first():
 def test_workers_auto_is_zero_and_a_count_is_itself():
     assert build_config(**BASE, workers="auto").workers == 0
     assert build_config(**BASE, workers="4").workers == 4
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("9100", TcpAddress("127.0.0.1", 9100)), (":9100", TcpAddress("127.0.0.1", 9100)),
+    ("0.0.0.0:9100", TcpAddress("0.0.0.0", 9100)), ("[::1]:0", TcpAddress("::1", 0)),
+])
+def test_metrics_listens_on_loopback_unless_told(text, expected):
+    assert build_config(arguments=("6080", "127.0.0.1:5900"), metrics=text).metrics == expected
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"metrics": "6080"}, "give metrics a port of its own"),
+    ({"metrics": "x:y"}, "--metrics: 'x:y' is not [HOST:]PORT"),
+    ({"target_proxy_protocol": "v2", "ssl_target": True}, "cannot be combined with --ssl-target"),
+])
+def test_metrics_and_target_proxy_protocol_mistakes(options, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        build_config(arguments=("6080", "127.0.0.1:5900"), **options)

@@ -1,8 +1,9 @@
 """The --metrics listener: GET (or HEAD) /metrics, /healthz and /readyz, nothing else.
 
 A port of its own, never the public one: scrapers and probes reach it, clients
-do not. Each request is one short exchange, closed after the answer; a head
-over 8 KiB, or not complete within 10 s, is dropped.
+do not. Each request is one short exchange, closed after the answer, all of it
+within 10 s; a head over 8 KiB gets 431; past 32 connections at once, more are
+closed unanswered. A PROXY header before the request is read and skipped.
 
 - /healthz: 200 while the process runs its event loop (a liveness probe).
 - /readyz: 200 once the public port listens and, when wrapping, while the
@@ -20,13 +21,17 @@ from typing import Callable
 from ..addresses import TcpAddress, format_host_port
 from ..errors import HttpError, StartupError
 from ..protocol.http import RequestHead, RequestReader, error_response, response_head
+from ..protocol.logsafe import printable
+from ..protocol.proxy_header import ProxyHeaderError, parse
+from ..protocol.sniff import Kind, sniff
 from ..wrap.supervisor import ProgramState
 from .prometheus import Exposition
 
 log = logging.getLogger(__name__)
 
 _MAX_HEAD_BYTES = 8 * 1024
-_READ_TIMEOUT_S = 10.0
+_EXCHANGE_TIMEOUT_S = 10.0
+_MAX_CONNECTIONS = 32
 _PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -57,6 +62,7 @@ class MetricsEndpoint:
         self._exposition = exposition
         self._readiness = readiness
         self._server: asyncio.Server | None = None
+        self._open = 0  # connections being answered
 
     async def start(self) -> None:
         try:
@@ -73,33 +79,32 @@ class MetricsEndpoint:
             self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= _MAX_CONNECTIONS:  # scrapers and probes are few: a crowd is no probe
+            writer.close()
+            return
+        self._open += 1
+        head: RequestHead | None = None
         try:
-            head = await self._read_head(reader)
-            if head is not None:
-                writer.write(await self._answer(head))
-                await writer.drain()
+            async with asyncio.timeout(_EXCHANGE_TIMEOUT_S):  # reading the request and writing the answer
+                head = await _read_head(reader)
+                if head is not None:
+                    writer.write(await self._answer(head))
+                    await writer.drain()
         except HttpError as exc:
-            writer.write(error_response(exc.status, str(exc)))
+            writer.write(error_response(exc.status, str(exc), exc.headers,
+                                        include_body=head is None or head.method != "HEAD"))
         except (TimeoutError, ConnectionError):
             pass
+        except Exception as exc:  # reading the workers' files, say: an answer, and one line
+            log.error("metrics listener: answering failed: %s", printable(repr(exc)))
+            writer.write(error_response(500, "metrics unavailable"))
         finally:
+            self._open -= 1
             writer.close()
-
-    @staticmethod
-    async def _read_head(reader: asyncio.StreamReader) -> RequestHead | None:
-        parser = RequestReader(_MAX_HEAD_BYTES, 50)
-        async with asyncio.timeout(_READ_TIMEOUT_S):
-            while True:
-                data = await reader.read(4096)
-                if not data:
-                    return None
-                head = parser.feed(data)
-                if head is not None:
-                    return head
 
     async def _answer(self, head: RequestHead) -> bytes:
         if head.method not in ("GET", "HEAD"):
-            raise HttpError(405, f"method {head.method} not allowed")
+            raise HttpError(405, f"method {head.method} not allowed", (("Allow", "GET, HEAD"),))
         path = head.target.split("?", 1)[0]
         if path == "/metrics":
             # Reading the workers' files takes a moment: not on the loop that serves clients.
@@ -115,3 +120,37 @@ class MetricsEndpoint:
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Connection", "close"),
                    ("Cache-Control", "no-store")]
         return response_head(status, headers) + (body if head.method == "GET" else b"")
+
+
+async def _read_head(reader: asyncio.StreamReader) -> RequestHead | None:
+    """The request head, after a PROXY header if there is one (a balancer that sends one to
+    its clients' port may send it with its health checks too); None if the client left."""
+    parser = RequestReader(_MAX_HEAD_BYTES, 50)
+    start: bytes | None = b""  # until it is known whether a PROXY header comes first
+    while True:
+        data = await reader.read(4096)
+        if not data:
+            return None
+        if start is not None:
+            start += data
+            data, start = _after_proxy_header(start)
+            if start is not None:
+                continue
+        if data:
+            head = parser.feed(data)
+            if head is not None:
+                return head
+
+
+def _after_proxy_header(start: bytes) -> tuple[bytes, bytes | None]:
+    """(what follows a PROXY header, None) once that is known; (b"", start) while not."""
+    kind = sniff(start)
+    if kind is Kind.NEED_MORE:
+        return b"", start
+    if kind is not Kind.PROXY_HEADER:
+        return start, None
+    try:
+        header = parse(start)
+    except ProxyHeaderError as exc:
+        raise HttpError(400, f"bad PROXY header: {exc}") from None
+    return (b"", start) if header is None else (start[header.length:], None)

@@ -6,11 +6,12 @@ from typing import Protocol
 from ..errors import CloseCode, Refusal
 
 # A session's outcome by its close code, so the label has few values whatever a
-# client sends: `normal` 1000, `going_away` 1001 (the client left, or we stopped),
+# client sends: `normal` 1000 and 1005 (a close frame without a code, as noVNC's
+# disconnect sends), `going_away` 1001 (the client left, or we stopped),
 # `client_error` (1002, 1003, 1007, 1008, 1009: the client broke a rule),
 # `server_error` (1011 target unreachable or failed, 1013 busy, 1014), `abnormal`
 # (1006, no close frame: a connection lost) and `other` for the rest (3000-4999).
-_OUTCOMES = {CloseCode.NORMAL: "normal", CloseCode.GOING_AWAY: "going_away", 1002: "client_error",
+_OUTCOMES = {CloseCode.NORMAL: "normal", 1005: "normal", CloseCode.GOING_AWAY: "going_away", 1002: "client_error",
              1003: "client_error", 1007: "client_error", 1008: "client_error", 1009: "client_error",
              1011: "server_error", 1013: "server_error", 1014: "server_error", 1006: "abnormal"}
 OUTCOMES = ("normal", "going_away", "client_error", "server_error", "abnormal", "other")

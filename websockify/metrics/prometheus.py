@@ -10,14 +10,18 @@ prometheus_client writes its values to files there; the parent's registry reads
 and sums them at each scrape (MultiProcessCollector): counters and histograms
 over every worker that ever ran (a restarted worker's counts are kept), the
 open-sessions gauge over live ones only (mark_process_dead at a worker's exit).
-The parent never sets the variable in its own environment, so the wrapped
-program does not inherit it.
+The files of a worker that exited are added into one file of ended workers'
+values and removed, so a worker restarting again and again leaves no trail of
+files for each scrape to read. The parent never sets the variable in its own
+environment (one the user set is kept from it too, so the parent counts in
+memory), and the wrapped program does not inherit ours.
 """
 from __future__ import annotations
 
 import os
 import resource
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from ..errors import Refusal
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_MULTIPROCESS_VARIABLES = (MULTIPROCESS_VARIABLE, "prometheus_multiproc_dir")  # and its old spelling
 _LOOKUP_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _CONNECT_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -103,18 +108,43 @@ class Exposition:
 
     registry: "CollectorRegistry"
     multiprocess_dir: str | None
+    # A scrape (on a thread) and a worker's files being folded in (on the loop) take turns,
+    # or a scrape could count an ended worker twice, or not at all.
+    _files: threading.Lock = field(default_factory=threading.Lock)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
-        return generate_latest(self.registry)
+        with self._files:
+            return generate_latest(self.registry)
 
     def process_ended(self, pid: int) -> None:
-        """A worker exited: its open sessions no longer count."""
-        if self.multiprocess_dir is not None:
-            from prometheus_client import multiprocess
+        """A worker exited: its open sessions no longer count; its counts join the ended ones'."""
+        if self.multiprocess_dir is None:
+            return
+        from prometheus_client import multiprocess
 
+        with self._files:
             multiprocess.mark_process_dead(pid, self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            for kind in ("counter", "histogram"):  # histogram files hold each bucket's own count: they add up
+                ended = os.path.join(self.multiprocess_dir, f"{kind}_{pid}.db")
+                if os.path.exists(ended):
+                    _add_into(os.path.join(self.multiprocess_dir, f"{kind}_ended.db"), ended)
+
+
+def _add_into(archive_path: str, ended_path: str) -> None:
+    """Add one process's values into the archive file (made if need be), then remove its file."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    archive = MmapedDict(archive_path)  # type: ignore[no-untyped-call]
+    try:
+        values = MmapedDict.read_all_values_from_file(ended_path)  # type: ignore[no-untyped-call]
+        for key, value, timestamp, _ in values:
+            total = archive.read_value(key)[0] + value  # type: ignore[no-untyped-call]
+            archive.write_value(key, total, timestamp)  # type: ignore[no-untyped-call]
+    finally:
+        archive.close()  # type: ignore[no-untyped-call]
+    os.unlink(ended_path)
 
 
 def exposition(processes: Callable[[], Iterable[tuple[str, int]]], multiprocess_dir: str | None,
@@ -122,7 +152,13 @@ def exposition(processes: Callable[[], Iterable[tuple[str, int]]], multiprocess_
     """The registry /metrics renders, and this process's meter. `processes`: (name, pid)
     of every process whose descriptors count; `multiprocess_dir`: the workers' values;
     `program_state`: the wrapped program's, read at each scrape."""
-    from prometheus_client import CollectorRegistry, disable_created_metrics
+    # prometheus_client chooses at import between memory and files by the environment:
+    # memory here, whatever the user's environment says (a directory of theirs, or none).
+    inherited = {name: os.environ.pop(name) for name in _MULTIPROCESS_VARIABLES if name in os.environ}
+    try:
+        from prometheus_client import CollectorRegistry, disable_created_metrics
+    finally:
+        os.environ.update(inherited)  # a wrapped program may want it
     from prometheus_client.multiprocess import MultiProcessCollector
 
     disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series: of no use here

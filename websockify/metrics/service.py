@@ -19,9 +19,16 @@ Processes = Callable[[], Iterable[tuple[str, int]]]
 class MetricsService:
     def __init__(self, address: TcpAddress, program_state: Callable[[], ProgramState] | None, workers: bool):
         """`workers`: clients are served by worker processes, whose values are summed here."""
-        self.multiprocess_dir = tempfile.mkdtemp(prefix="websockify-metrics-") if workers else None
+        # In the runtime directory when there is one (as the wrapped program's): no cleaner
+        # of old files in /tmp can take the counts of workers that ended long ago.
+        self.multiprocess_dir = (tempfile.mkdtemp(prefix="websockify-metrics-", dir=os.environ.get("XDG_RUNTIME_DIR"))
+                                 if workers else None)
         self._workers: Processes = lambda: ()
-        self.exposition, meter = exposition(self._processes, self.multiprocess_dir, program_state)
+        try:
+            self.exposition, meter = exposition(self._processes, self.multiprocess_dir, program_state)
+        except BaseException:
+            self._remove_directory()
+            raise
         install(meter)
         self.readiness = Readiness(program_state)
         self._endpoint = MetricsEndpoint(address, self.exposition, self.readiness)
@@ -42,5 +49,8 @@ class MetricsService:
 
     def close(self) -> None:
         self._endpoint.close()
+        self._remove_directory()
+
+    def _remove_directory(self) -> None:
         if self.multiprocess_dir is not None:
             shutil.rmtree(self.multiprocess_dir, ignore_errors=True)

@@ -37,8 +37,9 @@ class RecordedFrame:
 
 def about_line(client: str, proxy: str | None, target: str) -> str:
     """The first line: who the session was with (the real client, and the proxy that named it)."""
-    text = f"client {client}{f' via {proxy}' if proxy else ''}, target {target}"
-    return "// websockify session: " + printable(text) + "\n"  # escaped: no line ends inside the comment
+    text = printable(f"client {client}{f' via {proxy}' if proxy else ''}, target {target}")
+    # Escaped: no line ends inside the comment, and ASCII as the whole file is (a Unix path may not be).
+    return "// websockify session: " + text.encode("ascii", "backslashreplace").decode("ascii") + "\n"
 
 
 def encode_frame(direction: str, offset_ms: int, data: bytes) -> str:

@@ -41,10 +41,13 @@ def sniff(data: bytes) -> Kind:
         if FLASH_POLICY_REQUEST.startswith(data):
             return Kind.NEED_MORE
         return Kind.UNKNOWN
-    # An HTTP request line starts with a method token (RFC 9112 §3).
-    if 0x41 <= data[0] <= 0x5A:
-        return Kind.HTTP
-    return Kind.UNKNOWN
+    return Kind.HTTP if starts_like_http(data) else Kind.UNKNOWN
+
+
+def starts_like_http(data: bytes) -> bool:
+    """An upper-case letter first, as every HTTP method (RFC 9112 §3): enough to answer a
+    plain client in HTTP even when only its first byte is known."""
+    return bool(data) and 0x41 <= data[0] <= 0x5A
 
 
 def flash_policy_response(port: int) -> bytes:

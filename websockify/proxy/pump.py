@@ -73,7 +73,6 @@ class Relay:
         """`stall_timeout_s`: see the module's docstring; None for the default, 0 for none.
         `facts`: the client, for the session's end (session_report.py); by default, `peer`."""
         self._loop = asyncio.get_running_loop()
-        self._report = SessionReport(facts or SessionFacts(peer, peer))
         self._client = client
         self._session = session
         self._connector = connector
@@ -107,6 +106,7 @@ class Relay:
         self.bytes_up = 0
         self.bytes_down = 0
         client.set_write_buffer_limits(high=write_buffer_bytes)  # keepalive: set on the listener
+        self._report = SessionReport(facts or SessionFacts(peer, peer))  # last: it counts the session open
 
     def start(self, leftover: bytes = b"") -> None:
         self.block_client_reads(Blocker.CONNECTING)

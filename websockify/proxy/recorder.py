@@ -80,8 +80,9 @@ class Recorder:
                         recording.file.write(_CUT_SHORT)
                     recording.file.close()
                     recording.file = None
-            except OSError as exc:
-                log.error("recording %s failed: %s", recording.path or self._prefix, exc.strerror or exc)
+            except (OSError, ValueError) as exc:  # ValueError: a text the file cannot hold; this thread goes on
+                log.error("recording %s failed: %s", recording.path or self._prefix,
+                          getattr(exc, "strerror", None) or exc)
                 recording.file = None
             finally:
                 if kind == "data":

@@ -114,7 +114,8 @@ class TokenRouter:
         except BaseException as exc:  # SystemExit too: a plugin never ends the process
             raise self._failure(token, exc) from None
         finally:
-            meter().token_looked_up(time.monotonic() - began)  # timed out or failed: how long it was given
+            if not _cancelling():  # timed out or failed: how long it was given; the client gone: nothing
+                meter().token_looked_up(time.monotonic() - began)
         return self._connector(token, result, client)
 
     def _check_guesses(self, client: str) -> None:

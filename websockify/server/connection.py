@@ -189,6 +189,8 @@ class ClientConnection(asyncio.BufferedProtocol):
             if kind is not sniffing.Kind.HTTP:
                 # TLS lands here only when no certificate is configured.
                 log.info("%s: dropped: not HTTP (%s)", self._peer, kind.value)
+                meter().handshake_failed(Refusal.PROXY_HEADER if kind is sniffing.Kind.PROXY_HEADER
+                                         else Refusal.BAD_REQUEST)
                 self._finish(b"")
                 return
         assert self._reader is not None  # nothing is read past the head before the relay
@@ -338,7 +340,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         if not result.accepted:
             meter().handshake_failed(Refusal.BAD_REQUEST)
             log.info("%s: WebSocket handshake refused: %s", self._peer, printable(result.error),
-                     extra=self._refused(Refusal.BAD_REQUEST, None, head))
+                     extra=self._refused(Refusal.BAD_REQUEST, int(result.response[9:12]), head))
             self._finish(b"")
             return
         session = WebSocketSession(result.subprotocol, self._context.config.max_message_bytes)
@@ -459,6 +461,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         """The pool is full and this client, still sending its head, is the oldest such
         (admission.py): close it to make room. Its ticket is released already."""
         if self._relay is None and not self._finished:
+            meter().handshake_failed(Refusal.LIMIT)
             self._cancel_deadline()
             self._drop()
 

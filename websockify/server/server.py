@@ -18,9 +18,10 @@ from typing import Callable
 
 from ..access_lists import trusts
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, Refusal
+from ..metrics import meter
 from ..protocol.http import error_response
-from ..protocol.sniff import Kind, sniff
+from ..protocol.sniff import Kind, sniff, starts_like_http
 from ..proxy.plugins import Authenticator
 from ..proxy.recorder import Recorder
 from ..proxy.routing import TokenRouter
@@ -156,12 +157,14 @@ class ProxyServer:
         elif sniff(first) is Kind.TLS:
             if ticket.refusal is not None:  # a TLS handshake is too dear to spend on a 503
                 log.info("%s: TLS connection refused: %s", format_peer(address), ticket.refusal)
+                meter().handshake_failed(Refusal.LIMIT)
                 self._close(sock, ticket)
             else:
                 self._start_serving(sock, self._tls, address, entry)
         elif self.config.tls.ssl_only:
             log.info("%s: plain connection refused (--ssl-only)", format_peer(address))
-            if sniff(first) is Kind.HTTP:
+            meter().handshake_failed(Refusal.TLS)
+            if starts_like_http(first):
                 try:
                     sock.send(error_response(403, "this port accepts TLS only (https:// or wss://)"))
                 except OSError:
@@ -181,6 +184,7 @@ class ProxyServer:
     def _drop_silent(self, sock: socket.socket, address: object) -> None:
         self._gate.timed_out("%s: dropped: sent nothing within %gs", format_peer(address),
                              self.config.handshake_timeout_s)
+        meter().handshake_failed(Refusal.TIMEOUT)
         self._drop_peeking(sock)
 
     def _drop_peeking(self, sock: socket.socket) -> None:
@@ -213,6 +217,7 @@ class ProxyServer:
             reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
             if tls is not None:
                 self._tls_failed("%s: TLS handshake failed: %s", format_peer(address), reason)
+                meter().handshake_failed(Refusal.TLS)
             else:
                 log.debug("connection dropped before it started: %s", reason)
             self._close(sock, entry.ticket)

@@ -103,6 +103,8 @@ class WrappedProgram:
     def _spawn(self) -> None:
         self._respawn = None
         start = self._supervisor.starts + 1
+        if start > 1:
+            meter().program_restarted()
         try:
             self._readiness = ReadinessSocket(self._notify_path(start), self._on_listening)
             env = child_environment(dict(os.environ), self._library, self.public_port,
@@ -229,7 +231,6 @@ class WrappedProgram:
             log.warning("wrapped service ended with status %d; restarting in %.1fs (start #%d)",
                         status, decision.delay_s, decision.attempt)
             self._respawn = self._loop.call_later(decision.delay_s, self._spawn)
-            meter().program_restarted()
         elif isinstance(decision, KeepProxying):
             log.warning("wrapped service ended with status %d; proxying on without it (wrap mode ignore)",
                         status)

@@ -8,6 +8,7 @@ from websockify.protocol.recording import (
     HEADER,
     TARGET_TO_CLIENT,
     RecordedFrame,
+    about_line,
     encode_frame,
     parse_recording,
 )
@@ -16,9 +17,9 @@ frames = st.lists(st.builds(RecordedFrame, st.sampled_from([CLIENT_TO_TARGET, TA
                             st.integers(0, 10**12), st.binary(max_size=200)), max_size=8)
 
 
-@given(frames, st.booleans())
-def test_any_frames_round_trip(recorded, finished):
-    text = HEADER + "".join(encode_frame(f.direction, f.offset_ms, f.data) for f in recorded)
+@given(frames, st.booleans(), st.text(), st.none() | st.text(), st.text())
+def test_any_frames_round_trip(recorded, finished, client, proxy, target):
+    text = about_line(client, proxy, target) + HEADER + "".join(encode_frame(f.direction, f.offset_ms, f.data) for f in recorded)
     text += FOOTER if finished else ""  # a recording cut short has no footer
     assert list(parse_recording(text)) == recorded
 
@@ -38,3 +39,13 @@ def test_any_text_parses_or_raises_value_error(text):
             assert frame.direction in (CLIENT_TO_TARGET, TARGET_TO_CLIENT) and frame.offset_ms >= 0
     except ValueError:
         pass
+
+
+@given(st.text(), st.none() | st.text(), st.text())
+def test_the_first_line_is_one_printable_ascii_comment(client, proxy, target):
+    """Whatever a token plugin names (a Unix path in any script, line separators): one
+    JavaScript comment line of printable ASCII, as the file is written."""
+    line = about_line(client, proxy, target)
+    assert line.startswith("// websockify session: client ") and line.endswith("\n")
+    assert all(" " <= c <= "~" for c in line[:-1])
+    assert len(line.splitlines()) == 1
