@@ -63,10 +63,11 @@ def test_ssl_only_refuses_plain_websocket_and_http(certs, echo_server):
         with pytest.raises(InvalidStatus) as refused:
             run(echo(f"ws://127.0.0.1:{proxy.port}/"))
         assert refused.value.response.status_code == 403
-        with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10)) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            reply = sock.recv(1000)
-        assert reply.startswith(b"HTTP/1.1 403") and b"TLS only" in reply
+        for method in (b"GET", b"POST", b"PUT"):  # one byte is all it reads: "P" must do too
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10)) as sock:
+                sock.sendall(method + b" / HTTP/1.1\r\nHost: x\r\n\r\n")
+                reply = sock.recv(1000)
+            assert reply.startswith(b"HTTP/1.1 403") and b"TLS only" in reply, method
         proxy.wait_log(r"plain connection refused \(--ssl-only\)")
 
 
