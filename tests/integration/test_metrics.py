@@ -292,3 +292,25 @@ def test_proxy_header_failures_are_counted(echo_server):
                     pass
         wait_for(lambda: value(scrape(port), "websockify_handshake_failures_total", reason="proxy_header") == 2,
                  10, "both refusals counted")
+
+
+def test_an_open_sessions_bytes_are_counted_while_it_lasts_and_once(echo_server):
+    with running_proxy("--metrics", "127.0.0.1:0", "127.0.0.1:0", echo_server.address) as proxy:
+        port = metrics_port(proxy)
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout(10)) as sock:
+            sock.sendall(upgrade_request("/"))
+            assert status_of(read_head(sock)) == 101
+            sock.sendall(frame(0x2, b"y" * 1000))
+            assert read_frame(sock) == (0x2, b"y" * 1000)
+            # Every 5 s for an open session: well within 20 s, the session still open.
+            wait_for(lambda: value(scrape(port), "websockify_relayed_bytes_total", direction="down") == 1000, 20,
+                     "the open session's bytes")
+            assert value(scrape(port), "websockify_sessions_open") == 1
+            sock.sendall(frame(0x2, b"z" * 10))
+            assert read_frame(sock) == (0x2, b"z" * 10)
+            sock.sendall(frame(0x8, (1000).to_bytes(2, "big")))
+            assert read_until_close(sock) == 1000
+        wait_for(lambda: value(scrape(port), "websockify_sessions_open") == 0, 10, "the session's end")
+        after = scrape(port)
+        assert value(after, "websockify_relayed_bytes_total", direction="up") == 1010  # each byte once
+        assert value(after, "websockify_relayed_bytes_total", direction="down") == 1010

@@ -23,4 +23,4 @@ def install(chosen: Meter) -> None:
     _current = chosen
 
 
-__all__ = ["Meter", "install", "meter"]
+__all__ = ["NULL_METER", "Meter", "install", "meter"]

@@ -27,8 +27,10 @@ class Meter(Protocol):
 
     def session_started(self) -> None: ...
 
-    def session_ended(self, close_code: int | None, bytes_up: int, bytes_down: int) -> None:
-        """`bytes_up`: client to target, of the whole session."""
+    def session_ended(self, close_code: int | None) -> None: ...
+
+    def bytes_relayed(self, up: int, down: int) -> None:
+        """Bytes relayed since the last call for the session: `up` client to target."""
 
     def handshake_failed(self, reason: Refusal) -> None: ...
 
@@ -47,7 +49,10 @@ class _NullMeter:
     def session_started(self) -> None:
         pass
 
-    def session_ended(self, close_code: int | None, bytes_up: int, bytes_down: int) -> None:
+    def session_ended(self, close_code: int | None) -> None:
+        pass
+
+    def bytes_relayed(self, up: int, down: int) -> None:
         pass
 
     def handshake_failed(self, reason: Refusal) -> None:

@@ -51,8 +51,8 @@ class PrometheusMeter:
                                registry=registry, multiprocess_mode="livesum")
             self._sessions = Counter("websockify_sessions", "WebSocket sessions ended, by outcome (the class of "
                                      "their close code).", ["outcome"], registry=registry)
-            self._bytes = Counter("websockify_relayed_bytes", "Bytes relayed by ended sessions; up: client to "
-                                  "target.", ["direction"], registry=registry)
+            self._bytes = Counter("websockify_relayed_bytes", "Bytes relayed (open sessions' every few seconds); "
+                                  "up: client to target.", ["direction"], registry=registry)
             self._failures = Counter("websockify_handshake_failures", "Clients turned away before a session, "
                                      "by reason.", ["reason"], registry=registry)
             self._lookups = Histogram("websockify_token_lookup_seconds", "Time the token plugin took to answer.",
@@ -74,12 +74,17 @@ class PrometheusMeter:
         if self.serving:
             self._open.inc()
 
-    def session_ended(self, close_code: int | None, bytes_up: int, bytes_down: int) -> None:
+    def session_ended(self, close_code: int | None) -> None:
         if self.serving:
             self._open.dec()
             self._by_outcome[outcome(close_code)].inc()
-            self._up.inc(bytes_up)
-            self._down.inc(bytes_down)
+
+    def bytes_relayed(self, up: int, down: int) -> None:
+        if self.serving:
+            if up:
+                self._up.inc(up)
+            if down:
+                self._down.inc(down)
 
     def handshake_failed(self, reason: Refusal) -> None:
         if self.serving:

@@ -106,7 +106,7 @@ class Relay:
         self.bytes_up = 0
         self.bytes_down = 0
         client.set_write_buffer_limits(high=write_buffer_bytes)  # keepalive: set on the listener
-        self._report = SessionReport(facts or SessionFacts(peer, peer))  # last: it counts the session open
+        self._report = SessionReport(facts or SessionFacts(peer, peer), self)  # last: it counts the session open
 
     def start(self, leftover: bytes = b"") -> None:
         self.block_client_reads(Blocker.CONNECTING)

@@ -1,11 +1,19 @@
 """A session's end, told once: the log line, its fields for --log-format json
-(docs/logging.md) and the meter (metrics/)."""
+(docs/logging.md) and the meter (metrics/).
+
+With a meter that counts (--metrics), the bytes of open sessions are counted
+as they go too, every FLUSH_EVERY_S from each session's byte counts, so a
+session of hours shows in the traffic's rate while it lasts, at no cost per
+message.
+"""
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
-from ..metrics import meter
+from ..metrics import NULL_METER, meter
 
 log = logging.getLogger("websockify.proxy.pump")  # the session line's logger, as before
 
@@ -22,19 +30,44 @@ class SessionFacts:
     tls_version: str | None = None  # the client's, e.g. "TLSv1.3"
 
 
+FLUSH_EVERY_S = 5.0
+
+
+class Progress(Protocol):
+    """Where a session's byte counts are read (the relay)."""
+
+    bytes_up: int
+    bytes_down: int
+
+
 class SessionReport:
     """Started with the session (the meter counts it open), ended once."""
 
-    __slots__ = ("facts",)
+    __slots__ = ("_counted_down", "_counted_up", "_progress", "facts")
 
-    def __init__(self, facts: SessionFacts):
+    def __init__(self, facts: SessionFacts, progress: Progress | None = None):
         self.facts = facts
+        self._progress = progress if meter() is not NULL_METER else None
+        self._counted_up = self._counted_down = 0
         meter().session_started()
+        if self._progress is not None:
+            _open_reports().add(self)
+
+    def count_bytes(self) -> None:
+        """Tell the meter what the session relayed since the last time."""
+        if self._progress is not None:
+            up, down = self._progress.bytes_up, self._progress.bytes_down
+            meter().bytes_relayed(up - self._counted_up, down - self._counted_down)
+            self._counted_up, self._counted_down = up, down
 
     def ended(self, *, target: str, bytes_up: int, bytes_down: int, duration_s: float, close_code: int | None,
               close_reason: str, failure: str | None) -> None:
         facts = self.facts
-        meter().session_ended(close_code, bytes_up, bytes_down)
+        if self._progress is not None:
+            _open_reports().discard(self)
+            self._progress = None  # the relay holds this report: no cycle left behind
+        meter().bytes_relayed(bytes_up - self._counted_up, bytes_down - self._counted_down)
+        meter().session_ended(close_code)
         fields = {
             "client": facts.client, "proxy": facts.proxy, "target": target, "bytes_up": bytes_up,
             "bytes_down": bytes_down, "duration_s": round(duration_s, 3), "close_code": close_code,
@@ -47,3 +80,23 @@ class SessionReport:
             f" ({close_reason})" if close_reason else "", f" error={failure}" if failure else "",
             extra={"event": "session_end", "fields": fields},
         )
+
+
+# The open sessions to count bytes of, per event loop (one in a process; tests run others).
+_reports: dict[asyncio.AbstractEventLoop, set[SessionReport]] = {}
+
+
+def _open_reports() -> set[SessionReport]:
+    loop = asyncio.get_running_loop()
+    reports = _reports.get(loop)
+    if reports is None:
+        reports = _reports[loop] = set()
+        loop.call_later(FLUSH_EVERY_S, _count_open, loop, reports)
+    return reports
+
+
+def _count_open(loop: asyncio.AbstractEventLoop, reports: set[SessionReport]) -> None:
+    for report in list(reports):
+        report.count_bytes()
+    if not loop.is_closed():
+        loop.call_later(FLUSH_EVERY_S, _count_open, loop, reports)

@@ -34,7 +34,9 @@ def test_a_session_and_its_end_are_counted_once():
     meter = PrometheusMeter(registry, serving=True, supervising=False)
     meter.session_started()
     assert registry.get_sample_value("websockify_sessions_open") == 1
-    meter.session_ended(1005, 10, 20)
+    meter.bytes_relayed(4, 0)
+    meter.bytes_relayed(6, 20)
+    meter.session_ended(1005)
     meter.handshake_failed(Refusal.ORIGIN)
     meter.target_connected(0.002, False)
     meter.token_looked_up(0.3)
