@@ -97,20 +97,8 @@ def test_a_cut_never_ends_on_half_an_escape():
     assert re.fullmatch(r"(\\x9b)+", shown) and len(line) <= LINE_LIMIT
 
 
-def test_a_deep_traceback_keeps_its_first_line_and_its_innermost_frames():
-    def ping(n: int) -> None:  # two functions in turn: Python folds only a frame repeated in a row
-        if n == 0:
-            raise RuntimeError("at the bottom " + "\x85" * 3000)
-        pong(n - 1)
-
-    def pong(n: int) -> None:
-        ping(n - 1)
-
-    try:
-        ping(400)
-    except RuntimeError as exc:
-        record = logging.LogRecord("websockify.test", logging.ERROR, __file__, 1, "deep", None,
-                                   (type(exc), exc, exc.__traceback__))
+def test_a_deep_traceback_keeps_its_first_line_and_its_innermost_frames(deep_traceback_record):
+    record = deep_traceback_record("at the bottom " + "\x85" * 3000)
     text = logs._SafeFormatter(TIMESTAMPED).format(record)
     lines = text.split("\n")
     assert len(text) <= RECORD_LIMIT and not controls(text)

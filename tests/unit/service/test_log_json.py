@@ -175,20 +175,8 @@ def test_a_cut_never_ends_on_half_an_escape():
     assert re.fullmatch(r"(\\x9b)+\.\.\. \[cut: 5000 characters\]", text)
 
 
-def test_a_deep_traceback_keeps_its_innermost_frames_within_the_record_limit():
-    def ping(n: int) -> None:  # two functions in turn: Python folds only a frame repeated in a row
-        if n == 0:
-            raise RuntimeError("at the bottom " + "\u00e9\x85" * 3000)
-        pong(n - 1)
-
-    def pong(n: int) -> None:
-        ping(n - 1)
-
-    try:
-        ping(400)
-    except RuntimeError as exc:
-        made = logging.LogRecord("websockify.test", logging.ERROR, __file__, 1, "deep", None,
-                                 (type(exc), exc, exc.__traceback__))
+def test_a_deep_traceback_keeps_its_innermost_frames_within_the_record_limit(deep_traceback_record):
+    made = deep_traceback_record("at the bottom " + "\u00e9\x85" * 3000)
     raw = JsonFormatter().format(made)
     line = one_object(raw)
     assert len(raw) <= RECORD_LIMIT
