@@ -25,7 +25,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ..protocol.logsafe import escape_controls
-from .logs import LINE_LIMIT, RECORD_LIMIT, bounded_line, exception_lines, utc_timestamp
+from .log_bounds import LINE_LIMIT, RECORD_LIMIT, bounded_line, exception_lines, utc_timestamp
 
 RESERVED = frozenset({"time", "level", "logger", "pid", "message", "event", "exception", "stack"})
 NAME_LIMIT = 200  # characters of a logger's or an event's name, or a field's key, written

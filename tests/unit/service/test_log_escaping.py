@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from websockify.config import LogSettings
 from websockify.protocol.logsafe import printable
 from websockify.service import logs
-from websockify.service.logs import LINE_LIMIT, RECORD_LIMIT, setup_logging
+from websockify.service.log_bounds import LINE_LIMIT, RECORD_LIMIT
+from websockify.service.logs import setup_logging
 
 TIMESTAMPED = logs._TIMESTAMPED
 # What a client's header brought into an auth plugin's exception in issue 17: CSI, NEL, 15 KB.

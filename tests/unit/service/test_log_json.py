@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from websockify.config import LogSettings
 from websockify.protocol.logsafe import escape_controls
 from websockify.service import logs
+from websockify.service.log_bounds import LINE_LIMIT, RECORD_LIMIT
 from websockify.service.log_json import JsonFormatter, encoded_length
-from websockify.service.logs import LINE_LIMIT, RECORD_LIMIT, setup_logging
+from websockify.service.logs import setup_logging
 
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 # What a client may put into a path or a header: CSI, NEL, a forged line, a line separator,
