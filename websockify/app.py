@@ -36,6 +36,7 @@ from .service.systemd_notify import Notifier
 from .workers.group import WorkerGroup, available_cpus
 from .wrap.program import WrappedProgram
 from .wrap.reaper import ChildReaper
+from .wrap.supervisor import ProgramState
 
 log = logging.getLogger("websockify")
 
@@ -232,7 +233,7 @@ async def _serve(prepared: _Prepared) -> int:
 def _metrics(config: Config, program: WrappedProgram | None, workers: int) -> MetricsService:
     """--metrics: the meter, /metrics, /healthz and /readyz; the wrapped program's state in both."""
     assert config.metrics is not None
-    state = (lambda: program.target_state()[0]) if program is not None else None
+    state = ((lambda: program.target_state()[0]), ProgramState.READY) if program is not None else None
     return MetricsService(config.metrics, state, workers=workers > 1)
 
 

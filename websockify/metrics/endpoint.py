@@ -14,6 +14,7 @@ closed unanswered. A PROXY header before the request is read and skipped.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 from typing import Callable
@@ -24,7 +25,6 @@ from ..protocol.http import RequestHead, RequestReader, error_response, response
 from ..protocol.logsafe import printable
 from ..protocol.proxy_header import ProxyHeaderError, parse
 from ..protocol.sniff import Kind, sniff
-from ..wrap.supervisor import ProgramState
 from .prometheus import Exposition
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,10 @@ _PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Readiness:
-    """Whether new clients should be sent here; `program`: the wrapped program's state, if any."""
+    """Whether new clients should be sent here. `program`: the wrapped program's state, if
+    any, and the state in which it takes clients."""
 
-    def __init__(self, program: Callable[[], ProgramState] | None = None):
+    def __init__(self, program: tuple[Callable[[], enum.Enum], enum.Enum] | None = None):
         self._program = program
         self.listening = False
         self.stopping = False
@@ -50,8 +51,8 @@ class Readiness:
         if not self.listening:
             return "not listening yet"
         if self._program is not None:
-            state = self._program()
-            if state is not ProgramState.READY:
+            state, ready = self._program[0](), self._program[1]
+            if state is not ready:
                 return f"wrapped program {state.value}"
         return None
 

@@ -18,6 +18,7 @@ memory), and the wrapped program does not inherit ours.
 """
 from __future__ import annotations
 
+import enum
 import os
 import resource
 import threading
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from ..errors import Refusal
-from ..wrap.supervisor import ProgramState
 from .meter import OUTCOMES, outcome
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def _add_into(archive_path: str, ended_path: str) -> None:
 
 
 def exposition(processes: Callable[[], Iterable[tuple[str, int]]], multiprocess_dir: str | None,
-               program_state: Callable[[], ProgramState] | None = None) -> tuple[Exposition, PrometheusMeter]:
+               program_state: Callable[[], enum.Enum] | None = None) -> tuple[Exposition, PrometheusMeter]:
     """The registry /metrics renders, and this process's meter. `processes`: (name, pid)
     of every process whose descriptors count; `multiprocess_dir`: the workers' values;
     `program_state`: the wrapped program's, read at each scrape."""
@@ -180,7 +180,7 @@ def exposition(processes: Callable[[], Iterable[tuple[str, int]]], multiprocess_
 class _ProgramStateCollector:
     """The wrapped program's state, one series per state, 1 for the current one."""
 
-    def __init__(self, state: Callable[[], ProgramState]):
+    def __init__(self, state: Callable[[], enum.Enum]):
         self._state = state
 
     def collect(self) -> Iterator["Metric"]:
@@ -189,7 +189,7 @@ class _ProgramStateCollector:
         family = GaugeMetricFamily("websockify_wrapped_program_state", "1 for the wrapped program's state.",
                                    labels=["state"])
         current = self._state()
-        for state in ProgramState:
+        for state in type(current):  # every state, 0 but the current one
             family.add_metric([state.value], 1 if state is current else 0)
         yield family
 

@@ -2,13 +2,13 @@
 workers): the meter installed, the workers' value directory, the listener."""
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import tempfile
 from typing import Callable, Iterable
 
 from ..addresses import TcpAddress
-from ..wrap.supervisor import ProgramState
 from . import install
 from .endpoint import MetricsEndpoint, Readiness
 from .prometheus import MULTIPROCESS_VARIABLE, exposition
@@ -17,20 +17,23 @@ Processes = Callable[[], Iterable[tuple[str, int]]]
 
 
 class MetricsService:
-    def __init__(self, address: TcpAddress, program_state: Callable[[], ProgramState] | None, workers: bool):
-        """`workers`: clients are served by worker processes, whose values are summed here."""
+    def __init__(self, address: TcpAddress, program: tuple[Callable[[], enum.Enum], enum.Enum] | None,
+                 workers: bool):
+        """`program`: the wrapped program's state, and the one in which it takes clients;
+        `workers`: clients are served by worker processes, whose values are summed here."""
         # In the runtime directory when there is one (as the wrapped program's): no cleaner
         # of old files in /tmp can take the counts of workers that ended long ago.
         self.multiprocess_dir = (tempfile.mkdtemp(prefix="websockify-metrics-", dir=os.environ.get("XDG_RUNTIME_DIR"))
                                  if workers else None)
         self._workers: Processes = lambda: ()
         try:
-            self.exposition, meter = exposition(self._processes, self.multiprocess_dir, program_state)
+            self.exposition, meter = exposition(self._processes, self.multiprocess_dir,
+                                                program[0] if program is not None else None)
         except BaseException:
             self._remove_directory()
             raise
         install(meter)
-        self.readiness = Readiness(program_state)
+        self.readiness = Readiness(program)
         self._endpoint = MetricsEndpoint(address, self.exposition, self.readiness)
 
     def _processes(self) -> list[tuple[str, int]]:
