@@ -36,7 +36,7 @@ from ..errors import ConfigError, HttpError, Refusal, TargetUnavailable
 from ..metrics import meter
 from ..protocol.logsafe import printable
 from ..protocol.token_request import redact
-from ..server.log_throttle import ThrottledLog
+from ..service.log_throttle import ThrottledLog
 from .guess_limit import GuessLimit, retry_after_header
 from .lookup_threads import CallTimedOut, LookupThreads, OverBudget
 from .own_address import OwnListeners

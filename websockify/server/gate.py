@@ -17,8 +17,8 @@ from typing import Callable
 
 from ..errors import Refusal
 from ..metrics import meter
+from ..service.log_throttle import CallAt, ThrottledLog
 from .admission import Admission, Ticket
-from .log_throttle import CallAt, ThrottledLog
 from .peer import format_peer
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from typing import Callable
 from ..errors import Refusal
 from ..metrics import meter
 from ..protocol.proxy_header import MAX_HEADER_BYTES, ProxyHeaderError, parse
-from .log_throttle import ThrottledLog
+from ..service.log_throttle import ThrottledLog
 from .peer import format_peer
 
 log = logging.getLogger(__name__)

@@ -26,13 +26,13 @@ from ..proxy.plugins import Authenticator
 from ..proxy.recorder import Recorder
 from ..proxy.routing import TokenRouter
 from ..proxy.target import Connector
+from ..service.log_throttle import ThrottledLog
 from .admission import Admission, Ticket
 from .connection import ClientConnection
 from .context import ConnectionContext, OpenConnections
 from .gate import Entry, Gate, time_left_s
 from .handler_threads import HandlerThreads
 from .listener import Listener, ListeningSocket
-from .log_throttle import ThrottledLog
 from .peer import format_peer
 from .proxy_intake import ProxyIntake
 from .read_buffer import SharedReadBuffer

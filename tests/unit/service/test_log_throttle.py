@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from websockify.server.log_throttle import ThrottledLog
+from websockify.service.log_throttle import ThrottledLog
 
 log = logging.getLogger("test.throttle")
 
